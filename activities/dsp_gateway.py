@@ -1,0 +1,102 @@
+"""One DSP request as the activities make it: slot, audit row, send, audit row, verdict."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.rate_limiter import SharedRateLimiter
+from contracts import ErrorType
+from database import audit_log
+from database.engine import SessionFactory
+from dsp_client import DspClient, DspExchange, DspOutcome, DspRequest, OutcomeKind, classify
+
+logger = logging.getLogger(__name__)
+
+UNAUTHORIZED_RETRY_DELAY = timedelta(seconds=30)
+
+
+class DspGateway:
+    def __init__(
+        self, client: DspClient, limiter: SharedRateLimiter, session_factory: SessionFactory
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._sessions = session_factory
+
+    async def call(self, entity_key: str, request: DspRequest) -> DspExchange:
+        """Send `request` once and return a successful exchange, or raise for Temporal to retry
+        (429, transient faults, 401) or to fail the entity (rejected, not found)."""
+        await self._limiter.acquire()
+        info = activity.info() if activity.in_activity() else None
+        async with self._sessions.begin() as session:
+            audit_id = await audit_log.open_request(
+                session,
+                entity_key=entity_key,
+                method=request.method,
+                path=request.path,
+                request_body=request.body,
+                idempotency_key=request.idempotency_key,
+                attempt=info.attempt if info else 1,
+                workflow_id=info.workflow_id if info else None,
+                activity_id=info.activity_id if info else None,
+            )
+        exchange = await self._client.send(request)
+        async with self._sessions.begin() as session:
+            await audit_log.close_request(
+                session,
+                audit_id,
+                response_status=exchange.status_code,
+                response_body=exchange.body_text if exchange.status_code is not None else None,
+                error=exchange.error,
+            )
+        outcome = classify(exchange)
+        if outcome.kind is OutcomeKind.RATE_LIMITED:
+            # Every worker holds off, not just this one: the budget is the token's.
+            retry_after = outcome.retry_after or 1.0
+            await self._limiter.pause(retry_after)
+            raise ApplicationError(
+                f"{request.method} {request.path}: 429 {outcome.message}",
+                type=ErrorType.DSP_RATE_LIMITED,
+                next_retry_delay=timedelta(seconds=retry_after),
+            )
+        await self._limiter.observe(exchange.rate_limit_remaining, exchange.rate_limit_reset)
+        _raise_unless_ok(entity_key, request, outcome)
+        return exchange
+
+
+def _raise_unless_ok(key: str, request: DspRequest, outcome: DspOutcome) -> None:
+    where = f"{request.method} {request.path}"
+    match outcome.kind:
+        case OutcomeKind.OK:
+            return
+        case OutcomeKind.TRANSIENT:
+            delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else None
+            raise ApplicationError(
+                f"{where}: {outcome.message}",
+                type=ErrorType.DSP_TRANSIENT,
+                next_retry_delay=delay,
+            )
+        case OutcomeKind.UNAUTHORIZED:
+            logger.error(
+                "DSP refused our token (401) for %s of entity %s: check DSP_API_TOKEN; "
+                "entities keep waiting until it is fixed",
+                where,
+                key,
+            )
+            raise ApplicationError(
+                f"{where}: 401 unauthorized: DSP_API_TOKEN is missing or wrong",
+                type=ErrorType.DSP_UNAUTHORIZED,
+                next_retry_delay=UNAUTHORIZED_RETRY_DELAY,
+            )
+        case OutcomeKind.NOT_FOUND:
+            raise ApplicationError(
+                f"{where}: not found at the DSP",
+                type=ErrorType.DSP_NOT_FOUND,
+                non_retryable=True,
+            )
+        case OutcomeKind.REJECTED:
+            raise ApplicationError(outcome.message, type=ErrorType.DSP_REJECTED, non_retryable=True)

@@ -1,0 +1,56 @@
+"""How long an entity waits before its next status poll, planned from the shared budget.
+
+Fixed-interval polling spends the DSP budget in proportion to how many entities are under
+review, and can starve submissions. The planner backs off per entity (min to max) and
+stretches every interval so that all polls together use at most `POLL_SHARE` of the budget."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from temporalio import activity
+
+from contracts import EntityStatus, PollPlan, PollPlanInput
+from database import queue_store
+from database.engine import SessionFactory
+
+POLL_SHARE = 0.5
+BACKOFF_FACTOR = 1.6
+JITTER = 0.1
+IN_FLIGHT_CACHE_SECONDS = 2.0
+
+
+class PollPlanner:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        min_interval: float,
+        max_interval: float,
+        requests_per_second: float,
+    ) -> None:
+        self._sessions = session_factory
+        self._min = min_interval
+        self._max = max_interval
+        self._rate = requests_per_second
+        self._in_flight = 0
+        self._counted_at = float("-inf")
+
+    @activity.defn
+    async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
+        """Read-only: counts the entities being polled (cached briefly per worker)."""
+        in_flight = await self._polling_count()
+        backoff = min(self._max, self._min * BACKOFF_FACTOR**request.polls)
+        fair_share = in_flight / (self._rate * POLL_SHARE)
+        interval = max(backoff, fair_share)
+        interval *= 1 + random.uniform(-JITTER, JITTER)
+        return PollPlan(interval=max(self._min, interval))
+
+    async def _polling_count(self) -> int:
+        now = time.monotonic()
+        if now - self._counted_at > IN_FLIGHT_CACHE_SECONDS:
+            async with self._sessions() as session:
+                self._in_flight = await queue_store.count_in_status(session, EntityStatus.POLLING)
+            self._counted_at = now
+        return self._in_flight

@@ -1,0 +1,87 @@
+"""Activities that read and write `dsp_entity_queue` and wake the workflows of other entities.
+They run on the workflow task queue, not the rate-limited DSP queue."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+
+from contracts import (
+    ENTITY_WORKFLOW_NAME,
+    TERMINAL_STATUSES,
+    EntitySnapshot,
+    EntityWorkflowInput,
+    LoadEntityInput,
+    NotifyDependantsInput,
+    RecordStatusInput,
+    RecordStatusResult,
+    ReopenBlockedInput,
+    workflow_id_for,
+)
+from database import queue_store
+from database.engine import SessionFactory
+
+
+class QueueActivities:
+    def __init__(self, session_factory: SessionFactory, client: Client, task_queue: str) -> None:
+        self._sessions = session_factory
+        self._client = client
+        self._task_queue = task_queue
+
+    @activity.defn
+    async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
+        """Read the entity and the current state of everything it depends on."""
+        async with self._sessions() as session:
+            snapshot = await queue_store.load_snapshot(session, request.key)
+        if snapshot is None:
+            raise ApplicationError(
+                f"entity {request.key!r} is not in dsp_entity_queue",
+                type="UnknownEntity",
+                non_retryable=True,
+            )
+        return snapshot
+
+    @activity.defn
+    async def record_status(self, change: RecordStatusInput) -> RecordStatusResult:
+        """Store a status change (conditional on the payload version, so safe to repeat).
+        For a terminal status, returns the dependants that are still open."""
+        async with self._sessions.begin() as session:
+            await queue_store.record_status(session, change)
+            if change.status not in TERMINAL_STATUSES:
+                return RecordStatusResult()
+            return RecordStatusResult(
+                dependants=await queue_store.open_dependants(session, change.key)
+            )
+
+    @activity.defn
+    async def notify_dependants(self, request: NotifyDependantsInput) -> None:
+        """Signal each dependant how this entity ended, starting its workflow if it is not
+        running (signal-with-start), so a dependant whose start was lost still wakes up.
+        Repeating it delivers a duplicate signal, which the workflow ignores."""
+        for key in request.dependants:
+            await self._client.start_workflow(
+                ENTITY_WORKFLOW_NAME,
+                EntityWorkflowInput(key=key),
+                id=workflow_id_for(key),
+                task_queue=self._task_queue,
+                start_signal="dependency_finished",
+                start_signal_args=[request.outcome],
+            )
+
+    @activity.defn
+    async def reopen_blocked(self, request: ReopenBlockedInput) -> list[str]:
+        """After a resubmit: entities blocked because of this one wait again, each in a new
+        run of its workflow (an already running one is left as it is)."""
+        async with self._sessions.begin() as session:
+            keys = await queue_store.reopen_blocked(session, request.key)
+        for key in keys:
+            await self._client.start_workflow(
+                ENTITY_WORKFLOW_NAME,
+                EntityWorkflowInput(key=key),
+                id=workflow_id_for(key),
+                task_queue=self._task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+        return keys

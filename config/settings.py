@@ -1,0 +1,72 @@
+"""Service configuration, read from the environment and an optional `.env` file."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEV_DIR = PROJECT_ROOT / ".dev"
+
+EMBEDDED_POSTGRES_PORT = 55432
+EMBEDDED_POSTGRES_DATABASE = "dsp_service"
+MOCK_DSP_PORT = 8765
+DEV_API_TOKEN = "dev-token"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Names match the environment variables exactly."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    temporal_address: str = "localhost:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "dsp-entities"
+
+    database_url: str | None = None
+    dsp_base_url: str | None = None
+    dsp_api_token: SecretStr = SecretStr(DEV_API_TOKEN)
+    dsp_rate_limit: int = Field(40, ge=1)
+    dsp_rate_window: float = Field(60.0, gt=0)
+    dsp_timeout: float = Field(10.0, gt=0)
+    dsp_poll_min_interval: float = Field(5.0, gt=0)
+    dsp_poll_max_interval: float = Field(300.0, gt=0)
+
+    metrics_port: int | None = None
+
+    @model_validator(mode="after")
+    def _poll_bounds(self) -> Settings:
+        if self.dsp_poll_max_interval < self.dsp_poll_min_interval:
+            raise ValueError("DSP_POLL_MAX_INTERVAL must be >= DSP_POLL_MIN_INTERVAL")
+        return self
+
+    @property
+    def dsp_task_queue(self) -> str:
+        """The rate-limited queue every DSP call runs on, derived from the workflow queue."""
+        return f"{self.temporal_task_queue}-dsp"
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return not self.database_url
+
+    @property
+    def uses_mock_dsp(self) -> bool:
+        return not self.dsp_base_url
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        return self.database_url or (
+            f"postgresql+asyncpg://postgres@127.0.0.1:{EMBEDDED_POSTGRES_PORT}"
+            f"/{EMBEDDED_POSTGRES_DATABASE}"
+        )
+
+    @cached_property
+    def effective_dsp_base_url(self) -> str:
+        return (self.dsp_base_url or f"http://127.0.0.1:{MOCK_DSP_PORT}").rstrip("/")
+
+    @property
+    def dsp_requests_per_second(self) -> float:
+        return self.dsp_rate_limit / self.dsp_rate_window

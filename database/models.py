@@ -1,0 +1,82 @@
+"""Typed SQLAlchemy models of the service's tables."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class QueuedEntity(Base):
+    """One row per entity key: what was submitted and where it stands."""
+
+    __tablename__ = "dsp_entity_queue"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    batch: Mapped[str] = mapped_column(String(128), index=True)
+    entity_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    payload_fingerprint: Mapped[str] = mapped_column(String(64))
+    payload_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    depends_on: Mapped[list[str]] = mapped_column(ARRAY(String(128)), server_default="{}")
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    dsp_id: Mapped[str | None] = mapped_column(String(255))
+    dsp_status: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    blocked_by: Mapped[str | None] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_dsp_entity_queue_depends_on", "depends_on", postgresql_using="gin"),
+    )
+
+
+class AuditRecord(Base):
+    """One row per HTTP request to the DSP, written before it is sent, completed after."""
+
+    __tablename__ = "dsp_entity_audit"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    entity_key: Mapped[str] = mapped_column(String(128), index=True)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(512))
+    request_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    workflow_id: Mapped[str | None] = mapped_column(String(255))
+    activity_id: Mapped[str | None] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RateLedgerEntry(Base):
+    """A request slot granted by the shared limiter; rows older than the window are pruned."""
+
+    __tablename__ = "dsp_rate_ledger"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class RatePause(Base):
+    """A pause every worker honours after the DSP answered 429 (one row, id 1)."""
+
+    __tablename__ = "dsp_rate_pause"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paused_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))

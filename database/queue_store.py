@@ -1,0 +1,216 @@
+"""Reads and conditional writes of `dsp_entity_queue`. Every write is safe to run twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from contracts import (
+    TERMINAL_STATUSES,
+    DependencySnapshot,
+    EntitySnapshot,
+    EntityStatus,
+    EntityType,
+    RecordStatusInput,
+)
+from database.models import QueuedEntity
+
+_TERMINAL = [status.value for status in TERMINAL_STATUSES]
+_INSERT_CHUNK = 2_000
+
+
+@dataclass(frozen=True)
+class NewEntity:
+    key: str
+    batch: str
+    entity_type: str
+    payload: dict[str, Any]
+    payload_fingerprint: str
+    depends_on: list[str]
+
+
+async def fetch_entities(session: AsyncSession, keys: Iterable[str]) -> dict[str, QueuedEntity]:
+    wanted = list(set(keys))
+    found: dict[str, QueuedEntity] = {}
+    for start in range(0, len(wanted), 10_000):
+        rows = await session.scalars(
+            select(QueuedEntity).where(QueuedEntity.key.in_(wanted[start : start + 10_000]))
+        )
+        found.update((row.key, row) for row in rows)
+    return found
+
+
+async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntity]) -> int:
+    """Insert entities not stored yet, in bulk; existing keys are left untouched."""
+    inserted = 0
+    for start in range(0, len(entities), _INSERT_CHUNK):
+        chunk = entities[start : start + _INSERT_CHUNK]
+        result = await session.execute(
+            insert(QueuedEntity)
+            .values(
+                [
+                    {
+                        "key": e.key,
+                        "batch": e.batch,
+                        "entity_type": e.entity_type,
+                        "payload": e.payload,
+                        "payload_fingerprint": e.payload_fingerprint,
+                        "depends_on": e.depends_on,
+                        "status": EntityStatus.WAITING.value,
+                    }
+                    for e in chunk
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=[QueuedEntity.key])
+            .returning(QueuedEntity.key)
+        )
+        inserted += len(result.all())
+    return inserted
+
+
+async def load_snapshot(session: AsyncSession, key: str) -> EntitySnapshot | None:
+    row = await session.get(QueuedEntity, key)
+    if row is None:
+        return None
+    dependencies = await fetch_entities(session, row.depends_on)
+    return EntitySnapshot(
+        key=row.key,
+        batch=row.batch,
+        entity_type=EntityType(row.entity_type),
+        payload=row.payload,
+        payload_version=row.payload_version,
+        status=EntityStatus(row.status),
+        dsp_id=row.dsp_id,
+        dsp_status=row.dsp_status,
+        reason=row.reason,
+        dependencies=[
+            DependencySnapshot(
+                key=dep.key,
+                status=EntityStatus(dep.status),
+                dsp_id=dep.dsp_id,
+                reason=dep.reason,
+                blocked_by=dep.blocked_by,
+            )
+            for dep in dependencies.values()
+        ],
+    )
+
+
+async def record_status(session: AsyncSession, change: RecordStatusInput) -> bool:
+    """Store a status change of the payload version the caller works on.
+
+    A run still working on an older version (the client stored a resubmission meanwhile)
+    changes nothing, so it can never overwrite the newer request."""
+    values: dict[str, Any] = {
+        "status": change.status.value,
+        "reason": change.reason,
+        "blocked_by": change.blocked_by,
+        "updated_at": func.now(),
+        "finished_at": func.now() if change.status in TERMINAL_STATUSES else None,
+    }
+    if change.dsp_id is not None:
+        values["dsp_id"] = change.dsp_id
+        values["submitted_at"] = func.coalesce(QueuedEntity.submitted_at, func.now())
+    if change.dsp_status is not None:
+        values["dsp_status"] = change.dsp_status
+    result = await session.execute(
+        update(QueuedEntity)
+        .where(
+            QueuedEntity.key == change.key,
+            QueuedEntity.payload_version == change.payload_version,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def open_dependants(session: AsyncSession, key: str) -> list[str]:
+    """Keys that depend on `key` directly and have not ended."""
+    rows = await session.scalars(
+        select(QueuedEntity.key)
+        .where(QueuedEntity.depends_on.any_() == key, QueuedEntity.status.not_in(_TERMINAL))
+        .order_by(QueuedEntity.key)
+    )
+    return list(rows)
+
+
+async def reopen_blocked(session: AsyncSession, key: str) -> list[str]:
+    """Entities blocked because of `key` go back to waiting; returns every such waiting key."""
+    await session.execute(
+        update(QueuedEntity)
+        .where(QueuedEntity.blocked_by == key, QueuedEntity.status == EntityStatus.BLOCKED.value)
+        .values(
+            status=EntityStatus.WAITING.value, reason=None, finished_at=None, updated_at=func.now()
+        )
+    )
+    rows = await session.scalars(
+        select(QueuedEntity.key)
+        .where(QueuedEntity.blocked_by == key, QueuedEntity.status == EntityStatus.WAITING.value)
+        .order_by(QueuedEntity.key)
+    )
+    return list(rows)
+
+
+async def store_resubmission(
+    session: AsyncSession,
+    key: str,
+    *,
+    payload: dict[str, Any] | None,
+    payload_fingerprint: str | None,
+    depends_on: list[str] | None,
+) -> int:
+    """Bump the payload version (storing a new payload when given) and mark the entity waiting
+    for its workflow to pick the new version up; returns the new version."""
+    values: dict[str, Any] = {
+        "payload_version": QueuedEntity.payload_version + 1,
+        "status": EntityStatus.WAITING.value,
+        "reason": None,
+        "blocked_by": None,
+        "finished_at": None,
+        "updated_at": func.now(),
+    }
+    if payload is not None:
+        values.update(
+            payload=payload, payload_fingerprint=payload_fingerprint, depends_on=depends_on
+        )
+    result = await session.execute(
+        update(QueuedEntity)
+        .where(QueuedEntity.key == key)
+        .values(**values)
+        .returning(QueuedEntity.payload_version)
+    )
+    return int(result.scalar_one())
+
+
+async def list_entities(
+    session: AsyncSession, *, keys: Sequence[str] = (), batch: str | None = None
+) -> list[QueuedEntity]:
+    query = select(QueuedEntity).order_by(QueuedEntity.created_at, QueuedEntity.key)
+    if keys:
+        query = query.where(QueuedEntity.key.in_(list(keys)))
+    if batch is not None:
+        query = query.where(QueuedEntity.batch == batch)
+    return list(await session.scalars(query))
+
+
+async def count_by_status(session: AsyncSession, *, batch: str | None = None) -> dict[str, int]:
+    query = select(QueuedEntity.status, func.count()).group_by(QueuedEntity.status)
+    if batch is not None:
+        query = query.where(QueuedEntity.batch == batch)
+    return {status: count for status, count in (await session.execute(query)).all()}
+
+
+async def count_in_status(session: AsyncSession, status: EntityStatus) -> int:
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(QueuedEntity)
+            .where(QueuedEntity.status == status.value)
+        )
+        or 0
+    )

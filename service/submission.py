@@ -1,0 +1,75 @@
+"""`submit`: check a whole entity file, store it in one transaction, start its workflows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from entities.refs import dependencies_of, payload_fingerprint
+
+from contracts import TERMINAL_STATUSES, EntityStatus
+from database import queue_store
+from database.models import QueuedEntity
+from entities import (
+    ExistingEntity,
+    Submission,
+    check_submission,
+    keys_to_look_up,
+    parse_submission,
+    topological_order,
+)
+from service.context import ServiceContext
+from service.workflow_starts import start_entity_workflows
+
+
+@dataclass(frozen=True)
+class SubmitReport:
+    batch: str
+    entities: int
+    stored: int
+    started: int
+    already_ended: int
+
+
+def read_submission(path: Path, batch: str | None = None) -> Submission:
+    """Parse the file; raises `SubmissionRefused` listing every problem."""
+    return parse_submission(path.read_bytes(), filename=path.name, batch=batch)
+
+
+def _existing(row: QueuedEntity) -> ExistingEntity:
+    return ExistingEntity(key=row.key, type=row.entity_type, payload=row.payload, batch=row.batch)
+
+
+async def submit(service: ServiceContext, submission: Submission) -> SubmitReport:
+    """Validate against what is stored, store new entities, start every open workflow.
+    Submitting the same file again stores nothing and starts only what is not running."""
+    async with service.sessions.begin() as session:
+        rows = await queue_store.fetch_entities(session, keys_to_look_up(submission))
+        check_submission(submission, {key: _existing(row) for key, row in rows.items()})
+        ordered = topological_order(submission.entities)
+        stored = await queue_store.insert_new_entities(
+            session,
+            [
+                queue_store.NewEntity(
+                    key=spec.key,
+                    batch=submission.batch,
+                    entity_type=str(spec.type),
+                    payload=spec.payload,
+                    payload_fingerprint=payload_fingerprint(spec.payload),
+                    depends_on=dependencies_of(spec.payload, spec.depends_on),
+                )
+                for spec in ordered
+                if spec.key not in rows
+            ],
+        )
+    ended = {key for key, row in rows.items() if EntityStatus(row.status) in TERMINAL_STATUSES}
+    to_start = [spec.key for spec in ordered if spec.key not in ended]
+    client = await service.temporal()
+    started = await start_entity_workflows(client, to_start, service.settings.temporal_task_queue)
+    return SubmitReport(
+        batch=submission.batch,
+        entities=len(submission.entities),
+        stored=stored,
+        started=started,
+        already_ended=len(ended),
+    )

@@ -1,0 +1,42 @@
+"""`worker.py`: run one worker process until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import pydantic
+
+from config import Settings
+from service.logging_setup import configure_logging
+from service.temporal_client import TemporalUnavailable
+from service.worker import run_worker
+
+logger = logging.getLogger("worker")
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await run_worker(settings, stop)
+
+
+def main() -> int:
+    configure_logging()
+    try:
+        settings = Settings()
+    except pydantic.ValidationError as error:
+        logger.error("bad configuration: %s", error.errors()[0]["msg"])
+        return 2
+    try:
+        asyncio.run(_serve(settings))
+    except TemporalUnavailable as error:
+        logger.error("%s", error)
+        return 3
+    except OSError as error:
+        logger.error("cannot start the worker: %s", error)
+        return 3
+    return 0

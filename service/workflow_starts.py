@@ -1,0 +1,47 @@
+"""Starting and signalling entity workflows from outside Temporal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+
+from contracts import ENTITY_WORKFLOW_NAME, EntityWorkflowInput, workflow_id_for
+
+START_CONCURRENCY = 64
+
+
+async def start_entity_workflow(
+    client: Client,
+    key: str,
+    task_queue: str,
+    *,
+    signal: str | None = None,
+    signal_arg: Any = None,
+) -> None:
+    """Start the entity's workflow unless it runs already; with `signal`, signal-with-start."""
+    options: dict[str, Any] = {"id": workflow_id_for(key), "task_queue": task_queue}
+    if signal is None:
+        options["id_conflict_policy"] = WorkflowIDConflictPolicy.USE_EXISTING
+    else:
+        options["start_signal"] = signal
+        options["start_signal_args"] = [signal_arg]
+    await client.start_workflow(ENTITY_WORKFLOW_NAME, EntityWorkflowInput(key=key), **options)
+
+
+async def start_entity_workflows(client: Client, keys: Iterable[str], task_queue: str) -> int:
+    """Start many workflows concurrently, in the order given (parents first)."""
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+
+    async def start(key: str) -> None:
+        async with gate:
+            await start_entity_workflow(client, key, task_queue)
+
+    keys = list(keys)
+    async with asyncio.TaskGroup() as group:
+        for key in keys:
+            group.create_task(start(key))
+    return len(keys)

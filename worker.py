@@ -1,0 +1,13 @@
+"""Run a worker: `python worker.py` (workflow worker + rate-limited DSP-activity worker)."""
+
+import os
+import sys
+
+from service.worker_cli import main
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal core runtime can crash at interpreter exit (sdk-python #300); keep the code.
+    os._exit(code)
