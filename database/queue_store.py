@@ -106,6 +106,17 @@ async def record_status(session: AsyncSession, change: RecordStatusInput) -> boo
 
     A run still working on an older version (the client stored a resubmission meanwhile)
     changes nothing, so it can never overwrite the newer request."""
+    if change.dsp_id is not None:
+        # Which DSP entity exists is a fact whatever the version, or a resubmit would POST again.
+        facts: dict[str, Any] = {
+            "dsp_id": change.dsp_id,
+            "submitted_at": func.coalesce(QueuedEntity.submitted_at, func.now()),
+        }
+        if change.dsp_status is not None:
+            facts["dsp_status"] = change.dsp_status
+        await session.execute(
+            update(QueuedEntity).where(QueuedEntity.key == change.key).values(**facts)
+        )
     values: dict[str, Any] = {
         "status": change.status.value,
         "reason": change.reason,
@@ -113,9 +124,6 @@ async def record_status(session: AsyncSession, change: RecordStatusInput) -> boo
         "updated_at": func.now(),
         "finished_at": func.now() if change.status in TERMINAL_STATUSES else None,
     }
-    if change.dsp_id is not None:
-        values["dsp_id"] = change.dsp_id
-        values["submitted_at"] = func.coalesce(QueuedEntity.submitted_at, func.now())
     if change.dsp_status is not None:
         values["dsp_status"] = change.dsp_status
     result = await session.execute(

@@ -1,0 +1,43 @@
+"""Entity files: parsing, the DSP's field rules, references and the dependency graph.
+
+`entities.refs` is standard-library only; the entity workflow imports it in the sandbox."""
+
+from entities.graph import find_cycles, topological_order
+from entities.model import EntitySpec, ExistingEntity, Problem, Submission, SubmissionRefused
+from entities.parser import MAX_ENTITIES, MAX_FILE_BYTES, default_batch_name, parse_submission
+from entities.refs import (
+    UnresolvedReference,
+    dependencies_of,
+    payload_fingerprint,
+    referenced_keys,
+    resolve_refs,
+)
+from entities.validate import (
+    check_submission,
+    keys_to_look_up,
+    validate_payload,
+    validate_submission,
+)
+
+__all__ = [
+    "MAX_ENTITIES",
+    "MAX_FILE_BYTES",
+    "EntitySpec",
+    "ExistingEntity",
+    "Problem",
+    "Submission",
+    "SubmissionRefused",
+    "UnresolvedReference",
+    "check_submission",
+    "default_batch_name",
+    "dependencies_of",
+    "find_cycles",
+    "keys_to_look_up",
+    "parse_submission",
+    "payload_fingerprint",
+    "referenced_keys",
+    "resolve_refs",
+    "topological_order",
+    "validate_payload",
+    "validate_submission",
+]

@@ -94,6 +94,8 @@ class EntityWorkflow:
     @workflow.signal
     def dependency_finished(self, outcome: DependencyOutcome) -> None:
         self._outcomes[outcome.key] = outcome
+        if outcome.status in TERMINAL_STATUSES and outcome.key in self._state.waiting_on:
+            self._state.waiting_on.remove(outcome.key)
 
     @workflow.signal
     def cancel(self, request: CancelRequest) -> None:
@@ -188,9 +190,12 @@ class EntityWorkflow:
             return RESTART
         if self._cancel is not None:
             return _Ending(EntityStatus.CANCELLED, self._cancel.reason)
-        for dep in current():
+        deps = current()
+        for dep in deps:
             if dep.status is EntityStatus.SUCCEEDED:
                 self._dsp_ids[dep.key] = dep.dsp_id or ""
+        for dep in deps:
+            if dep.status not in TERMINAL_STATUSES or dep.status is EntityStatus.SUCCEEDED:
                 continue
             root = dep.blocked_by if dep.status is EntityStatus.BLOCKED else dep.key
             reason = f"dependency '{dep.key}' ended {dep.status.value}"
@@ -237,6 +242,7 @@ class EntityWorkflow:
         self, snapshot: EntitySnapshot, dsp_id: str, dsp_status: str, polls: int
     ) -> _Ending | _Restart:
         self._state.dsp_id, self._state.dsp_status = dsp_id, dsp_status
+        self._state.polls = polls
         polls_this_run = 0
         reason: str | None = None
         while service_status_for(snapshot.entity_type, dsp_status) is None:

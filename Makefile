@@ -1,0 +1,65 @@
+# Local development. Needs only Python 3.11+ and GNU make: `make test`, `make demo`.
+SHELL := /bin/bash
+
+# The first of these that runs and is 3.11+ (pyenv shims may exist for absent versions).
+PYTHON ?= $(shell for p in python3 python3.13 python3.12 python3.11; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+	&& { echo $$p; break; }; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+WORKERS ?= 1
+MOCK_REVIEW_SECONDS ?= 8
+
+.DEFAULT_GOAL := help
+.PHONY: help venv install test demo up lint format clean distclean
+
+help:
+	@echo "make install    create .venv and install the project with its test tools"
+	@echo "make test       run the whole test suite (PYTEST_ARGS=... to pass options)"
+	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
+	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make clean      remove caches and .dev/ (dev state); distclean also .venv"
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "no Python 3.11+ found; set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "Python 3.11+ is needed, $(PYTHON) is $$($(PYTHON) --version 2>&1);" \
+			"set PYTHON=/path/to/python3.11" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalls only when pyproject.toml changes (the stamp is older than it).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	@touch $@
+
+venv install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+up: $(STAMP)
+	$(BIN)/python dev.py up --workers $(WORKERS)
+
+demo: $(STAMP)
+	MOCK_REVIEW_SECONDS=$(MOCK_REVIEW_SECONDS) $(BIN)/python dev.py demo examples/demo.json --workers 2
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	@if [ -f .dev/stack.json ] && kill -0 "$$(sed -n 's/^  "pid": \([0-9]*\),$$/\1/p' .dev/stack.json)" 2>/dev/null; then \
+		echo "a dev.py up is running (.dev/stack.json): stop it before make clean" >&2; exit 1; fi
+	rm -rf .dev .pytest_cache .ruff_cache .mypy_cache build bench/out
+	rm -rf *.egg-info
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,8 @@
+"""The local dev stack: `python dev.py up [--workers N]`, `python dev.py demo`."""
+
+import sys
+
+from devstack.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

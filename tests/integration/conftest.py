@@ -1,0 +1,58 @@
+"""Per-test stack: clean tables, a reset mock DSP, an in-process worker on a fresh queue."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+
+from database.engine import SessionFactory
+from devstack.temporal_server import TemporalDevServer
+from mock_dsp.config import MockDspConfig
+from mock_dsp.server import MockDspServer
+from tests.integration.harness import TEST_TOKEN, Stack, open_stack, stack_settings
+
+pytestmark = pytest.mark.integration
+
+
+def mock_config() -> MockDspConfig:
+    return MockDspConfig(
+        token=TEST_TOKEN,
+        rate_limit=30,
+        rate_window=3.0,
+        propagation_delay=0.3,
+        pending_seconds=0.5,
+        review_seconds=2.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def mock_server() -> Iterator[MockDspServer]:
+    with MockDspServer(mock_config()) as server:
+        yield server
+
+
+@pytest.fixture
+def mock_dsp(mock_server: MockDspServer) -> MockDspServer:
+    mock_server.dsp.reset()
+    mock_server.dsp.config = mock_config()
+    return mock_server
+
+
+@pytest_asyncio.fixture
+async def stack(
+    clean_database: SessionFactory,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    mock_dsp: MockDspServer,
+) -> AsyncIterator[Stack]:
+    settings = stack_settings(
+        database_url=database_url,
+        temporal_address=temporal_server.address,
+        dsp_base_url=mock_dsp.base_url,
+    )
+    async with open_stack(settings, temporal_client) as opened:
+        yield opened

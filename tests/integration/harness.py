@@ -1,0 +1,78 @@
+"""The real stack for one integration test: an in-process worker on a fresh task queue,
+talking to the session's Temporal dev server, PostgreSQL and a mock DSP over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from config import Settings
+from service.context import ServiceContext, open_service
+from service.progress import wait_for_batch
+from service.submission import read_submission, submit
+from service.worker import run_worker
+
+TEST_TOKEN = "test-token-5f0c"
+
+
+def stack_settings(
+    *, database_url: str, temporal_address: str, dsp_base_url: str, **overrides: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "temporal_address": temporal_address,
+        "temporal_task_queue": f"tq-{uuid.uuid4().hex[:12]}",
+        "database_url": database_url,
+        "dsp_base_url": dsp_base_url,
+        "dsp_api_token": TEST_TOKEN,
+        "dsp_rate_limit": 30,
+        "dsp_rate_window": 3.0,
+        "dsp_timeout": 2.0,
+        "dsp_poll_min_interval": 0.5,
+        "dsp_poll_max_interval": 2.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, client: Client) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop, client=client))
+    try:
+        await asyncio.sleep(0)
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    service: ServiceContext
+
+    async def submit_file(self, path: Path, *, timeout: float = 120) -> dict[str, int]:
+        submission = read_submission(path)
+        report = await submit(self.service, submission)
+        return await asyncio.wait_for(
+            wait_for_batch(self.service, report.batch, on_update=lambda _: None), timeout
+        )
+
+
+@asynccontextmanager
+async def open_stack(settings: Settings, client: Client) -> AsyncIterator[Stack]:
+    async with open_service(settings, client=client) as service, running_worker(settings, client):
+        yield Stack(settings, service)
+
+
+def write_entities(path: Path, batch: str, entities: list[dict[str, Any]]) -> Path:
+    path.write_text(json.dumps({"batch": batch, "entities": entities}))
+    return path

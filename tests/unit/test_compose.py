@@ -1,0 +1,162 @@
+"""docker-compose.yml is valid for Debian's docker-compose and wires the service as intended.
+
+No Docker engine runs here: `docker-compose config` validates and resolves the file, and
+its output is read with the interpreter docker-compose runs on (PyYAML is a dependency of
+the Debian package), so the project needs no YAML library of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.settings import PROJECT_ROOT, Settings
+from devstack.temporal_server import SEARCH_ATTRIBUTES
+
+SERVICE_ENV = {
+    "TEMPORAL_ADDRESS",
+    "TEMPORAL_NAMESPACE",
+    "TEMPORAL_TASK_QUEUE",
+    "DATABASE_URL",
+    "DSP_BASE_URL",
+    "DSP_API_TOKEN",
+    "DSP_RATE_LIMIT",
+    "DSP_RATE_WINDOW",
+    "DSP_TIMEOUT",
+    "DSP_POLL_MIN_INTERVAL",
+    "DSP_POLL_MAX_INTERVAL",
+    "METRICS_PORT",
+}
+SERVICES = {
+    "postgresql",
+    "temporal",
+    "temporal-setup",
+    "temporal-ui",
+    "migrate",
+    "worker",
+    "mock-dsp",
+}
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
+
+
+def _docker_compose() -> str:
+    found = shutil.which("docker-compose")
+    assert found, "docker-compose is missing: apt-get install docker-compose (.ci/run does)"
+    return found
+
+
+def _compose(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # No inherited variables and an empty env file instead of the developer's own .env.
+    options = ["--project-directory", str(PROJECT_ROOT), "--env-file", str(env_file)]
+    return subprocess.run(
+        [_docker_compose(), *options, "-f", str(COMPOSE_FILE), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )
+
+
+def _yaml_load(text: str) -> Any:
+    first_line = Path(_docker_compose()).read_text(errors="replace").splitlines()[0]
+    interpreter = first_line.removeprefix("#!").split() if first_line.startswith("#!") else []
+    assert interpreter, "docker-compose is not a Python script; cannot read its YAML"
+    result = subprocess.run(
+        [*interpreter, "-c", YAML_TO_JSON], input=text, capture_output=True, text=True, check=True
+    )
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    env_file = tmp_path_factory.mktemp("compose") / "empty.env"
+    env_file.write_text("")
+    check = _compose(env_file, "config", "-q")
+    assert check.returncode == 0, check.stderr
+    result = _compose(env_file, "config")
+    assert result.returncode == 0, result.stderr
+    return _yaml_load(result.stdout)
+
+
+def test_services_are_all_there(resolved: dict[str, Any]) -> None:
+    assert set(resolved["services"]) == SERVICES
+    assert resolved["services"]["postgresql"]["image"] == "postgres:16"
+    assert resolved["services"]["temporal"]["image"].startswith("temporalio/auto-setup:")
+    assert resolved["services"]["temporal-ui"]["image"].startswith("temporalio/ui:")
+
+
+@pytest.mark.parametrize("service", ["worker", "migrate"])
+def test_service_containers_get_every_setting_by_its_exact_name(
+    resolved: dict[str, Any], service: str
+) -> None:
+    environment = resolved["services"][service]["environment"]
+    assert set(environment) >= SERVICE_ENV
+    assert environment["TEMPORAL_ADDRESS"] == "temporal:7233"
+    assert environment["DSP_BASE_URL"] == "http://mock-dsp:8765"
+    assert environment["DATABASE_URL"].startswith("postgresql+asyncpg://")
+    assert environment["DATABASE_URL"].endswith("@postgresql:5432/dsp_service")
+    # Every setting of the service is passed (names are the Settings fields upper-cased).
+    assert {name.upper() for name in Settings.model_fields} <= set(environment)
+
+
+def test_commands(resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    assert services["worker"]["command"] == ["python", "worker.py"]
+    assert services["migrate"]["command"] == ["python", "starter.py", "migrate"]
+    mock = services["mock-dsp"]["command"]
+    assert mock[:3] == ["python", "-m", "mock_dsp"]
+    assert mock[mock.index("--host") + 1] == "0.0.0.0"
+
+
+def test_worker_scales_and_waits_for_what_it_needs(resolved: dict[str, Any]) -> None:
+    worker = resolved["services"]["worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert worker["depends_on"] == {
+        "temporal": {"condition": "service_healthy"},
+        "temporal-setup": {"condition": "service_completed_successfully"},
+        "migrate": {"condition": "service_completed_successfully"},
+        "mock-dsp": {"condition": "service_healthy"},
+    }
+    assert resolved["services"]["migrate"]["depends_on"] == {
+        "postgresql": {"condition": "service_healthy"}
+    }
+    for name in ("postgresql", "temporal", "mock-dsp", "worker"):
+        assert resolved["services"][name]["healthcheck"]["test"], name
+
+
+def test_temporal_gets_one_partition_for_the_dsp_queue(resolved: dict[str, Any]) -> None:
+    temporal = resolved["services"]["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    mounts = [volume for volume in temporal["volumes"] if isinstance(volume, str)]
+    assert any(mount.endswith(":/etc/temporal/config/dynamicconfig:ro") for mount in mounts)
+    local_dir = PROJECT_ROOT / "deploy/temporal/dynamicconfig"
+    config = _yaml_load((local_dir / Path(path).name).read_text())
+    dsp_queue = Settings(_env_file=None).dsp_task_queue
+    for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
+        assert config[key] == [{"value": 1, "constraints": {"taskQueueName": dsp_queue}}]
+
+
+def test_setup_registers_the_search_attributes_the_dev_server_has(
+    resolved: dict[str, Any],
+) -> None:
+    setup = resolved["services"]["temporal-setup"]
+    assert setup["depends_on"] == {"temporal": {"condition": "service_healthy"}}
+    script = (PROJECT_ROOT / "deploy/temporal/register-search-attributes.sh").read_text()
+    registered = dict(re.findall(r"--name (\w+) --type (\w+)", script))
+    assert registered == dict(SEARCH_ATTRIBUTES)
+    assert subprocess.run(["sh", "-n", "-c", script]).returncode == 0
+
+
+def test_env_example_lists_every_setting() -> None:
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
+    assert {name.upper() for name in Settings.model_fields} <= listed
+    assert SERVICE_ENV <= listed

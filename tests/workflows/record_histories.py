@@ -1,0 +1,148 @@
+"""Record the histories that `test_replay.py` replays: representative runs of the entity
+workflow against the fake queue table and DSP, on the time-skipping test server.
+
+Run from the project root after a deliberate change of the workflow's recorded behaviour
+(keep the old files too when running workflows must still replay):
+
+    .venv/bin/python -m tests.workflows.record_histories
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from temporalio.client import Client
+
+from contracts import EntityStatus, EntityType
+from tests.workflows.fake_world import FakeWorld, start_test_env
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+
+REVIEW_REJECTS = [(0.0, "pending_review", None), (60.0, "rejected", "logo too small")]
+REVIEW_APPROVES = [(0.0, "pending_review", None), (60.0, "approved", None)]
+HOUR_LONG_REVIEW = [(0.0, "pending_review", None), (3600.0, "approved", None)]
+SIX_HOUR_REVIEW = [(0.0, "pending_review", None), (6 * 3600.0, "approved", None)]
+CAMPAIGN_FAILS = [(0.0, "pending", None), (10.0, "failed", "budget exceeds the account limit")]
+
+# A scenario sets the world up, runs it, and returns the key whose latest run is recorded.
+Scenario = Callable[[FakeWorld], Awaitable[str]]
+
+
+def _expect(actual: EntityStatus, expected: EntityStatus, what: str) -> None:
+    if actual is not expected:
+        raise RuntimeError(f"{what}: expected {expected.value}, got {actual.value}")
+
+
+async def happy_path(world: FakeWorld) -> str:
+    """A campaign waits for its advertiser, is polled until active, and wakes its ad group."""
+    acme = world.add("acme", EntityType.ADVERTISERS)
+    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
+    group = world.add("group", EntityType.AD_GROUPS, refs=["spring"])
+    await world.start(spring)
+    await world.start(group)
+    await world.start(acme)
+    _expect((await world.result(group)).status, EntityStatus.SUCCEEDED, "happy_path")
+    return spring
+
+
+async def rejection(world: FakeWorld) -> str:
+    """A creative rejected in review; its ad group ends blocked."""
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_REJECTS])
+    group = world.add("group", EntityType.AD_GROUPS, refs=["banner"])
+    await world.start(group)
+    await world.start(banner)
+    _expect((await world.result(banner)).status, EntityStatus.REJECTED, "rejection")
+    _expect((await world.result(group)).status, EntityStatus.BLOCKED, "rejection dependant")
+    return banner
+
+
+async def cancel(world: FakeWorld) -> str:
+    """A creative cancelled while under review: archived at the DSP, its ad group blocked."""
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=[HOUR_LONG_REVIEW])
+    group = world.add("group", EntityType.AD_GROUPS, refs=["banner"])
+    await world.start(group)
+    await world.start(banner)
+    await world.until_state(banner, lambda s: s.status is EntityStatus.POLLING)
+    await world.cancel(banner)
+    _expect((await world.result(banner)).status, EntityStatus.CANCELLED, "cancel")
+    _expect((await world.result(group)).status, EntityStatus.BLOCKED, "cancel dependant")
+    return banner
+
+
+async def resubmit(world: FakeWorld) -> str:
+    """The run started by `resubmit` after a rejection: reopen, PUT, poll, succeed."""
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = world.add(
+        "banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_REJECTS, REVIEW_APPROVES]
+    )
+    group = world.add("group", EntityType.AD_GROUPS, refs=["banner"])
+    await world.start(group)
+    await world.start(banner)
+    _expect((await world.result(banner)).status, EntityStatus.REJECTED, "resubmit, first run")
+    _expect((await world.result(group)).status, EntityStatus.BLOCKED, "resubmit dependant")
+    await world.resubmit(banner)
+    _expect((await world.result(banner)).status, EntityStatus.SUCCEEDED, "resubmit")
+    _expect((await world.result(group)).status, EntityStatus.SUCCEEDED, "reopened dependant")
+    return banner
+
+
+async def blocked_chain(world: FakeWorld) -> str:
+    """A -> B -> C -> D with A failing: C is told B ended blocked, and tells D."""
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    world.add("a", EntityType.CAMPAIGNS, refs=["acme"], timelines=[CAMPAIGN_FAILS])
+    world.add("b", EntityType.AD_GROUPS, refs=["a"])
+    c = world.add("c", EntityType.AD_GROUPS, refs=["acme"], depends_on=["b"])
+    d = world.add("d", EntityType.AD_GROUPS, refs=["acme"], depends_on=["c"])
+    for name in ("d", "c", "b", "a"):
+        await world.start(world.k(name))
+    _expect((await world.result(d)).status, EntityStatus.BLOCKED, "blocked_chain")
+    return c
+
+
+async def continued_review(world: FakeWorld) -> str:
+    """A six-hour review: the run after continue-as-new, which starts from the carry."""
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=[SIX_HOUR_REVIEW])
+    await world.start(banner)
+    _expect((await world.result(banner)).status, EntityStatus.SUCCEEDED, "continued_review")
+    return banner
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "happy_path": happy_path,
+    "rejection": rejection,
+    "cancel": cancel,
+    "resubmit": resubmit,
+    "blocked_chain": blocked_chain,
+    "continued_review": continued_review,
+}
+
+
+async def record(client: Client, name: str, scenario: Scenario) -> Path:
+    world = FakeWorld(client)
+    async with world.workers():
+        key = await scenario(world)
+        history = await world.handle(key).fetch_history()
+        await world.terminate_all()
+    path = HISTORIES / f"{name}.json"
+    path.write_text(history.to_json() + "\n")
+    return path
+
+
+async def main() -> None:
+    HISTORIES.mkdir(parents=True, exist_ok=True)
+    env = await start_test_env()
+    try:
+        for name, scenario in SCENARIOS.items():
+            path = await record(env.client, name, scenario)
+            print(f"recorded {path.relative_to(Path.cwd())}")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

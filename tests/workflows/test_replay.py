@@ -1,0 +1,59 @@
+"""Recorded histories of representative runs must replay on the current `EntityWorkflow`:
+a change that breaks running workflows fails here (use `workflow.patched` instead)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from contracts import EntityWorkflowInput, workflow_id_for
+from workflows.entity import EntityWorkflow
+
+HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+REQUIRED = {"happy_path", "rejection", "cancel", "resubmit", "blocked_chain"}
+
+
+def load(path: Path) -> WorkflowHistory:
+    """Parse a history file; its workflow id follows from the key in the start input."""
+    text = path.read_text()
+    events = WorkflowHistory.from_json("unknown", text).events
+    [payload] = events[0].workflow_execution_started_event_attributes.input.payloads
+    start = pydantic_data_converter.payload_converter.from_payload(payload, EntityWorkflowInput)
+    return WorkflowHistory.from_json(workflow_id_for(start.key), text)
+
+
+def replayer() -> Replayer:
+    return Replayer(workflows=[EntityWorkflow], data_converter=pydantic_data_converter)
+
+
+def test_the_representative_histories_are_recorded() -> None:
+    assert REQUIRED <= {path.stem for path in HISTORIES.glob("*.json")}
+
+
+@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+async def test_history_replays(path: Path) -> None:
+    history = load(path)
+    assert history.events[-1].event_type in {
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+    }
+
+    await replayer().replay_workflow(history)
+
+
+async def test_a_changed_command_order_fails_the_replay() -> None:
+    """The replay really checks: swapping the first activity for another type is caught."""
+    history = load(HISTORIES / "happy_path.json")
+    scheduled = next(
+        e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    )
+    scheduled.activity_task_scheduled_event_attributes.activity_type.name = "archive_entity"
+
+    with pytest.raises(NondeterminismError):
+        await replayer().replay_workflow(history)

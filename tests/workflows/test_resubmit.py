@@ -1,0 +1,207 @@
+"""`resubmit` after a rejection: a new payload version, a new DSP request, and the entities
+blocked by the rejected one reopened."""
+
+from __future__ import annotations
+
+from contracts import EntityStatus, EntityType
+from tests.workflows.fake_world import FakeWorld
+
+REVIEW_REJECTS = [(0.0, "pending_review", None), (60.0, "rejected", "logo too small")]
+REVIEW_APPROVES = [(0.0, "pending_review", None), (60.0, "approved", None)]
+POLLS_PER_REVIEW = 5  # the backoff reaches 60 s on the 5th poll (5, 13, 25.8, 46.3, 79.1 s)
+
+
+def add_creative_with_dependants(world: FakeWorld, **script: object) -> tuple[str, str, str]:
+    """A creative, an ad group using it, and an ad group that depends on that one."""
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    world.add("spring", EntityType.CAMPAIGNS, status=EntityStatus.SUCCEEDED, dsp_id="cmp_0")
+    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], **script)  # type: ignore[arg-type]
+    group = world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
+    retarget = world.add("retarget", EntityType.AD_GROUPS, refs=["spring"], depends_on=["group"])
+    return banner, group, retarget
+
+
+async def assert_blocked_by(world: FakeWorld, banner: str, group: str, retarget: str) -> None:
+    for key in (group, retarget):
+        state = await world.result(key)
+        assert state.status is EntityStatus.BLOCKED
+        assert world.rows[key].blocked_by == banner
+        assert world.dsp_calls(key) == []
+
+
+async def assert_reopened_and_succeeded(
+    world: FakeWorld, banner: str, group: str, retarget: str
+) -> None:
+    assert world.reopened == [(banner, sorted([group, retarget]))]
+    for key in (group, retarget):
+        state = await world.result(key)
+        assert (state.status, state.reason) == (EntityStatus.SUCCEEDED, None)
+        assert world.statuses(key) == [
+            EntityStatus.BLOCKED,
+            EntityStatus.SUBMITTING,
+            EntityStatus.POLLING,
+            EntityStatus.SUCCEEDED,
+        ]
+        assert world.rows[key].blocked_by is None
+    assert world.dsp_calls(group, "submit")[0].body["banner_id"] == "cre_1"
+
+
+async def test_resubmit_after_review_rejection_replaces_the_dsp_entity(world: FakeWorld) -> None:
+    banner, group, retarget = add_creative_with_dependants(
+        world, timelines=[REVIEW_REJECTS, REVIEW_APPROVES]
+    )
+    first = await world.start(banner)
+    for key in (group, retarget):
+        await world.start(key)
+
+    rejected = await first.result()
+    assert (rejected.status, rejected.reason) == (EntityStatus.REJECTED, "logo too small")
+    await assert_blocked_by(world, banner, group, retarget)
+    assert world.rows[group].reason == f"dependency '{banner}' ended rejected: logo too small"
+
+    second = await world.resubmit(banner)
+    state = await second.result()
+
+    assert second.result_run_id != first.result_run_id
+    assert (state.status, state.payload_version) == (EntityStatus.SUCCEEDED, 2)
+    assert (state.dsp_id, state.dsp_status, state.reason) == ("cre_1", "approved", None)
+    assert [(r.status, r.payload_version) for r in world.records if r.key == banner] == [
+        (EntityStatus.SUBMITTING, 1),
+        (EntityStatus.POLLING, 1),
+        (EntityStatus.REJECTED, 1),
+        (EntityStatus.SUBMITTING, 2),
+        (EntityStatus.POLLING, 2),
+        (EntityStatus.SUCCEEDED, 2),
+    ]
+    assert [(c.op, c.dsp_id) for c in world.dsp_calls(banner)] == (
+        [("submit", "cre_1")]
+        + [("poll", "cre_1")] * POLLS_PER_REVIEW
+        + [("replace", "cre_1")]
+        + [("poll", "cre_1")] * POLLS_PER_REVIEW
+    )
+    await assert_reopened_and_succeeded(world, banner, group, retarget)
+    assert [e.dsp_id for e in world.dsp.values() if e.key == banner] == ["cre_1"]
+
+
+async def test_resubmit_after_a_422_posts_again_with_a_new_idempotency_key(
+    world: FakeWorld,
+) -> None:
+    banner, group, retarget = add_creative_with_dependants(
+        world, reject=["height: must be a positive integer"]
+    )
+    first = await world.start(banner)
+    for key in (group, retarget):
+        await world.start(key)
+
+    failed = await first.result()
+    assert (failed.status, failed.reason) == (
+        EntityStatus.FAILED,
+        "height: must be a positive integer",
+    )
+    await assert_blocked_by(world, banner, group, retarget)
+
+    state = await (await world.resubmit(banner)).result()
+
+    assert (state.status, state.payload_version, state.dsp_id) == (
+        EntityStatus.SUCCEEDED,
+        2,
+        "cre_1",
+    )
+    submits = world.dsp_calls(banner, "submit")
+    assert [(c.idempotency_key, c.outcome) for c in submits] == [
+        (f"{banner}:v1", "rejected"),
+        (f"{banner}:v2", "ok"),
+    ]
+    assert world.dsp_calls(banner, "replace") == []
+    assert world.statuses(banner) == [
+        EntityStatus.SUBMITTING,
+        EntityStatus.FAILED,
+        EntityStatus.SUBMITTING,
+        EntityStatus.POLLING,
+        EntityStatus.SUCCEEDED,
+    ]
+    await assert_reopened_and_succeeded(world, banner, group, retarget)
+
+
+async def test_resubmit_while_polling_replaces_the_entity_under_review(world: FakeWorld) -> None:
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = world.add(
+        "banner",
+        EntityType.CREATIVES,
+        refs=["acme"],
+        timelines=[[(0.0, "pending_review", None), (3600.0, "approved", None)], REVIEW_APPROVES],
+    )
+    first = await world.start(banner)
+    await world.until_state(banner, lambda s: s.status is EntityStatus.POLLING)
+
+    second = await world.resubmit(banner)
+    state = await second.result()
+
+    assert second.result_run_id == first.result_run_id  # the running workflow took it over
+    assert (state.status, state.payload_version, state.dsp_id) == (
+        EntityStatus.SUCCEEDED,
+        2,
+        "cre_1",
+    )
+    assert [c.op for c in world.dsp_calls(banner)] == (
+        ["submit", "replace"] + ["poll"] * POLLS_PER_REVIEW
+    )
+    assert [(r.status, r.payload_version) for r in world.records if r.key == banner] == [
+        (EntityStatus.SUBMITTING, 1),
+        (EntityStatus.POLLING, 1),
+        (EntityStatus.SUBMITTING, 2),
+        (EntityStatus.POLLING, 2),
+        (EntityStatus.SUCCEEDED, 2),
+    ]
+    assert world.reopened == [(banner, [])]
+
+
+async def test_resubmit_while_the_post_is_in_flight_makes_no_second_dsp_entity(
+    world: FakeWorld,
+) -> None:
+    """The client stores version 2 while version 1's POST waits (for a rate-limit slot,
+    say): the id that POST returns must not be lost, or version 2 POSTs a duplicate."""
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = world.add(
+        "banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_APPROVES] * 2
+    )
+    post_held = world.gate(banner, "submit")
+    await world.start(banner)
+    await world.until_state(banner, lambda s: s.status is EntityStatus.SUBMITTING)
+
+    second = await world.resubmit(banner)
+    post_held.set()
+    state = await second.result()
+
+    assert (state.status, state.payload_version) == (EntityStatus.SUCCEEDED, 2)
+    assert [e.dsp_id for e in world.dsp.values() if e.key == banner] == ["cre_1"]
+    assert state.dsp_id == "cre_1"
+
+
+async def test_resubmit_after_cancel_posts_a_new_entity_for_the_archived_one(
+    world: FakeWorld,
+) -> None:
+    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = world.add(
+        "banner",
+        EntityType.CREATIVES,
+        refs=["acme"],
+        timelines=[[(0.0, "pending_review", None), (3600.0, "approved", None)], REVIEW_APPROVES],
+    )
+    first = await world.start(banner)
+    await world.until_state(banner, lambda s: s.status is EntityStatus.POLLING)
+    await world.cancel(banner)
+    assert (await first.result()).status is EntityStatus.CANCELLED
+
+    state = await (await world.resubmit(banner)).result()
+
+    assert (state.status, state.payload_version, state.dsp_id) == (
+        EntityStatus.SUCCEEDED,
+        2,
+        "cre_2",
+    )
+    assert [(c.op, c.dsp_id, c.idempotency_key) for c in world.dsp_calls(banner)][:3] == [
+        ("submit", "cre_1", f"{banner}:v1"),
+        ("archive", "cre_1", None),
+        ("submit", "cre_2", f"{banner}:v2"),
+    ]
