@@ -17,6 +17,9 @@ from database.engine import SessionFactory
 
 POLL_SHARE = 0.5
 BACKOFF_FACTOR = 1.6
+ADAPTIVE = "adaptive"
+FIXED = "fixed"
+STRATEGIES = (ADAPTIVE, FIXED)
 JITTER = 0.1
 IN_FLIGHT_CACHE_SECONDS = 2.0
 
@@ -29,7 +32,11 @@ class PollPlanner:
         min_interval: float,
         max_interval: float,
         requests_per_second: float,
+        strategy: str = ADAPTIVE,
     ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"poll strategy must be one of {STRATEGIES}, not {strategy!r}")
+        self._strategy = strategy
         self._sessions = session_factory
         self._min = min_interval
         self._max = max_interval
@@ -39,7 +46,10 @@ class PollPlanner:
 
     @activity.defn
     async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
-        """Read-only: counts the entities being polled (cached briefly per worker)."""
+        """Read-only: counts the entities being polled (cached briefly per worker). The `fixed`
+        strategy polls every `min_interval` whatever the load; it exists for comparison."""
+        if self._strategy == FIXED:
+            return PollPlan(interval=self._min)
         in_flight = await self._polling_count()
         backoff = min(self._max, self._min * BACKOFF_FACTOR**request.polls)
         fair_share = in_flight / (self._rate * POLL_SHARE)

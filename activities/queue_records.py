@@ -22,6 +22,7 @@ from contracts import (
 )
 from database import queue_store
 from database.engine import SessionFactory
+from observability.search_attributes import entity_search_attributes
 
 
 class QueueActivities:
@@ -66,6 +67,7 @@ class QueueActivities:
                 EntityWorkflowInput(key=key),
                 id=workflow_id_for(key),
                 task_queue=self._task_queue,
+                search_attributes=entity_search_attributes(key),
                 start_signal="dependency_finished",
                 start_signal_args=[request.outcome],
             )
@@ -82,6 +84,7 @@ class QueueActivities:
                 EntityWorkflowInput(key=key),
                 id=workflow_id_for(key),
                 task_queue=self._task_queue,
+                search_attributes=entity_search_attributes(key),
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
         return keys

@@ -7,6 +7,7 @@ demo's workflows and rows cannot change the outcome), with its output in a log f
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -122,8 +123,36 @@ def _submit(file: Path, stack: dict[str, Any], timeout: float, out: Callable[[st
         starter.wait(10)
         raise
     out(f"starter exited with code {code} after {time.monotonic() - began:.0f} s")
-    out(f"web UI: {stack['ui_url']}/namespaces/{stack['temporal_namespace']}/workflows")
+    if code == 1:
+        code = _compare_with_expected(file, env, out)
     return code
+
+
+def _compare_with_expected(file: Path, env: dict[str, str], out: Callable[[str], None]) -> int:
+    """Some entities of a demo file end otherwise on purpose; `<file>.expected.json` says
+    which. The demo succeeds when every entity ended as expected."""
+    expected_file = file.with_suffix(".expected.json")
+    if not expected_file.is_file():
+        return 1
+    expected: dict[str, str] = json.loads(expected_file.read_text())
+    status = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "starter.py"), "status", "--json", *expected],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if status.returncode != 0:
+        out(f"error: starter.py status failed: {status.stderr.strip()}")
+        return 1
+    ended = {row["key"]: row["status"] for row in json.loads(status.stdout)}
+    wrong = {key: ended.get(key) for key, want in expected.items() if ended.get(key) != want}
+    if wrong:
+        out(f"error: unexpected outcome (see {expected_file.name}): {wrong}")
+        return 1
+    out(f"every entity ended as {expected_file.name} expects (the rejection is on purpose)")
+    return 0
 
 
 def _stop_stack(

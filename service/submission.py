@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from entities.refs import dependencies_of, payload_fingerprint
-
 from contracts import TERMINAL_STATUSES, EntityStatus
 from database import queue_store
 from database.models import QueuedEntity
@@ -18,6 +16,8 @@ from entities import (
     parse_submission,
     topological_order,
 )
+from entities.refs import dependencies_of, payload_fingerprint
+from observability.search_attributes import entity_search_attributes
 from service.context import ServiceContext
 from service.workflow_starts import start_entity_workflows
 
@@ -63,9 +63,20 @@ async def submit(service: ServiceContext, submission: Submission) -> SubmitRepor
             ],
         )
     ended = {key for key, row in rows.items() if EntityStatus(row.status) in TERMINAL_STATUSES}
-    to_start = [spec.key for spec in ordered if spec.key not in ended]
+    attributes = {
+        spec.key: entity_search_attributes(
+            spec.key,
+            str(spec.type),
+            submission.batch,
+            rows[spec.key].status if spec.key in rows else EntityStatus.WAITING.value,
+        )
+        for spec in ordered
+        if spec.key not in ended
+    }
     client = await service.temporal()
-    started = await start_entity_workflows(client, to_start, service.settings.temporal_task_queue)
+    started = await start_entity_workflows(
+        client, attributes, service.settings.temporal_task_queue, attributes
+    )
     return SubmitReport(
         batch=submission.batch,
         entities=len(submission.entities),

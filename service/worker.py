@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 
 from temporalio.client import Client
@@ -11,7 +12,7 @@ from temporalio.worker import Worker
 
 from activities.dsp_calls import DspActivities
 from activities.dsp_gateway import DspGateway
-from activities.poll_planner import PollPlanner
+from activities.poll_planner import ADAPTIVE, PollPlanner
 from activities.queue_records import QueueActivities
 from activities.rate_limiter import SharedRateLimiter
 from config import Settings
@@ -27,6 +28,8 @@ logger = logging.getLogger(__name__)
 # budget below 100% while the backlog (and its priorities) still waits in the server.
 TEMPORAL_RATE_HEADROOM = 1.1
 DSP_MAX_CONCURRENT_ACTIVITIES = 20
+# `fixed` polls every DSP_POLL_MIN_INTERVAL, for comparison (bench/); Settings is shared code.
+POLL_STRATEGY_ENV = "DSP_POLL_STRATEGY"
 
 
 def rate_margin(settings: Settings) -> float:
@@ -56,6 +59,7 @@ async def run_worker(
             min_interval=settings.dsp_poll_min_interval,
             max_interval=settings.dsp_poll_max_interval,
             requests_per_second=settings.dsp_requests_per_second,
+            strategy=os.environ.get(POLL_STRATEGY_ENV, ADAPTIVE),
         )
         workers = build_workers(temporal, settings, dsp, queue, planner)
         async with workers[0], workers[1]:

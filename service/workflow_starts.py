@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
 
 from contracts import ENTITY_WORKFLOW_NAME, EntityWorkflowInput, workflow_id_for
+from observability.search_attributes import entity_search_attributes
 
 START_CONCURRENCY = 64
 
@@ -21,9 +22,15 @@ async def start_entity_workflow(
     *,
     signal: str | None = None,
     signal_arg: Any = None,
+    search_attributes: TypedSearchAttributes | None = None,
 ) -> None:
-    """Start the entity's workflow unless it runs already; with `signal`, signal-with-start."""
-    options: dict[str, Any] = {"id": workflow_id_for(key), "task_queue": task_queue}
+    """Start the entity's workflow unless it runs already; with `signal`, signal-with-start.
+    Search attributes default to the key alone (the workflow adds the rest)."""
+    options: dict[str, Any] = {
+        "id": workflow_id_for(key),
+        "task_queue": task_queue,
+        "search_attributes": search_attributes or entity_search_attributes(key),
+    }
     if signal is None:
         options["id_conflict_policy"] = WorkflowIDConflictPolicy.USE_EXISTING
     else:
@@ -32,13 +39,21 @@ async def start_entity_workflow(
     await client.start_workflow(ENTITY_WORKFLOW_NAME, EntityWorkflowInput(key=key), **options)
 
 
-async def start_entity_workflows(client: Client, keys: Iterable[str], task_queue: str) -> int:
+async def start_entity_workflows(
+    client: Client,
+    keys: Iterable[str],
+    task_queue: str,
+    search_attributes: Mapping[str, TypedSearchAttributes] | None = None,
+) -> int:
     """Start many workflows concurrently, in the order given (parents first)."""
     gate = asyncio.Semaphore(START_CONCURRENCY)
+    attributes = search_attributes or {}
 
     async def start(key: str) -> None:
         async with gate:
-            await start_entity_workflow(client, key, task_queue)
+            await start_entity_workflow(
+                client, key, task_queue, search_attributes=attributes.get(key)
+            )
 
     keys = list(keys)
     async with asyncio.TaskGroup() as group:

@@ -10,8 +10,6 @@ from temporalio.common import Priority, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from entities.refs import resolve_refs
-
     from activities.dsp_calls import DspActivities
     from activities.poll_planner import PollPlanner
     from activities.queue_records import QueueActivities
@@ -40,6 +38,13 @@ with workflow.unsafe.imports_passed_through():
         ResubmitRequest,
         SubmitEntityInput,
         service_status_for,
+    )
+    from entities.refs import resolve_refs
+    from observability.search_attributes import (
+        DSP_BATCH,
+        DSP_ENTITY_KEY,
+        DSP_ENTITY_TYPE,
+        DSP_STATUS,
     )
 
 # Polls per run before continue-as-new keeps the history of a days-long review bounded.
@@ -327,6 +332,7 @@ class EntityWorkflow:
     async def _finish(self, snapshot: EntitySnapshot, ending: _Ending) -> None:
         self._state.status = ending.status
         self._state.reason = ending.reason
+        self._publish_status(snapshot, ending.status)
         result = await workflow.execute_activity_method(
             QueueActivities.record_status,
             RecordStatusInput(
@@ -378,6 +384,7 @@ class EntityWorkflow:
 
     async def _record(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
         self._state.status = status
+        self._publish_status(snapshot, status)
         await workflow.execute_activity_method(
             QueueActivities.record_status,
             RecordStatusInput(
@@ -389,6 +396,22 @@ class EntityWorkflow:
             ),
             **RECORD_OPTIONS,
         )
+
+    def _publish_status(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
+        """Upsert `DspStatus` (and type and batch when the starter did not set them) for the
+        web UI. Only runs started with the service's search attributes do it: a server that
+        does not know them (the time-skipping test server) would fail the workflow task."""
+        attributes = workflow.info().typed_search_attributes
+        if DSP_ENTITY_KEY not in attributes or attributes.get(DSP_STATUS) == status.value:
+            return
+        if not workflow.patched("search-attributes"):
+            return
+        updates = [DSP_STATUS.value_set(status.value)]
+        if DSP_ENTITY_TYPE not in attributes:
+            updates.append(DSP_ENTITY_TYPE.value_set(snapshot.entity_type.value))
+        if DSP_BATCH not in attributes:
+            updates.append(DSP_BATCH.value_set(snapshot.batch))
+        workflow.upsert_search_attributes(updates)
 
     def _cancelled(self) -> bool:
         return self._cancel is not None

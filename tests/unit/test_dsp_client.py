@@ -504,7 +504,9 @@ async def test_the_token_never_shows(
             parse_status(garbled)
 
     assert "[redacted]" in rejected.body_text
-    assert rejected.json["error"]["message"] == "bad token [redacted]"
+    assert rejected.json == {
+        "error": {"code": "unauthorized", "message": "bad token [redacted]", "field": None}
+    }
     assert failed.error is not None and "[redacted]" in failed.error
     outcomes = [classify(exchange) for exchange in (rejected, failed, garbled)]
     assert_no_secret(client, rejected, failed, garbled, *outcomes, raised.value, caplog.text)

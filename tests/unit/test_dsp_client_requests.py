@@ -58,9 +58,10 @@ def test_ids_are_url_quoted(dsp_id: str, segment: str) -> None:
 
 
 def test_the_body_is_a_copy() -> None:
-    body = {"name": "x", "creative_ids": ["a"]}
+    creative_ids = ["a"]
+    body = {"name": "x", "creative_ids": creative_ids}
     request = create_request("ad_groups", body, "k")
-    body["creative_ids"].append("b")
+    creative_ids.append("b")
     body["name"] = "changed"
     assert request.body == {"name": "x", "creative_ids": ["a"]}
 

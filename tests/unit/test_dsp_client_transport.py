@@ -164,6 +164,10 @@ async def test_http_client_settings() -> None:
         assert http.timeout == httpx.Timeout(7.5)
         assert http.follow_redirects is False
         assert str(http.base_url) == "http://127.0.0.1:9/"
+        # No public API tells the transport's retry count; it must stay 0 so that every
+        # attempt is the caller's (a rate-limit slot and an audit row each).
+        pool = getattr(http._transport, "_pool", None)
+        assert getattr(pool, "_retries", None) == 0
 
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8765", "ftp://dsp.example", "http://"])

@@ -286,11 +286,12 @@ async def test_a_pending_parent_is_not_ready_until_active() -> None:
 
 
 async def test_statuses_advance_with_time() -> None:
-    async with open_dsp(fast_config(pending_seconds=0.2, review_seconds=0.3)) as dsp:
+    async with open_dsp(fast_config(pending_seconds=0.2, review_seconds=0.7)) as dsp:
         adv = await dsp.create("advertisers", advertiser_body())
         created = await dsp.post("campaigns", campaign_body(adv))
         cmp = created.json()["id"]
         cre = await dsp.create("creatives", creative_body(adv))
+        began = time.monotonic()
 
         assert created.json()["status"] == "pending"
         first = await dsp.status("campaigns", cmp)
@@ -305,8 +306,10 @@ async def test_statuses_advance_with_time() -> None:
         )
         assert (await dsp.status("creatives", cre))["status"] == "pending_review"
 
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(max(0.0, 0.72 - (time.monotonic() - began)))
         assert (await dsp.status("creatives", cre))["status"] == "approved"
+        assert dsp.state.status_of(cre) == "approved"
+        assert dsp.state.status_of("cre_nope") is None
 
 
 async def test_review_jitter_adds_a_random_part_of_the_review_time() -> None:

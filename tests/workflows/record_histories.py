@@ -1,8 +1,9 @@
 """Record the histories that `test_replay.py` replays: representative runs of the entity
 workflow against the fake queue table and DSP, on the time-skipping test server.
 
-Run from the project root after a deliberate change of the workflow's recorded behaviour
-(keep the old files too when running workflows must still replay):
+Run from the project root after a deliberate change of what the workflow records. It
+overwrites the files: while runs of the old code may still be open, keep the old histories
+under other names so they are still replayed.
 
     .venv/bin/python -m tests.workflows.record_histories
 """
@@ -142,6 +143,9 @@ async def main() -> None:
             print(f"recorded {path.relative_to(Path.cwd())}")
     finally:
         await env.shutdown()
+    # Give the SDK's core threads a moment to let go of Python before the interpreter
+    # finalizes; exiting at once aborts now and then (PyGILState_Release).
+    await asyncio.sleep(0.2)
 
 
 if __name__ == "__main__":

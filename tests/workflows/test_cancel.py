@@ -9,7 +9,7 @@ HOUR_LONG_REVIEW = [[(0.0, "pending_review", None), (3600.0, "approved", None)]]
 
 
 async def test_cancel_while_waiting_on_a_dependency_never_calls_the_dsp(world: FakeWorld) -> None:
-    acme = world.add("acme", EntityType.ADVERTISERS, timelines=[[(0, "active", None)]])
+    acme = world.add("acme", EntityType.ADVERTISERS)  # never started: it stays waiting
     spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
     run = await world.start(spring)
     waiting = await world.until_state(spring, lambda s: bool(s.waiting_on))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts import EntityState, EntityStatus, EntityType, EntityWorkflowInput
 from tests.workflows.fake_world import FakeWorld, backoff_interval
@@ -114,10 +114,10 @@ async def test_creative_review_of_hours_continues_as_new_and_keeps_the_poll_coun
     assert activities_scheduled(first_history, "poll_status") == MAX_POLLS_PER_RUN
     last = first_history.events[-1]
     assert last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
-    carried = json.loads(
-        last.workflow_execution_continued_as_new_event_attributes.input.payloads[0].data
-    )
-    assert EntityWorkflowInput.model_validate(carried).carry.polls == MAX_POLLS_PER_RUN
+    [payload] = last.workflow_execution_continued_as_new_event_attributes.input.payloads
+    carried = pydantic_data_converter.payload_converter.from_payload(payload, EntityWorkflowInput)
+    assert carried.carry is not None
+    assert (carried.carry.dsp_id, carried.carry.polls) == ("cre_1", MAX_POLLS_PER_RUN)
 
     final_history = await world.handle(banner).fetch_history()
     started = final_history.events[0].workflow_execution_started_event_attributes
