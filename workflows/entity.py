@@ -161,6 +161,9 @@ class EntityWorkflow:
         except ActivityError as err:
             return _failure_from(err)
         self._state.dsp_id, self._state.dsp_status = dsp_id, dsp_status
+        if self._cancel is not None and not self._resubmitted(snapshot):
+            # Cancelled while the POST was in flight: it exists at the DSP now, so archive it.
+            return await self._archive(snapshot, dsp_id)
         await self._record(snapshot, EntityStatus.POLLING)
         return await self._poll_until_decided(snapshot, dsp_id, dsp_status, 0)
 

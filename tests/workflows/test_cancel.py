@@ -77,3 +77,20 @@ async def test_cancelled_entity_blocks_its_dependants(world: FakeWorld) -> None:
     [notice] = [n for n in world.notified if n.outcome.key == banner]
     assert notice.dependants == sorted([group, video])
     assert (notice.outcome.status, notice.outcome.blocked_by) == (EntityStatus.CANCELLED, banner)
+
+
+async def test_cancel_while_the_post_is_in_flight_archives_what_it_created(
+    world: FakeWorld,
+) -> None:
+    acme = world.add("acme", EntityType.ADVERTISERS)
+    release = world.gate(acme, "submit")
+    run = await world.start(acme)
+    await world.until_state(acme, lambda s: s.status is EntityStatus.SUBMITTING)
+
+    await world.cancel(acme)
+    release.set()
+    state = await run.result()
+
+    assert (state.status, state.dsp_status) == (EntityStatus.CANCELLED, "archived")
+    assert [c.op for c in world.dsp_calls(acme)] == ["submit", "archive"]
+    assert world.rows[acme].status is EntityStatus.CANCELLED
