@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 import logging
 import os
 from collections.abc import Sequence
@@ -28,6 +29,9 @@ logger = logging.getLogger(__name__)
 # budget below 100% while the backlog (and its priorities) still waits in the server.
 TEMPORAL_RATE_HEADROOM = 1.1
 DSP_MAX_CONCURRENT_ACTIVITIES = 20
+# On SIGTERM in-flight DSP requests may finish (each is bounded by DSP_TIMEOUT) before the
+# worker stops; what is still running then is retried elsewhere, idempotently.
+GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 # `fixed` polls every DSP_POLL_MIN_INTERVAL, for comparison (bench/); Settings is shared code.
 POLL_STRATEGY_ENV = "DSP_POLL_STRATEGY"
 
@@ -91,12 +95,14 @@ def build_workers(
             queue.reopen_blocked,
             planner.plan_next_poll,
         ],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
     dsp_worker = Worker(
         client,
         task_queue=settings.dsp_task_queue,
         activities=[dsp.submit_entity, dsp.poll_status, dsp.replace_entity, dsp.archive_entity],
         max_concurrent_activities=DSP_MAX_CONCURRENT_ACTIVITIES,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_task_queue_activities_per_second=settings.dsp_requests_per_second
         * TEMPORAL_RATE_HEADROOM,
     )

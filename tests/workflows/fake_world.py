@@ -383,7 +383,13 @@ class FakeWorld:
 
     @activity.defn(name="record_status")
     async def record_status(self, change: RecordStatusInput) -> RecordStatusResult:
+        """As `queue_store.record_status`: the DSP id (and its status) is stored whatever the
+        version; the status only for the version the row holds."""
         row = self.rows[change.key]
+        if change.dsp_id is not None:
+            row.dsp_id = change.dsp_id
+            if change.dsp_status is not None:
+                row.dsp_status = change.dsp_status
         if row.payload_version != change.payload_version:
             self.stale_records.append(change)
             return RecordStatusResult()
@@ -391,8 +397,6 @@ class FakeWorld:
         row.status = change.status
         row.reason = change.reason
         row.blocked_by = change.blocked_by
-        if change.dsp_id is not None:
-            row.dsp_id = change.dsp_id
         if change.dsp_status is not None:
             row.dsp_status = change.dsp_status
         if change.status not in TERMINAL_STATUSES:

@@ -176,6 +176,12 @@ async def test_resubmit_while_the_post_is_in_flight_makes_no_second_dsp_entity(
     assert (state.status, state.payload_version) == (EntityStatus.SUCCEEDED, 2)
     assert [e.dsp_id for e in world.dsp.values() if e.key == banner] == ["cre_1"]
     assert state.dsp_id == "cre_1"
+    assert [(c.op, c.dsp_id) for c in world.dsp_calls(banner)][:2] == [
+        ("submit", "cre_1"),
+        ("replace", "cre_1"),
+    ]
+    [stale] = world.stale_records  # version 1's `polling` no longer applies
+    assert (stale.status, stale.payload_version) == (EntityStatus.POLLING, 1)
 
 
 async def test_resubmit_after_cancel_posts_a_new_entity_for_the_archived_one(
