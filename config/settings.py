@@ -29,11 +29,11 @@ class Settings(BaseSettings):
     database_url: str | None = None
     dsp_base_url: str | None = None
     dsp_api_token: SecretStr = SecretStr(DEV_API_TOKEN)
-    dsp_rate_limit: int = Field(40, ge=1)
-    dsp_rate_window: float = Field(60.0, gt=0)
-    dsp_timeout: float = Field(10.0, gt=0)
-    dsp_poll_min_interval: float = Field(5.0, gt=0)
-    dsp_poll_max_interval: float = Field(300.0, gt=0)
+    dsp_rate_limit: int = Field(default=40, ge=1)
+    dsp_rate_window: float = Field(default=60.0, gt=0)
+    dsp_timeout: float = Field(default=10.0, gt=0)
+    dsp_poll_min_interval: float = Field(default=5.0, gt=0)
+    dsp_poll_max_interval: float = Field(default=300.0, gt=0)
 
     metrics_port: int | None = None
 

@@ -190,12 +190,11 @@ async def _print_summary(service: ServiceContext, batch: str) -> None:
         for view in unsuccessful:
             table.add_row(view.key, view.type, view.status, view.reason or "")
         console.print(table)
-    finished = [v for v in views if v.finished_at]
-    slowest = sorted(finished, key=lambda v: v.finished_at - v.created_at, reverse=True)[:5]
+    durations = [(v.seconds_to_end, v) for v in views if v.seconds_to_end is not None]
+    slowest = sorted(durations, key=lambda pair: pair[0], reverse=True)[:5]
     if slowest:
         table = Table("key", "type", "status", "seconds", title="slowest")
-        for view in slowest:
-            seconds = (view.finished_at - view.created_at).total_seconds()  # type: ignore[operator]
+        for seconds, view in slowest:
             table.add_row(view.key, view.type, view.status, f"{seconds:.1f}")
         console.print(table)
 

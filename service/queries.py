@@ -27,6 +27,13 @@ class EntityView:
     updated_at: datetime
     finished_at: datetime | None
 
+    @property
+    def seconds_to_end(self) -> float | None:
+        """From submission to the terminal status, once it has ended."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.created_at).total_seconds()
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for name in ("created_at", "updated_at", "finished_at"):
