@@ -13,6 +13,7 @@ from contracts import ErrorType
 from database import audit_log
 from database.engine import SessionFactory
 from dsp_client import DspClient, DspExchange, DspOutcome, DspRequest, OutcomeKind, classify
+from observability.metrics import count_dsp_request
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,15 @@ class DspGateway:
                 activity_id=info.activity_id if info else None,
             )
         exchange = await self._client.send(request)
+        count_dsp_request(request.method, request.path, exchange.status_code)
+        if info is not None:
+            # The activity logger carries the workflow id (so the entity key) and the attempt.
+            activity.logger.info(
+                "DSP %s %s -> %s",
+                request.method,
+                request.path,
+                exchange.status_code if exchange.status_code is not None else exchange.error,
+            )
         async with self._sessions.begin() as session:
             await audit_log.close_request(
                 session,

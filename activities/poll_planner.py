@@ -20,7 +20,9 @@ BACKOFF_FACTOR = 1.6
 ADAPTIVE = "adaptive"
 FIXED = "fixed"
 STRATEGIES = (ADAPTIVE, FIXED)
-JITTER = 0.1
+# Wide jitter: entities submitted together at the full rate would otherwise come due together
+# and, for a while, poll at the full rate too.
+JITTER = 0.5
 IN_FLIGHT_CACHE_SECONDS = 2.0
 
 
@@ -61,6 +63,13 @@ class PollPlanner:
         now = time.monotonic()
         if now - self._counted_at > IN_FLIGHT_CACHE_SECONDS:
             async with self._sessions() as session:
-                self._in_flight = await queue_store.count_in_status(session, EntityStatus.POLLING)
+                # Those still submitting poll soon: count them, or the first intervals of a
+                # large batch are planned for a fraction of the entities that will poll.
+                self._in_flight = sum(
+                    [
+                        await queue_store.count_in_status(session, status)
+                        for status in (EntityStatus.SUBMITTING, EntityStatus.POLLING)
+                    ]
+                )
             self._counted_at = now
         return self._in_flight

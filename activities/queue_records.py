@@ -3,6 +3,7 @@ They run on the workflow task queue, not the rate-limited DSP queue."""
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
@@ -22,6 +23,7 @@ from contracts import (
 )
 from database import queue_store
 from database.engine import SessionFactory
+from observability.metrics import observe_entity_finished
 from observability.search_attributes import entity_search_attributes
 
 
@@ -49,9 +51,11 @@ class QueueActivities:
         """Store a status change (conditional on the payload version, so safe to repeat).
         For a terminal status, returns the dependants that are still open."""
         async with self._sessions.begin() as session:
-            await queue_store.record_status(session, change)
+            changed = await queue_store.record_status(session, change)
             if change.status not in TERMINAL_STATUSES:
                 return RecordStatusResult()
+            if changed:
+                await _observe_finished(session, change.key)
             return RecordStatusResult(
                 dependants=await queue_store.open_dependants(session, change.key)
             )
@@ -88,3 +92,9 @@ class QueueActivities:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
         return keys
+
+
+async def _observe_finished(session: AsyncSession, key: str) -> None:
+    row = (await queue_store.fetch_entities(session, [key])).get(key)
+    if row is not None and row.finished_at is not None:
+        observe_entity_finished(row.entity_type, row.status, row.created_at, row.finished_at)

@@ -38,6 +38,7 @@ class StackOptions:
     poll_min_interval: float = 1.0
     poll_max_interval: float = 30.0
     poll_strategy: str = "adaptive"
+    temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None
 
 
@@ -95,7 +96,16 @@ async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
     async with AsyncExitStack() as stack:
         database_url = await stack.enter_async_context(_database(log_dir))
         temporal = stack.enter_context(
-            TemporalDevServer(port=free_port(), headless=True, log_file=log_dir / "temporal.log")
+            TemporalDevServer(
+                port=free_port(),
+                headless=True,
+                log_file=log_dir / "temporal.log",
+                extra_args=[
+                    arg
+                    for value in options.temporal_dynamic_config
+                    for arg in ("--dynamic-config-value", value)
+                ],
+            )
         )
         mock = stack.enter_context(
             MockDspServer(

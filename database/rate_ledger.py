@@ -1,16 +1,26 @@
 """A rolling-window request ledger in PostgreSQL, shared by every worker process.
 
 Temporal's task-queue rate limit is a token bucket split over partitions and lets short
-bursts through; the DSP counts every request in a strict rolling window. Each request
-therefore takes a slot here first: one transaction under an advisory lock, timed by the
-database clock so that workers on other machines agree."""
+bursts through; the DSP counts every request in a strict rolling window, by the time it
+arrives. Each request therefore takes a slot here first: one transaction under an advisory
+lock, timed by the database clock so that workers on other machines agree.
+
+A row's `granted_at` holds the latest moment its request can have reached the DSP: when
+the slot is granted, that is `now + hold` (the longest a request can take to leave the
+worker); once the answer is back, `complete_slot` moves it to the grant's database time plus
+the time the worker measured from just before the grant to the answer, which is after the
+arrival whatever the offset between the clocks. Counting rows whose time is within the
+window therefore counts, at every grant, every request the DSP still counts, whatever the
+delays between granting, sending and arriving: the DSP never sees more than `limit` in any
+window. Each slot costs the window plus the request's round trip, the only budget it leaves
+unused."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, literal_column, select, text
+from sqlalchemy import delete, func, literal_column, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +28,8 @@ from database.models import RateLedgerEntry, RatePause
 
 LEDGER_LOCK_ID = 727_002
 PAUSE_ROW_ID = 1
+# How soon to look again while the slot that frees next is still in flight.
+IN_FLIGHT_RECHECK_SECONDS = 0.02
 
 
 @dataclass(frozen=True)
@@ -25,18 +37,23 @@ class SlotDecision:
     granted: bool
     wait_seconds: float = 0.0
     in_window: int = 0
+    slot_id: int | None = None
+    now: datetime | None = None
+    """The database clock when the decision was taken."""
 
 
 async def try_take_slot(
-    session: AsyncSession, *, limit: int, window: float, margin: float
+    session: AsyncSession, *, limit: int, window: float, margin: float = 0.0, hold: float = 30.0
 ) -> SlotDecision:
-    """Grant a slot when fewer than `limit` were granted in the last `window + margin` seconds.
+    """Grant a slot when fewer than `limit` requests may still be in the DSP's window.
 
-    The margin covers the spread of delays between granting a slot and the request's arrival
-    at the DSP, so that arrivals, too, never exceed the limit in any window."""
-    await session.execute(text(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID})"))
+    `hold` bounds how long after the grant the request can reach the DSP (it counts until
+    `complete_slot`); `margin` widens the window, for a DSP whose clock runs fast."""
+    # Read before the lock: a `now` that is a little old counts more rows, never fewer, and
+    # keeps the lock wait out of the caller's bound on when its request arrives.
     now = await session.scalar(select(func.clock_timestamp()))
     assert now is not None
+    await session.execute(text(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID})"))
     span = timedelta(seconds=window + margin)
 
     paused_until = await session.scalar(
@@ -55,12 +72,27 @@ async def try_take_slot(
         )
     )
     if len(recent) < limit:
-        session.add(RateLedgerEntry(granted_at=now))
-        await session.flush()
-        return SlotDecision(True, 0.0, len(recent) + 1)
-    oldest_that_must_leave = recent[limit - 1]
-    wait = (oldest_that_must_leave + span - now).total_seconds()
+        slot_id = await session.scalar(
+            insert(RateLedgerEntry)
+            .values(granted_at=now + timedelta(seconds=hold))
+            .returning(RateLedgerEntry.id)
+        )
+        return SlotDecision(True, 0.0, len(recent) + 1, slot_id, now)
+    frees_with = recent[limit - 1]
+    if frees_with > now:
+        return SlotDecision(False, IN_FLIGHT_RECHECK_SECONDS, len(recent))
+    wait = (frees_with + span - now).total_seconds()
     return SlotDecision(False, max(wait, 0.001), len(recent))
+
+
+async def complete_slot(session: AsyncSession, slot_id: int, arrived_by: datetime) -> None:
+    """The answer is back, so the request arrived by `arrived_by` (database clock): it
+    counts from then, not from the `hold` bound."""
+    await session.execute(
+        update(RateLedgerEntry)
+        .where(RateLedgerEntry.id == slot_id, RateLedgerEntry.granted_at > arrived_by)
+        .values(granted_at=arrived_by)
+    )
 
 
 async def pause_until(session: AsyncSession, seconds: float) -> None:

@@ -13,6 +13,7 @@ import pydantic
 import sqlalchemy.exc
 from rich.console import Console
 from rich.table import Table
+from temporalio.service import RPCError
 
 from config import Settings
 from database.migrate import upgrade
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         settings = Settings()
         return asyncio.run(_dispatch(args, settings))
@@ -75,6 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except TemporalUnavailable as error:
         err.print(f"error: {error}", markup=False)
+        return EXIT_UNAVAILABLE
+    except RPCError as error:
+        err.print(f"error: Temporal refused the request: {error}", markup=False)
         return EXIT_UNAVAILABLE
     except (OSError, sqlalchemy.exc.DBAPIError, sqlalchemy.exc.InterfaceError) as error:
         err.print(f"error: {_database_problem(error)}", markup=False)

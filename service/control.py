@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from entities.refs import dependencies_of, payload_fingerprint
-
 from contracts import TERMINAL_STATUSES, CancelRequest, EntityStatus, EntityType, ResubmitRequest
 from database import queue_store
 from database.models import QueuedEntity
 from entities import Problem, SubmissionRefused, validate_payload
+from entities.refs import dependencies_of, payload_fingerprint
 from service.context import ServiceContext
 from service.errors import EntityEnded, UnknownEntity
 from service.workflow_starts import start_entity_workflow

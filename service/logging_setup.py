@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from temporalio import activity, workflow
+
 # Attributes Temporal's workflow/activity loggers attach (`temporal_workflow`, `temporal_activity`).
 _CONTEXT_FIELDS = {
     "temporal_workflow": ("workflow_id", "workflow_type", "run_id", "attempt"),
@@ -40,5 +42,8 @@ def configure_logging(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     else:
         handler.setFormatter(JsonFormatter())
+        # The JSON fields carry the workflow and activity details; keep them off the message.
+        activity.logger.activity_info_on_message = False
+        workflow.logger.workflow_info_on_message = False
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)

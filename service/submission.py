@@ -46,6 +46,8 @@ async def submit(service: ServiceContext, submission: Submission) -> SubmitRepor
     async with service.sessions.begin() as session:
         rows = await queue_store.fetch_entities(session, keys_to_look_up(submission))
         check_submission(submission, {key: _existing(row) for key, row in rows.items()})
+        # Before storing: entities stored while Temporal is unreachable would never start.
+        client = await service.temporal()
         ordered = topological_order(submission.entities)
         stored = await queue_store.insert_new_entities(
             session,
@@ -73,7 +75,6 @@ async def submit(service: ServiceContext, submission: Submission) -> SubmitRepor
         for spec in ordered
         if spec.key not in ended
     }
-    client = await service.temporal()
     started = await start_entity_workflows(
         client, attributes, service.settings.temporal_task_queue, attributes
     )

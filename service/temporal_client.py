@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 
 from config import Settings
+
+REACHABILITY_TIMEOUT = timedelta(seconds=5)
 
 
 class TemporalUnavailable(RuntimeError):
@@ -13,15 +19,25 @@ class TemporalUnavailable(RuntimeError):
 
 
 async def connect_temporal(settings: Settings) -> Client:
+    """Connect and prove the namespace answers.
+
+    `Client.connect` succeeds lazily against some half-up servers; describing the namespace
+    turns an unreachable server or a missing namespace into one clear error up front.
+    """
     try:
-        return await Client.connect(
+        client = await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
             data_converter=pydantic_data_converter,
         )
-    except RuntimeError as err:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=settings.temporal_namespace),
+            timeout=REACHABILITY_TIMEOUT,
+        )
+    except (RuntimeError, RPCError) as err:
         raise TemporalUnavailable(
             f"cannot reach Temporal at {settings.temporal_address} "
             f"(namespace {settings.temporal_namespace!r}): {err}. "
             "Start it with `python dev.py up` or set TEMPORAL_ADDRESS."
         ) from err
+    return client

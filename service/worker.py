@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 import logging
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -19,6 +19,7 @@ from activities.rate_limiter import SharedRateLimiter
 from config import Settings
 from database.engine import open_database
 from dsp_client import DspClient, build_http_client
+from observability.metrics import WorkerGauges, client_meter, install_runtime
 from service.temporal_client import connect_temporal
 from workflows.entity import EntityWorkflow
 
@@ -28,7 +29,19 @@ logger = logging.getLogger(__name__)
 # PostgreSQL ledger is the exact limit. A little headroom keeps Temporal from holding the
 # budget below 100% while the backlog (and its priorities) still waits in the server.
 TEMPORAL_RATE_HEADROOM = 1.1
-DSP_MAX_CONCURRENT_ACTIVITIES = 20
+# Few DSP tasks per worker: a task that left the server waits for its ledger slot in no
+# particular order, so every one held here escapes the server's priority ordering (bench/
+# RESULTS.md: 20 per worker gave new submissions 34% of the budget behind waiting polls,
+# 2 gave them 82%). A handful still covers slow answers at the DSP's rate.
+DSP_MAX_CONCURRENT_ACTIVITIES = 4
+# Sticky cache: workflows kept in memory between their tasks, least recently used evicted.
+# It bounds a worker's memory however many entities sleep (a creative in a days-long review
+# is evicted while others work; its next poll replays its history, bounded by
+# continue-as-new, in milliseconds). Too small a cache costs throughput: evicted workflows'
+# tasks leave the sticky queue and replay. Measured (bench/end_to_end.py, 600 entities, 2
+# workers): 250 -> 8.1 entities/s, 1000 -> 10.3 entities/s, the same peak RSS (165 MiB).
+WORKFLOW_CACHE_SIZE = 1000
+WORKFLOW_CACHE_ENV = "DSP_MAX_CACHED_WORKFLOWS"  # for measurements (bench/); Settings is shared
 # On SIGTERM in-flight DSP requests may finish (each is bounded by DSP_TIMEOUT) before the
 # worker stops; what is still running then is retried elsewhere, idempotently.
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
@@ -37,14 +50,24 @@ POLL_STRATEGY_ENV = "DSP_POLL_STRATEGY"
 
 
 def rate_margin(settings: Settings) -> float:
-    """Seconds added to the window: the spread of delays between a slot and the DSP seeing it."""
-    return min(0.25, settings.dsp_rate_window * 0.02)
+    """Seconds added to the window, for clocks that drift apart (the DSP's against
+    PostgreSQL's). Delays between a slot and the DSP seeing the request need no margin: the
+    ledger counts each request until a window after its answer (database/rate_ledger.py)."""
+    return settings.dsp_rate_window * 0.001
+
+
+def slot_hold(settings: Settings) -> float:
+    """How long after its slot a request can still reach the DSP: a pooled connection, a
+    connect and a write, each bounded by DSP_TIMEOUT (only a crashed worker ever needs it)."""
+    return 3 * settings.dsp_timeout
 
 
 async def run_worker(
     settings: Settings, stop: asyncio.Event, *, client: Client | None = None
 ) -> None:
     """Run both workers until `stop` is set, then drain and close everything."""
+    if client is None:
+        install_runtime(settings.metrics_port)  # before connecting: the client reports through it
     temporal = client or await connect_temporal(settings)
     async with (
         open_database(settings.effective_database_url) as sessions,
@@ -55,6 +78,7 @@ async def run_worker(
             limit=settings.dsp_rate_limit,
             window=settings.dsp_rate_window,
             margin=rate_margin(settings),
+            hold=slot_hold(settings),
         )
         dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_api_token), limiter, sessions))
         queue = QueueActivities(sessions, temporal, settings.temporal_task_queue)
@@ -66,7 +90,15 @@ async def run_worker(
             strategy=os.environ.get(POLL_STRATEGY_ENV, ADAPTIVE),
         )
         workers = build_workers(temporal, settings, dsp, queue, planner)
-        async with workers[0], workers[1]:
+        gauges = WorkerGauges(
+            client_meter(temporal),
+            sessions,
+            limit=settings.dsp_rate_limit,
+            window=settings.dsp_rate_window,
+        )
+        async with workers[0], workers[1], asyncio.TaskGroup() as background:
+            if settings.metrics_port is not None:
+                background.create_task(gauges.run(stop))
             logger.info(
                 "worker running: workflows on %r, DSP calls on %r at %.3f/s",
                 settings.temporal_task_queue,
@@ -96,6 +128,7 @@ def build_workers(
             planner.plan_next_poll,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        max_cached_workflows=int(os.environ.get(WORKFLOW_CACHE_ENV, WORKFLOW_CACHE_SIZE)),
     )
     dsp_worker = Worker(
         client,

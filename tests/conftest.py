@@ -15,8 +15,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from database.engine import SessionFactory, create_engine, create_session_factory
 from database.migrate import upgrade
-from devstack.postgres import EmbeddedPostgres, create_database, drop_database
 from devstack.ports import free_port
+from devstack.postgres import EmbeddedPostgres, create_database, drop_database
 from devstack.temporal_server import TemporalDevServer
 
 ALL_TABLES = "dsp_entity_queue, dsp_entity_audit, dsp_rate_ledger, dsp_rate_pause"

@@ -80,9 +80,7 @@ def launch_dag(prefix: str, advertisers: int = 3) -> tuple[list[dict[str, Any]],
             ad_group(ag1, cmp, [cr1]),
             ad_group(ag2, cmp, [cr1, cr2]),
         ]
-        expected.update(
-            {adv: "succeeded", cmp: "succeeded", cr1: "succeeded", ag1: "succeeded"}
-        )
+        expected.update({adv: "succeeded", cmp: "succeeded", cr1: "succeeded", ag1: "succeeded"})
         expected[cr2] = "rejected" if rejected else "succeeded"
         expected[ag2] = "blocked" if rejected else "succeeded"
     follower = {**ad_group(f"{prefix}-ag-follow", f"{prefix}-cmp0", [f"{prefix}-cr0a"])}

@@ -59,12 +59,12 @@ class Stack:
     settings: Settings
     service: ServiceContext
 
-    async def submit_file(self, path: Path, *, timeout: float = 120) -> dict[str, int]:
+    async def submit_file(self, path: Path, *, wait_seconds: float = 120) -> dict[str, int]:
+        """Submit a file and return its batch's final counts, failing after `wait_seconds`."""
         submission = read_submission(path)
         report = await submit(self.service, submission)
-        return await asyncio.wait_for(
-            wait_for_batch(self.service, report.batch, on_update=lambda _: None), timeout
-        )
+        async with asyncio.timeout(wait_seconds):
+            return await wait_for_batch(self.service, report.batch, on_update=lambda _: None)
 
 
 @asynccontextmanager

@@ -1,0 +1,206 @@
+"""Crashes on the real stack: worker processes SIGKILLed mid-run (some mid-request), the
+Temporal server restarted, PostgreSQL restarted. Every entity still ends as in a fault-free
+run, with one DSP entity per key and every request the DSP saw audited."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from database.engine import SessionFactory
+from database.migrate import upgrade
+from devstack.ports import free_port
+from devstack.postgres import EmbeddedPostgres
+from devstack.temporal_server import TemporalDevServer
+from devstack.workers import WorkerProcesses
+from mock_dsp.request_log import RequestRecord
+from mock_dsp.server import MockDspServer
+from service import queries
+from service.context import ServiceContext, open_service
+from service.submission import read_submission, submit
+from tests.integration.conftest import mock_config
+from tests.integration.dag import launch_dag
+from tests.integration.fault_support import (
+    ScriptedFaults,
+    assert_audit_accounts_for,
+    assert_one_dsp_entity_per_key,
+    audit_rows,
+    end_statuses,
+    worker_env,
+)
+from tests.integration.harness import open_stack, stack_settings, write_entities
+
+pytestmark = pytest.mark.slow
+
+KILL_EVERY_SECONDS = 2.0
+KILLING_FOR_SECONDS = 12.0
+
+
+async def _check_outcome(
+    service: ServiceContext, mock: MockDspServer, batch: str, expected: dict[str, str]
+) -> None:
+    views = {v.key: v for v in await queries.entity_views(service, batch=batch)}
+    assert {k: v.status for k, v in views.items()} == expected
+    assert_one_dsp_entity_per_key(mock.dsp, {k: v.dsp_id for k, v in views.items()})
+    assert_audit_accounts_for(mock.dsp.request_log, await audit_rows(service.sessions))
+
+
+async def test_sigkilled_workers_lose_and_duplicate_nothing(
+    clean_database: SessionFactory,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    mock_dsp: MockDspServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # `slow` answers that still come within DSP_TIMEOUT keep requests in flight long enough
+    # for a kill to land between the DSP creating an entity and the worker recording it.
+    mock_dsp.dsp.config = mock_config().model_copy(update={"slow_seconds": 1.5})
+    settings = stack_settings(
+        database_url=database_url,
+        temporal_address=temporal_server.address,
+        dsp_base_url=mock_dsp.base_url,
+        dsp_timeout=3.0,
+    )
+    entities, expected = launch_dag("crash", advertisers=9)
+    assert len(entities) >= 50
+    scripted = ScriptedFaults(monkeypatch)
+    targets = ["crash-adv1", "crash-adv2"]
+    for key in targets:
+        scripted.add("slow", "POST", idempotency_key=f"{key}:v1")
+    in_flight: list[RequestRecord] = []
+    arrived = threading.Event()
+
+    def on_slow(record: RequestRecord) -> None:
+        in_flight.append(record)
+        arrived.set()
+
+    scripted.listeners.append(on_slow)
+    path = write_entities(tmp_path / "crash.json", "crash", entities)
+
+    kills = 0
+    with WorkerProcesses(2, worker_env(settings), log_dir=tmp_path / "logs") as workers:
+        async with open_service(settings, client=temporal_client) as service:
+            await submit(service, read_submission(path))
+            began = time.monotonic()
+            next_kill = began + KILL_EVERY_SECONDS
+
+            def crash_some() -> None:
+                nonlocal next_kill, kills
+                now = time.monotonic()
+                if arrived.is_set():
+                    # A create is at the DSP and its answer is on its way: both workers die.
+                    arrived.clear()
+                    for index in range(2):
+                        workers.kill(index)
+                        workers.start()
+                    kills += 2
+                elif next_kill <= now < began + KILLING_FOR_SECONDS:
+                    index = kills % 2
+                    workers.kill(index)
+                    workers.start()
+                    kills += 1
+                    next_kill = now + KILL_EVERY_SECONDS
+
+            statuses = await end_statuses(service, expected, within=200, on_tick=crash_some)
+            assert statuses == expected
+            assert kills >= 5
+            assert len(in_flight) == len(targets)
+            await _check_outcome(service, mock_dsp, "crash", expected)
+            matched = assert_audit_accounts_for(
+                mock_dsp.dsp.request_log, await audit_rows(service.sessions)
+            )
+            # Some creates were cut off mid-request, and their retries were replays.
+            assert matched.unanswered_seen >= 1
+            log = mock_dsp.dsp.request_log
+            for record in in_flight:
+                same = [r for r in log if r.idempotency_key == record.idempotency_key]
+                assert same[-1].replayed or same[-1] is record
+            assert any(r.replayed for r in log)
+
+
+@pytest_asyncio.fixture
+async def own_temporal(tmp_path: Path) -> AsyncIterator[TemporalDevServer]:
+    server = TemporalDevServer(
+        port=free_port(), headless=True, db_filename=tmp_path / "temporal" / "state.db"
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def _wait_until_some_ended(service: ServiceContext, batch: str, at_least: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        counts = await queries.status_counts(service, batch)
+        ended = sum(n for s, n in counts.items() if s not in ("waiting", "submitting", "polling"))
+        if ended >= at_least:
+            return
+        await asyncio.sleep(0.2)
+    pytest.fail(f"{batch}: fewer than {at_least} entities ended within 60 s")
+
+
+async def test_a_temporal_restart_mid_run_changes_no_outcome(
+    clean_database: SessionFactory,
+    database_url: str,
+    own_temporal: TemporalDevServer,
+    mock_dsp: MockDspServer,
+    tmp_path: Path,
+) -> None:
+    client = await Client.connect(own_temporal.address, data_converter=pydantic_data_converter)
+    settings = stack_settings(
+        database_url=database_url,
+        temporal_address=own_temporal.address,
+        dsp_base_url=mock_dsp.base_url,
+    )
+    entities, expected = launch_dag("tres", advertisers=3)
+    path = write_entities(tmp_path / "tres.json", "tres", entities)
+    async with open_stack(settings, client) as stack:
+        await submit(stack.service, read_submission(path))
+        await _wait_until_some_ended(stack.service, "tres", 3)
+        await asyncio.to_thread(own_temporal.restart)
+        await end_statuses(stack.service, expected, within=120)
+        await _check_outcome(stack.service, mock_dsp, "tres", expected)
+
+
+async def test_a_postgres_restart_mid_run_changes_no_outcome(
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    mock_dsp: MockDspServer,
+    tmp_path: Path,
+) -> None:
+    postgres = EmbeddedPostgres(
+        data_dir=tmp_path / "pg", port=free_port(), database=f"pgr_{uuid.uuid4().hex[:8]}"
+    )
+    await asyncio.to_thread(postgres.start)
+    try:
+        await upgrade(postgres.url)
+        settings = stack_settings(
+            database_url=postgres.url,
+            temporal_address=temporal_server.address,
+            dsp_base_url=mock_dsp.base_url,
+        )
+        entities, expected = launch_dag("pgres", advertisers=3)
+        path = write_entities(tmp_path / "pgres.json", "pgres", entities)
+        async with open_stack(settings, temporal_client) as stack:
+            await submit(stack.service, read_submission(path))
+            await _wait_until_some_ended(stack.service, "pgres", 3)
+            await asyncio.to_thread(postgres.stop)
+            await asyncio.sleep(2)
+            await asyncio.to_thread(postgres.start)
+            await end_statuses(stack.service, expected, within=120)
+            await _check_outcome(stack.service, mock_dsp, "pgres", expected)
+    finally:
+        await asyncio.to_thread(postgres.stop)

@@ -1,0 +1,92 @@
+"""The DSP token is a secret: a sentinel token used for a whole run (with faults, so error
+paths are taken too) appears in no workflow history (inputs, results, failures: what the
+web UI shows), in no table of the database, in no worker log or CLI output. The mock DSP
+refuses requests without it."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+from temporalio.client import Client
+
+from database.engine import SessionFactory
+from devstack.temporal_server import TemporalDevServer
+from devstack.workers import WorkerProcesses
+from mock_dsp.server import MockDspServer
+from tests.integration.cli_support import cli_env, run_cli
+from tests.integration.conftest import mock_config
+from tests.integration.dag import launch_dag
+from tests.integration.fault_support import dump_database, histories_json, worker_env
+from tests.integration.harness import stack_settings, write_entities
+
+
+def test_the_mock_dsp_refuses_requests_without_the_token(mock_dsp: MockDspServer) -> None:
+    token = mock_dsp.dsp.config.token
+    path = "/v1/advertisers/adv_000000/status"
+    with httpx.Client(base_url=mock_dsp.base_url) as http:
+        missing = http.get(path)
+        wrong = http.get(path, headers={"Authorization": f"Bearer {token}x"})
+        not_bearer = http.get(path, headers={"Authorization": f"Basic {token}"})
+        right = http.get(path, headers={"Authorization": f"Bearer {token}"})
+    for answer in (missing, wrong, not_bearer):
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "unauthorized"
+    assert right.status_code == 404
+    assert token not in missing.text + wrong.text + right.text
+
+
+async def test_a_sentinel_token_leaks_nowhere(
+    clean_database: SessionFactory,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    mock_dsp: MockDspServer,
+    tmp_path: Path,
+) -> None:
+    sentinel = f"sentinel-token-{uuid.uuid4()}"
+    mock_dsp.dsp.config = mock_config().model_copy(
+        update={"token": sentinel, "fault_rate": 0.15, "seed": 3, "slow_seconds": 2.5}
+    )
+    settings = stack_settings(
+        database_url=database_url,
+        temporal_address=temporal_server.address,
+        dsp_base_url=mock_dsp.base_url,
+        dsp_api_token=sentinel,
+    )
+    entities, expected = launch_dag("sec", advertisers=1)
+    path = write_entities(tmp_path / "sec.json", "sec", entities)
+    env = cli_env(settings)
+    with WorkerProcesses(1, worker_env(settings), log_dir=tmp_path / "logs") as workers:
+        submitted = await run_cli(["submit", path, "--wait"], env)
+        status = await run_cli(["status", "--batch", "sec", "--json"], env)
+        audit = await run_cli(["audit", "sec-cr0b", "--json"], env)
+        log_path = workers.log_path(0)
+    assert submitted.code == 1, submitted  # a rejection and blocks: "some ended otherwise"
+    assert status.code == audit.code == 0
+
+    log = mock_dsp.dsp.request_log
+    assert log and all(r.token_valid for r in log)
+    assert any(r.fault for r in log)
+    histories = await histories_json(temporal_client, settings.temporal_task_queue)
+    assert len(histories) >= len(expected)
+    assert all(f"dsp-entity-{key}" in " ".join(histories) for key in expected)
+    database = await dump_database(clean_database)
+    async with clean_database() as session:
+        audited = await session.scalar(text("SELECT count(*) FROM dsp_entity_audit"))
+    assert audited and "sec-adv0" in database
+    assert log_path is not None
+    worker_log = log_path.read_text()
+    assert "worker running" in worker_log
+
+    places = {
+        **{f"history {name}": body for name, body in histories.items()},
+        "database": database,
+        "worker log": worker_log,
+        "CLI output": "".join(r.stdout + r.stderr for r in (submitted, status, audit)),
+    }
+    for place, content in places.items():
+        assert sentinel not in content, f"the token leaked into the {place}"
+        assert "Bearer" not in content, f"an Authorization header in the {place}"
