@@ -11,7 +11,7 @@ import time
 
 from temporalio import activity
 
-from contracts import EntityStatus, PollPlan, PollPlanInput
+from contracts import PollPlan, PollPlanInput
 from database import queue_store
 from database.engine import SessionFactory
 
@@ -65,11 +65,8 @@ class PollPlanner:
             async with self._sessions() as session:
                 # Those still submitting poll soon: count them, or the first intervals of a
                 # large batch are planned for a fraction of the entities that will poll.
-                self._in_flight = sum(
-                    [
-                        await queue_store.count_in_status(session, status)
-                        for status in (EntityStatus.SUBMITTING, EntityStatus.POLLING)
-                    ]
-                )
+                # Advertisers are done with their POST: counting them stretched the first
+                # polls of campaigns whose ad groups wait (bench/RESULTS.md, fanout).
+                self._in_flight = await queue_store.count_to_poll(session)
             self._counted_at = now
         return self._in_flight

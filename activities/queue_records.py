@@ -28,16 +28,30 @@ from observability.search_attributes import entity_search_attributes
 
 
 class QueueActivities:
-    def __init__(self, session_factory: SessionFactory, client: Client, task_queue: str) -> None:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        client: Client,
+        task_queue: str,
+        *,
+        dependant_priority: bool = True,
+    ) -> None:
         self._sessions = session_factory
         self._client = client
         self._task_queue = task_queue
+        # Off (for comparison, bench/): every snapshot reports no dependants, so the DSP calls
+        # of parents and leaves share the same priority keys. The workflow only reads the
+        # recorded result, so switching it never breaks a replay.
+        self._dependant_priority = dependant_priority
 
     @activity.defn
     async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
-        """Read the entity and the current state of everything it depends on."""
+        """Read the entity, the current state of everything it depends on and how many open
+        entities wait for it."""
         async with self._sessions() as session:
-            snapshot = await queue_store.load_snapshot(session, request.key)
+            snapshot = await queue_store.load_snapshot(
+                session, request.key, count_dependants=self._dependant_priority
+            )
         if snapshot is None:
             raise ApplicationError(
                 f"entity {request.key!r} is not in dsp_entity_queue",

@@ -18,7 +18,15 @@ from typing import Any
 from bench.metrics import RunMetrics, measure, share_of_posts
 from bench.plot import plot_run
 from bench.stack import BenchStack, StackOptions, open_bench_stack
-from bench.workloads import WORKLOADS, Phase, Workload, backlog
+from bench.workloads import (
+    FANOUT_LEAF_PREFIX,
+    FANOUT_PARENT,
+    WORKLOADS,
+    Phase,
+    Workload,
+    backlog,
+    fanout,
+)
 from contracts import TERMINAL_STATUSES, EntityStatus
 from service.queries import status_counts
 from service.submission import read_submission, submit
@@ -116,6 +124,52 @@ def _polls_per_creative(records: list[Any]) -> float:
     return len(polled) / len(ids) if ids else 0.0
 
 
+def _entity_key(record: Any) -> str:
+    return (record.idempotency_key or "").split(":")[0]
+
+
+def fanout_extra(stack: BenchStack, events: dict[str, Any]) -> dict[str, Any]:
+    """When the parent's POST went, behind how many leaves, and when its children were in."""
+    arrived = events.get("submitted fo-parent")
+    if arrived is None:
+        return {}
+    posts = sorted(
+        (r for r in stack.mock.dsp.request_log if r.method == "POST"), key=lambda r: r.at
+    )
+    leaves = [r.at for r in posts if _entity_key(r).startswith(FANOUT_LEAF_PREFIX)]
+    parent = [r.at for r in posts if _entity_key(r) == FANOUT_PARENT]
+    children = [
+        r.at
+        for r in posts
+        if _entity_key(r).startswith(f"{FANOUT_PARENT}-cp") and "-ag" not in _entity_key(r)
+    ]
+    grandchildren = [r.at for r in posts if "-ag" in _entity_key(r)]
+    if not parent:
+        return {"parent POST": "never"}
+    ahead = [t for t in leaves if arrived <= t < parent[0]]
+    out = {
+        "leaves waiting": f"{len([t for t in leaves if t >= arrived])} leaf POSTs still to go "
+        f"when the parent arrived",
+        "parent POST": f"{parent[0] - arrived:.1f} s after its submission, behind "
+        f"{len(ahead)} leaf POSTs",
+    }
+    if children:
+        out["children POSTed"] = (
+            f"{len(children)}, the last {max(children) - arrived:.1f} s after the parent's "
+            f"submission (first {min(children) - arrived:.1f} s)"
+        )
+    if grandchildren:
+        out["grandchildren POSTed"] = (
+            f"{len(grandchildren)}, the last {max(grandchildren) - arrived:.1f} s after the "
+            f"parent's submission (first {min(grandchildren) - arrived:.1f} s)"
+        )
+    if "done" in events:
+        out["parent batch done"] = f"{events['done'] - arrived:.1f} s after its submission"
+    if leaves:
+        out["last leaf POST"] = f"{max(leaves) - arrived:.1f} s after the parent's submission"
+    return out
+
+
 def throttle_extra(
     stack: BenchStack, events: dict[str, Any], limit: int, window: float
 ) -> dict[str, Any]:
@@ -137,11 +191,12 @@ def throttle_extra(
 
 
 async def run(args: argparse.Namespace) -> RunReport:
-    workload = (
-        backlog(args.limit, args.windows)
-        if args.workload == "backlog"
-        else WORKLOADS[args.workload](args.limit)
-    )
+    if args.workload == "backlog":
+        workload = backlog(args.limit, args.windows)
+    elif args.workload == "fanout":
+        workload = fanout(args.limit, args.windows, args.children, args.grandchildren)
+    else:
+        workload = WORKLOADS[args.workload](args.limit)
     options = StackOptions(
         workers=args.workers,
         rate_limit=args.limit,
@@ -150,6 +205,7 @@ async def run(args: argparse.Namespace) -> RunReport:
         poll_min_interval=args.poll_min,
         poll_max_interval=args.poll_max,
         poll_strategy=args.strategy,
+        dependant_priority=args.dependant_priority == "on",
         log_dir=OUT_DIR / "logs" / args.name,
         temporal_dynamic_config=tuple(args.dynamic_config),
     )
@@ -170,6 +226,8 @@ async def run(args: argparse.Namespace) -> RunReport:
             extra["timed out"] = f"after {args.timeout:.0f} s"
         extra |= review_extra(stack, events, args.limit)
         extra |= throttle_extra(stack, events, args.limit, args.window)
+        extra |= fanout_extra(stack, events)
+        extra["dependant priority"] = args.dependant_priority
         plot = None
         if records:
             plot = str(
@@ -197,7 +255,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="backlog")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--windows", type=int, default=6, help="backlog: windows of work")
+    parser.add_argument("--windows", type=int, default=6, help="backlog, fanout: windows of leaves")
+    parser.add_argument(
+        "--children", type=int, default=None, help="fanout: campaigns under the parent"
+    )
+    parser.add_argument(
+        "--grandchildren", type=int, default=0, help="fanout: ad groups under each campaign"
+    )
+    parser.add_argument(
+        "--dependant-priority",
+        choices=["on", "off"],
+        default="on",
+        help="off: workers report no dependants (DSP_DEPENDANT_PRIORITY=0), so parents' DSP "
+        "calls get the keys of leaves",
+    )
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument("--strategy", choices=["adaptive", "fixed"], default="adaptive")
@@ -219,6 +290,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.name = (
             f"{args.workload}-w{args.workers}-{args.limit}per{args.window:g}s-{args.strategy}"
             + (f"-throttle{args.throttle}" if args.throttle else "")
+            + ("-nodependants" if args.dependant_priority == "off" else "")
         )
     return args
 

@@ -38,6 +38,7 @@ class StackOptions:
     poll_min_interval: float = 1.0
     poll_max_interval: float = 30.0
     poll_strategy: str = "adaptive"
+    dependant_priority: bool = True
     temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None
 
@@ -85,6 +86,7 @@ def worker_env(settings: Settings, options: StackOptions) -> Mapping[str, str]:
         "DSP_POLL_MIN_INTERVAL": str(options.poll_min_interval),
         "DSP_POLL_MAX_INTERVAL": str(options.poll_max_interval),
         "DSP_POLL_STRATEGY": options.poll_strategy,
+        "DSP_DEPENDANT_PRIORITY": "1" if options.dependant_priority else "0",
     }
 
 

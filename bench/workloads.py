@@ -129,8 +129,42 @@ def dag(limit: int, advertisers: int | None = None) -> Workload:
     )
 
 
+FANOUT_PARENT = "fo-parent"
+FANOUT_LEAF_PREFIX = "fo-a"
+
+
+def fanout(
+    limit: int, windows: int = 6, children: int | None = None, grandchildren: int = 0
+) -> Workload:
+    """A backlog of leaves is being submitted when a parent with `children` campaigns
+    (each with `grandchildren` ad groups) arrives as a separate batch: does the parent wait
+    behind the backlog?"""
+    children = children if children is not None else limit // 2
+    leaves = [advertiser(f"{FANOUT_LEAF_PREFIX}{i}") for i in range(limit * windows)]
+    tree = [advertiser(FANOUT_PARENT)]
+    for i in range(children):
+        cp = f"{FANOUT_PARENT}-cp{i}"
+        tree.append(campaign(cp, FANOUT_PARENT))
+        tree += [ad_group(f"{cp}-ag{j}", cp, []) for j in range(grandchildren)]
+    return Workload(
+        "fanout",
+        [
+            Phase("fo-leaves", leaves),
+            # One window in: the rest of the backlog is queued at the DSP task queue.
+            Phase("fo-parent", tree, after=lambda requests: requests >= limit),
+        ],
+        review_seconds=1.0,
+        description=(
+            f"{len(leaves)} leaf advertisers ({windows} windows); once {limit} requests went "
+            f"out, an advertiser with {children} campaigns waiting for it"
+            + (f" ({grandchildren} ad group(s) under each)" if grandchildren else "")
+        ),
+    )
+
+
 WORKLOADS: dict[str, Callable[[int], Workload]] = {
     "backlog": backlog,
     "review": review,
     "dag": dag,
+    "fanout": fanout,
 }

@@ -27,9 +27,13 @@ from contracts.messages import (
 )
 from contracts.names import (
     DSP_ACTIVITY_PRIORITY_POLL,
+    DSP_ACTIVITY_PRIORITY_POLL_PARENT,
     DSP_ACTIVITY_PRIORITY_SUBMIT,
+    DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT,
     ENTITY_WORKFLOW_NAME,
+    DspCallKind,
     ErrorType,
+    dsp_priority,
     workflow_id_for,
 )
 from contracts.statuses import (
@@ -38,18 +42,22 @@ from contracts.statuses import (
     EntityType,
     first_dsp_status,
     is_terminal_dsp_status,
+    polled_after_post,
     service_status_for,
 )
 
 __all__ = [
     "DSP_ACTIVITY_PRIORITY_POLL",
+    "DSP_ACTIVITY_PRIORITY_POLL_PARENT",
     "DSP_ACTIVITY_PRIORITY_SUBMIT",
+    "DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT",
     "ENTITY_WORKFLOW_NAME",
     "TERMINAL_STATUSES",
     "ArchiveEntityInput",
     "CancelRequest",
     "DependencyOutcome",
     "DependencySnapshot",
+    "DspCallKind",
     "DspStatusResult",
     "EntitySnapshot",
     "EntityState",
@@ -70,8 +78,10 @@ __all__ = [
     "ResubmitRequest",
     "SubmitEntityInput",
     "SubmitEntityResult",
+    "dsp_priority",
     "first_dsp_status",
     "is_terminal_dsp_status",
+    "polled_after_post",
     "service_status_for",
     "workflow_id_for",
 ]

@@ -88,6 +88,9 @@ class EntitySnapshot(BaseModel):
     dsp_status: str | None = None
     reason: str | None = None
     dependencies: list[DependencySnapshot] = Field(default_factory=list)
+    # Open (not terminal) entities whose `depends_on` holds this key, when it was loaded: its
+    # DSP calls go before a leaf's. Histories recorded before the field read it as 0.
+    dependants: int = 0
 
 
 class RecordStatusInput(BaseModel):

@@ -7,9 +7,38 @@ from enum import StrEnum
 ENTITY_WORKFLOW_NAME = "EntityWorkflow"
 WORKFLOW_ID_PREFIX = "dsp-entity-"
 
-# Temporal priority keys: lower runs first. Submissions (which unblock work) go before polls.
-DSP_ACTIVITY_PRIORITY_SUBMIT = 2
+# Temporal priority keys of DSP activities: lower runs first. The calls of an entity others
+# wait for go first (its submission, then the polls that see it decided), then a leaf's
+# submission, then a leaf's polls. Polls never take more than half the budget however they
+# are ordered (activities/poll_planner.py), so submissions keep the other half.
+DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT = 1
+DSP_ACTIVITY_PRIORITY_POLL_PARENT = 2
+DSP_ACTIVITY_PRIORITY_SUBMIT = 3
 DSP_ACTIVITY_PRIORITY_POLL = 4
+
+
+class DspCallKind(StrEnum):
+    """What a DSP activity does, for its priority."""
+
+    SUBMIT = "submit"  # POST or PUT of the payload
+    POLL = "poll"
+    ARCHIVE = "archive"
+
+
+def dsp_priority(kind: DspCallKind, dependants: int) -> int:
+    """The priority key of a DSP call of an entity that `dependants` open entities wait for.
+
+    A parent's submission unblocks them, and so does the poll that sees it decided (a
+    creative in review holds its ad groups, a pending campaign its ad groups): both go before
+    any leaf's call. Archiving unblocks nobody (the dependants of a cancelled entity end
+    blocked either way), so it keeps the leaf submissions' key."""
+    if kind is DspCallKind.SUBMIT:
+        return (
+            DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT if dependants > 0 else DSP_ACTIVITY_PRIORITY_SUBMIT
+        )
+    if kind is DspCallKind.POLL:
+        return DSP_ACTIVITY_PRIORITY_POLL_PARENT if dependants > 0 else DSP_ACTIVITY_PRIORITY_POLL
+    return DSP_ACTIVITY_PRIORITY_SUBMIT
 
 
 def workflow_id_for(key: str) -> str:

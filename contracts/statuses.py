@@ -69,3 +69,9 @@ def service_status_for(entity_type: EntityType | str, dsp_status: str) -> Entity
 
 def is_terminal_dsp_status(entity_type: EntityType | str, dsp_status: str) -> bool:
     return service_status_for(entity_type, dsp_status) is not None
+
+
+def polled_after_post(entity_type: EntityType | str) -> bool:
+    """Whether the DSP's first status for this type leaves it to poll (advertisers are
+    active at once)."""
+    return not is_terminal_dsp_status(entity_type, first_dsp_status(entity_type))

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from contracts import (
     EntityStatus,
     EntityType,
     RecordStatusInput,
+    polled_after_post,
 )
 from database.models import QueuedEntity
 
@@ -71,11 +72,28 @@ async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntit
     return len(result.all())
 
 
-async def load_snapshot(session: AsyncSession, key: str) -> EntitySnapshot | None:
+def _open_dependant_of(key: str) -> ColumnElement[bool]:
+    """Rows that depend on `key` directly and have not ended. `depends_on @> ARRAY[key]`
+    (not `key = ANY(depends_on)`) so the GIN index on `depends_on` serves it."""
+    return and_(QueuedEntity.depends_on.contains([key]), QueuedEntity.status.not_in(_TERMINAL))
+
+
+async def count_open_dependants(session: AsyncSession, key: str) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(QueuedEntity).where(_open_dependant_of(key))
+    )
+    return int(count or 0)
+
+
+async def load_snapshot(
+    session: AsyncSession, key: str, *, count_dependants: bool = True
+) -> EntitySnapshot | None:
+    """The entity, its dependencies' state and (unless told not to) its open dependants."""
     row = await session.get(QueuedEntity, key)
     if row is None:
         return None
     dependencies = await fetch_entities(session, row.depends_on)
+    dependants = await count_open_dependants(session, key) if count_dependants else 0
     return EntitySnapshot(
         key=row.key,
         batch=row.batch,
@@ -96,6 +114,7 @@ async def load_snapshot(session: AsyncSession, key: str) -> EntitySnapshot | Non
             )
             for dep in dependencies.values()
         ],
+        dependants=dependants,
     )
 
 
@@ -138,9 +157,7 @@ async def record_status(session: AsyncSession, change: RecordStatusInput) -> boo
 async def open_dependants(session: AsyncSession, key: str) -> list[str]:
     """Keys that depend on `key` directly and have not ended."""
     rows = await session.scalars(
-        select(QueuedEntity.key)
-        .where(QueuedEntity.depends_on.any_() == key, QueuedEntity.status.not_in(_TERMINAL))
-        .order_by(QueuedEntity.key)
+        select(QueuedEntity.key).where(_open_dependant_of(key)).order_by(QueuedEntity.key)
     )
     return list(rows)
 
@@ -211,12 +228,22 @@ async def count_by_status(session: AsyncSession, *, batch: str | None = None) ->
     return {status: count for status, count in (await session.execute(query)).all()}
 
 
-async def count_in_status(session: AsyncSession, status: EntityStatus) -> int:
+async def count_to_poll(session: AsyncSession) -> int:
+    """Entities being polled, and those being submitted that will poll after their POST."""
+    polled_types = [t.value for t in EntityType if polled_after_post(t)]
     return int(
         await session.scalar(
             select(func.count())
             .select_from(QueuedEntity)
-            .where(QueuedEntity.status == status.value)
+            .where(
+                or_(
+                    QueuedEntity.status == EntityStatus.POLLING.value,
+                    and_(
+                        QueuedEntity.status == EntityStatus.SUBMITTING.value,
+                        QueuedEntity.entity_type.in_(polled_types),
+                    ),
+                )
+            )
         )
         or 0
     )

@@ -47,6 +47,15 @@ WORKFLOW_CACHE_ENV = "DSP_MAX_CACHED_WORKFLOWS"  # for measurements (bench/); Se
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 # `fixed` polls every DSP_POLL_MIN_INTERVAL, for comparison (bench/); Settings is shared code.
 POLL_STRATEGY_ENV = "DSP_POLL_STRATEGY"
+# `0` gives the DSP calls of parents the keys of leaves, for comparison (bench/).
+DEPENDANT_PRIORITY_ENV = "DSP_DEPENDANT_PRIORITY"
+
+
+_OFF = {"0", "false", "no", "off"}
+
+
+def dependant_priority_enabled() -> bool:
+    return os.environ.get(DEPENDANT_PRIORITY_ENV, "1").strip().lower() not in _OFF
 
 
 def rate_margin(settings: Settings) -> float:
@@ -81,7 +90,12 @@ async def run_worker(
             hold=slot_hold(settings),
         )
         dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_api_token), limiter, sessions))
-        queue = QueueActivities(sessions, temporal, settings.temporal_task_queue)
+        queue = QueueActivities(
+            sessions,
+            temporal,
+            settings.temporal_task_queue,
+            dependant_priority=dependant_priority_enabled(),
+        )
         planner = PollPlanner(
             sessions,
             min_interval=settings.dsp_poll_min_interval,

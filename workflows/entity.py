@@ -14,13 +14,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.poll_planner import PollPlanner
     from activities.queue_records import QueueActivities
     from contracts import (
-        DSP_ACTIVITY_PRIORITY_POLL,
-        DSP_ACTIVITY_PRIORITY_SUBMIT,
         ENTITY_WORKFLOW_NAME,
         TERMINAL_STATUSES,
         ArchiveEntityInput,
         CancelRequest,
         DependencyOutcome,
+        DspCallKind,
         DspStatusResult,
         EntitySnapshot,
         EntityState,
@@ -37,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ReplaceEntityInput,
         ResubmitRequest,
         SubmitEntityInput,
+        dsp_priority,
         service_status_for,
     )
     from entities.refs import resolve_refs
@@ -220,7 +220,7 @@ class EntityWorkflow:
             "start_to_close_timeout": DSP_START_TO_CLOSE,
             "heartbeat_timeout": DSP_HEARTBEAT,
             "retry_policy": DSP_RETRY_POLICY,
-            "priority": Priority(priority_key=DSP_ACTIVITY_PRIORITY_SUBMIT),
+            "priority": _priority(DspCallKind.SUBMIT, snapshot),
         }
         if snapshot.dsp_id and snapshot.dsp_status != "archived":
             replaced: DspStatusResult = await workflow.execute_activity_method(
@@ -294,7 +294,7 @@ class EntityWorkflow:
                     start_to_close_timeout=DSP_START_TO_CLOSE,
                     heartbeat_timeout=DSP_HEARTBEAT,
                     retry_policy=DSP_RETRY_POLICY,
-                    priority=Priority(priority_key=DSP_ACTIVITY_PRIORITY_POLL),
+                    priority=_priority(DspCallKind.POLL, snapshot),
                 )
             except ActivityError as err:
                 return _failure_from(err)
@@ -325,7 +325,7 @@ class EntityWorkflow:
                 start_to_close_timeout=DSP_START_TO_CLOSE,
                 heartbeat_timeout=DSP_HEARTBEAT,
                 retry_policy=DSP_RETRY_POLICY,
-                priority=Priority(priority_key=DSP_ACTIVITY_PRIORITY_SUBMIT),
+                priority=_priority(DspCallKind.ARCHIVE, snapshot),
             )
             self._state.dsp_status = archived.dsp_status
         except ActivityError as err:
@@ -428,6 +428,12 @@ class EntityWorkflow:
     def _dsp_task_queue(self) -> str:
         # The DSP queue is derived from the workflow queue, as the worker derives it.
         return f"{workflow.info().task_queue}-dsp"
+
+
+def _priority(kind: DspCallKind, snapshot: EntitySnapshot) -> Priority:
+    """Priority is not part of the replay check (sdk-core compares an activity's id and type
+    only), and `dependants` comes from the recorded `load_entity` result, so it replays."""
+    return Priority(priority_key=dsp_priority(kind, snapshot.dependants))
 
 
 def _failure_from(err: ActivityError) -> _Ending:

@@ -132,7 +132,9 @@ def test_worker_scales_and_waits_for_what_it_needs(resolved: dict[str, Any]) -> 
         assert resolved["services"][name]["healthcheck"]["test"], name
 
 
-def test_temporal_gets_one_partition_for_the_dsp_queue(resolved: dict[str, Any]) -> None:
+def test_temporal_gets_one_partition_and_the_priority_matcher_for_the_dsp_queue(
+    resolved: dict[str, Any],
+) -> None:
     temporal = resolved["services"]["temporal"]
     path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
     mounts = [volume for volume in temporal["volumes"] if isinstance(volume, str)]
@@ -142,6 +144,9 @@ def test_temporal_gets_one_partition_for_the_dsp_queue(resolved: dict[str, Any])
     dsp_queue = Settings(_env_file=None).dsp_task_queue
     for key in ("matching.numTaskqueueReadPartitions", "matching.numTaskqueueWritePartitions"):
         assert config[key] == [{"value": 1, "constraints": {"taskQueueName": dsp_queue}}]
+    assert config["matching.useNewMatcher"] == [
+        {"value": True, "constraints": {"taskQueueName": dsp_queue}}
+    ]
 
 
 def test_setup_registers_the_search_attributes_the_dev_server_has(

@@ -53,7 +53,7 @@ async def test_temporal_dev_server_serves_search_attributes_and_survives_restart
     assert server.ui_url is None
     command = " ".join(server.command())
     for key, value in DYNAMIC_CONFIG.items():
-        assert f"--dynamic-config-value {key}={value}" in command
+        assert f"--dynamic-config-value {key}={json.dumps(value)}" in command
     with server:
         assert server.startup_seconds is not None and server.startup_seconds < 30
         client = await Client.connect(server.address)

@@ -8,6 +8,7 @@ from contracts import (
     EntityType,
     first_dsp_status,
     is_terminal_dsp_status,
+    polled_after_post,
     service_status_for,
     workflow_id_for,
 )
@@ -68,3 +69,7 @@ def test_terminal_statuses_are_exactly_the_documented_ones() -> None:
 def test_workflow_id_is_derived_from_the_key() -> None:
     assert workflow_id_for("acme-spring") == "dsp-entity-acme-spring"
     assert workflow_id_for("a") != workflow_id_for("b")
+
+
+def test_only_advertisers_are_done_with_their_post() -> None:
+    assert {t for t in EntityType if not polled_after_post(t)} == {EntityType.ADVERTISERS}

@@ -160,6 +160,7 @@ class DspCall:
     idempotency_key: str | None = None
     body: dict[str, Any] | None = None
     outcome: str = "ok"
+    priority: int | None = None  # the Temporal priority key the workflow scheduled it with
 
 
 class FakeWorld:
@@ -379,6 +380,11 @@ class FakeWorld:
                 )
                 for dep in (self.rows[k] for k in row.depends_on if k in self.rows)
             ],
+            dependants=sum(
+                1
+                for r in self.rows.values()
+                if row.key in r.depends_on and r.status not in TERMINAL_STATUSES
+            ),
         )
 
     @activity.defn(name="record_status")
@@ -445,7 +451,9 @@ class FakeWorld:
     async def _enter(self, op: str, key: str, **details: Any) -> DspCall:
         """Record the attempt, then fail or hang it as the key's script says."""
         info = activity.info()
-        call = DspCall(op, key, info.attempt, info.started_time, **details)
+        call = DspCall(
+            op, key, info.attempt, info.started_time, priority=info.priority.priority_key, **details
+        )
         self.calls.append(call)
         script = self.scripts[key]
         gate = script.gates.pop(op, None)

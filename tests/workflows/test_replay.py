@@ -57,3 +57,17 @@ async def test_a_changed_command_order_fails_the_replay() -> None:
 
     with pytest.raises(NondeterminismError):
         await replayer().replay_workflow(history)
+
+
+async def test_a_changed_priority_still_replays() -> None:
+    """Priority keys are not part of the determinism check (sdk-core compares a scheduled
+    activity's id and type only), so changing how they are chosen needs no patch."""
+    history = load(HISTORIES / "happy_path.json")
+    changed = 0
+    for event in history.events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            event.activity_task_scheduled_event_attributes.priority.priority_key = 9
+            changed += 1
+    assert changed
+
+    await replayer().replay_workflow(history)
