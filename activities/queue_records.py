@@ -1,5 +1,7 @@
 """Activities that read and write `dsp_entity_queue` and wake the workflows of other entities.
-They run on the workflow task queue, not the rate-limited DSP queue."""
+They run on the workflow worker, as local activities of the entity workflow (as regular
+activities on the workflow task queue for runs recorded before that), never on the
+rate-limited DSP queue."""
 
 from __future__ import annotations
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import Priority, RetryPolicy
@@ -50,14 +52,16 @@ with workflow.unsafe.imports_passed_through():
 # Polls per run before continue-as-new keeps the history of a days-long review bounded.
 MAX_POLLS_PER_RUN = 100
 
-RECORD_OPTIONS = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=30),
-        non_retryable_error_types=["UnknownEntity"],
-    ),
-}
+RECORD_TIMEOUT = timedelta(seconds=30)
+RECORD_RETRY_POLICY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["UnknownEntity"],
+)
+# Queue-table activities (load, record, notify, reopen) run as local activities: each is a
+# short database call on the workflow worker, and a regular activity costs a workflow task
+# and six history events more (bench/end_to_end.py). Runs recorded before keep theirs.
+LOCAL_QUEUE_RECORDS_PATCH = "local-queue-records"
 DSP_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
@@ -127,10 +131,8 @@ class EntityWorkflow:
         while True:
             version = snapshot.payload_version
             if version > 1 and carry is None:
-                await workflow.execute_activity_method(
-                    QueueActivities.reopen_blocked,
-                    ReopenBlockedInput(key=snapshot.key),
-                    **RECORD_OPTIONS,
+                await _queue_activity(
+                    QueueActivities.reopen_blocked, ReopenBlockedInput(key=snapshot.key)
                 )
             ending = await self._process(snapshot, carry)
             carry = None
@@ -336,7 +338,7 @@ class EntityWorkflow:
         self._state.status = ending.status
         self._state.reason = ending.reason
         self._publish_status(snapshot, ending.status)
-        result = await workflow.execute_activity_method(
+        result = await _queue_activity(
             QueueActivities.record_status,
             RecordStatusInput(
                 key=snapshot.key,
@@ -347,14 +349,13 @@ class EntityWorkflow:
                 reason=ending.reason,
                 blocked_by=ending.blocked_by,
             ),
-            **RECORD_OPTIONS,
         )
         if not result.dependants:
             return
         root = None
         if ending.status is not EntityStatus.SUCCEEDED:
             root = ending.blocked_by or snapshot.key
-        await workflow.execute_activity_method(
+        await _queue_activity(
             QueueActivities.notify_dependants,
             NotifyDependantsInput(
                 outcome=DependencyOutcome(
@@ -366,13 +367,10 @@ class EntityWorkflow:
                 ),
                 dependants=result.dependants,
             ),
-            **RECORD_OPTIONS,
         )
 
     async def _load(self, key: str) -> EntitySnapshot:
-        snapshot = await workflow.execute_activity_method(
-            QueueActivities.load_entity, LoadEntityInput(key=key), **RECORD_OPTIONS
-        )
+        snapshot = await _queue_activity(QueueActivities.load_entity, LoadEntityInput(key=key))
         self._dsp_ids = {}
         self._state = EntityState(
             key=snapshot.key,
@@ -388,7 +386,7 @@ class EntityWorkflow:
     async def _record(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
         self._state.status = status
         self._publish_status(snapshot, status)
-        await workflow.execute_activity_method(
+        await _queue_activity(
             QueueActivities.record_status,
             RecordStatusInput(
                 key=snapshot.key,
@@ -397,7 +395,6 @@ class EntityWorkflow:
                 dsp_id=self._state.dsp_id,
                 dsp_status=self._state.dsp_status,
             ),
-            **RECORD_OPTIONS,
         )
 
     def _publish_status(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
@@ -428,6 +425,27 @@ class EntityWorkflow:
     def _dsp_task_queue(self) -> str:
         # The DSP queue is derived from the workflow queue, as the worker derives it.
         return f"{workflow.info().task_queue}-dsp"
+
+
+InputT = TypeVar("InputT")
+ResultT = TypeVar("ResultT")
+
+
+async def _queue_activity(
+    method: Callable[[QueueActivities, InputT], Awaitable[ResultT]], arg: InputT
+) -> ResultT:
+    """A queue-table activity: local once the patch is in the history (or the run is new),
+    a regular activity on the workflow queue while replaying a run recorded before it."""
+    if workflow.patched(LOCAL_QUEUE_RECORDS_PATCH):
+        return await workflow.execute_local_activity_method(
+            method,
+            arg,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY_POLICY,
+        )
+    return await workflow.execute_activity_method(
+        method, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY_POLICY
+    )
 
 
 def _priority(kind: DspCallKind, snapshot: EntitySnapshot) -> Priority:
