@@ -5,7 +5,6 @@ rate-limited DSP queue."""
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
@@ -70,8 +69,10 @@ class QueueActivities:
             changed = await queue_store.record_status(session, change)
             if change.status not in TERMINAL_STATUSES:
                 return RecordStatusResult()
-            if changed:
-                await _observe_finished(session, change.key)
+            if changed is not None and changed.finished_at is not None:
+                observe_entity_finished(
+                    changed.entity_type, changed.status, changed.created_at, changed.finished_at
+                )
             return RecordStatusResult(
                 dependants=await queue_store.open_dependants(session, change.key)
             )
@@ -108,9 +109,3 @@ class QueueActivities:
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             )
         return keys
-
-
-async def _observe_finished(session: AsyncSession, key: str) -> None:
-    row = (await queue_store.fetch_entities(session, [key])).get(key)
-    if row is not None and row.finished_at is not None:
-        observe_entity_finished(row.entity_type, row.status, row.created_at, row.finished_at)

@@ -18,7 +18,7 @@ from database.migrate import upgrade
 from devstack.ports import free_port
 from devstack.postgres import EmbeddedPostgres, create_database, drop_database
 from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses
+from devstack.workers import WorkerProcesses, worker_env
 from mock_dsp.config import MockDspConfig
 from mock_dsp.server import MockDspServer
 from service.context import ServiceContext, open_service
@@ -74,17 +74,10 @@ async def _database(log_dir: Path) -> AsyncIterator[str]:
             embedded.stop()
 
 
-def worker_env(settings: Settings, options: StackOptions) -> Mapping[str, str]:
+def bench_worker_env(settings: Settings, options: StackOptions) -> Mapping[str, str]:
+    """The workers' environment: `settings`, and the comparison switches of `options`."""
     return {
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "DATABASE_URL": settings.effective_database_url,
-        "DSP_BASE_URL": settings.effective_dsp_base_url,
-        "DSP_API_TOKEN": BENCH_TOKEN,
-        "DSP_RATE_LIMIT": str(options.rate_limit),
-        "DSP_RATE_WINDOW": str(options.rate_window),
-        "DSP_POLL_MIN_INTERVAL": str(options.poll_min_interval),
-        "DSP_POLL_MAX_INTERVAL": str(options.poll_max_interval),
+        **worker_env(settings),
         "DSP_POLL_STRATEGY": options.poll_strategy,
         "DSP_DEPENDANT_PRIORITY": "1" if options.dependant_priority else "0",
     }
@@ -134,7 +127,7 @@ async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
             dsp_poll_max_interval=options.poll_max_interval,
         )
         workers = stack.enter_context(
-            WorkerProcesses(options.workers, worker_env(settings, options), log_dir=log_dir)
+            WorkerProcesses(options.workers, bench_worker_env(settings, options), log_dir=log_dir)
         )
         client = await connect_temporal(settings)
         service = await stack.enter_async_context(open_service(settings, client=client))

@@ -118,8 +118,9 @@ async def load_snapshot(
     )
 
 
-async def record_status(session: AsyncSession, change: RecordStatusInput) -> bool:
-    """Store a status change of the payload version the caller works on.
+async def record_status(session: AsyncSession, change: RecordStatusInput) -> QueuedEntity | None:
+    """Store a status change of the payload version the caller works on; return the row as
+    changed, or None when nothing changed.
 
     A run still working on an older version (the client stored a resubmission meanwhile)
     changes nothing, so it can never overwrite the newer request."""
@@ -143,15 +144,16 @@ async def record_status(session: AsyncSession, change: RecordStatusInput) -> boo
     }
     if change.dsp_status is not None:
         values["dsp_status"] = change.dsp_status
-    result = await session.execute(
+    changed = await session.scalars(
         update(QueuedEntity)
         .where(
             QueuedEntity.key == change.key,
             QueuedEntity.payload_version == change.payload_version,
         )
         .values(**values)
+        .returning(QueuedEntity)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return changed.one_or_none()
 
 
 async def open_dependants(session: AsyncSession, key: str) -> list[str]:

@@ -10,10 +10,27 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from config import Settings
 from config.settings import PROJECT_ROOT
 from devstack.process import ManagedProcess
 
 WORKER_SCRIPT = PROJECT_ROOT / "worker.py"
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes `python worker.py` run with `settings`."""
+    return {
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
+        "DATABASE_URL": settings.effective_database_url,
+        "DSP_BASE_URL": settings.effective_dsp_base_url,
+        "DSP_API_TOKEN": settings.dsp_api_token.get_secret_value(),
+        "DSP_RATE_LIMIT": str(settings.dsp_rate_limit),
+        "DSP_RATE_WINDOW": str(settings.dsp_rate_window),
+        "DSP_TIMEOUT": str(settings.dsp_timeout),
+        "DSP_POLL_MIN_INTERVAL": str(settings.dsp_poll_min_interval),
+        "DSP_POLL_MAX_INTERVAL": str(settings.dsp_poll_max_interval),
+    }
 
 
 class WorkerProcesses:

@@ -15,7 +15,6 @@ from sqlalchemy import text
 from temporalio.client import Client
 
 import mock_dsp.api
-from config import Settings
 from database import audit_log
 from database.engine import SessionFactory
 from database.models import AuditRecord
@@ -27,22 +26,6 @@ from service import queries
 from service.context import ServiceContext
 
 TERMINAL = {"succeeded", "rejected", "failed", "cancelled", "blocked"}
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment of `python worker.py` for `settings` (what WorkerProcesses takes)."""
-    return {
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "DATABASE_URL": settings.effective_database_url,
-        "DSP_BASE_URL": settings.effective_dsp_base_url,
-        "DSP_API_TOKEN": settings.dsp_api_token.get_secret_value(),
-        "DSP_RATE_LIMIT": str(settings.dsp_rate_limit),
-        "DSP_RATE_WINDOW": str(settings.dsp_rate_window),
-        "DSP_TIMEOUT": str(settings.dsp_timeout),
-        "DSP_POLL_MIN_INTERVAL": str(settings.dsp_poll_min_interval),
-        "DSP_POLL_MAX_INTERVAL": str(settings.dsp_poll_max_interval),
-    }
 
 
 async def end_statuses(

@@ -21,7 +21,7 @@ from database.migrate import upgrade
 from devstack.ports import free_port
 from devstack.postgres import EmbeddedPostgres
 from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses
+from devstack.workers import WorkerProcesses, worker_env
 from mock_dsp.request_log import RequestRecord
 from mock_dsp.server import MockDspServer
 from service import queries
@@ -35,7 +35,6 @@ from tests.integration.fault_support import (
     assert_one_dsp_entity_per_key,
     audit_rows,
     end_statuses,
-    worker_env,
 )
 from tests.integration.harness import open_stack, stack_settings, write_entities
 

@@ -12,19 +12,18 @@ from pathlib import Path
 import pytest_asyncio
 
 from bench.metrics import busy_utilisation
-from bench.stack import StackOptions, worker_env
 from bench.workloads import advertiser
 from config import Settings
 from contracts import EntityStatus
 from database.engine import SessionFactory
 from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses
+from devstack.workers import WorkerProcesses, worker_env
 from mock_dsp.request_log import max_in_window
 from mock_dsp.server import MockDspServer
 from service.context import ServiceContext, open_service
 from service.queries import status_counts
 from service.submission import read_submission, submit
-from tests.integration.harness import TEST_TOKEN, stack_settings, write_entities
+from tests.integration.harness import stack_settings, write_entities
 
 LIMIT = 20
 WINDOW = 3.0
@@ -60,14 +59,9 @@ async def process_stack(
         dsp_base_url=mock_dsp.base_url,
         dsp_rate_limit=LIMIT,
         dsp_rate_window=WINDOW,
+        dsp_timeout=10.0,
     )
-    options = StackOptions(workers=WORKERS, rate_limit=LIMIT, rate_window=WINDOW)
-    env = {
-        **worker_env(settings, options),
-        "DSP_API_TOKEN": TEST_TOKEN,
-        "DSP_POLL_MIN_INTERVAL": str(settings.dsp_poll_min_interval),
-        "DSP_POLL_MAX_INTERVAL": str(settings.dsp_poll_max_interval),
-    }
+    env = worker_env(settings)
     with WorkerProcesses(WORKERS, env, log_dir=tmp_path / "workers") as workers:
         async with open_service(settings) as service:
             yield ProcessStack(settings, service, mock_dsp, workers)

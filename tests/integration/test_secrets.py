@@ -14,12 +14,12 @@ from temporalio.client import Client
 
 from database.engine import SessionFactory
 from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses
+from devstack.workers import WorkerProcesses, worker_env
 from mock_dsp.server import MockDspServer
 from tests.integration.cli_support import cli_env, run_cli
 from tests.integration.conftest import mock_config
 from tests.integration.dag import launch_dag
-from tests.integration.fault_support import dump_database, histories_json, worker_env
+from tests.integration.fault_support import dump_database, histories_json
 from tests.integration.harness import stack_settings, write_entities
 
 
