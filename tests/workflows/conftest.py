@@ -1,5 +1,6 @@
-"""One time-skipping test server for the session; each test gets a `FakeWorld` with its own
-task queues and running workers."""
+"""One time-skipping test server for the session; each test gets a `World`: the real queue
+table (emptied first) and queue activities, a fake DSP, its own task queues and running
+workers."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.workflows.fake_world import FakeWorld, start_test_env
+from database.engine import SessionFactory
+from tests.workflows.world import World, start_test_env
 
 
 @pytest.fixture(scope="session")
@@ -25,10 +27,11 @@ def client(env: WorkflowEnvironment) -> Client:
 
 
 @pytest.fixture
-async def world(client: Client) -> AsyncIterator[FakeWorld]:
-    """A fresh queue table and DSP; its workers run for the whole test. Workflows still open
-    at the end are terminated, so no timer of theirs fires in a later test."""
-    fake = FakeWorld(client)
-    async with fake.workers():
-        yield fake
-        await fake.terminate_all()
+async def world(client: Client, clean_database: SessionFactory) -> AsyncIterator[World]:
+    """The emptied queue table and a fresh DSP; the workers run for the whole test.
+    Workflows still open at the end are terminated, so no timer of theirs fires in a later
+    test."""
+    world = World(client, clean_database)
+    async with world.workers():
+        yield world
+        await world.terminate_all()

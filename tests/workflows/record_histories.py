@@ -17,7 +17,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from contracts import EntityStatus, EntityType
-from tests.workflows.fake_world import FakeWorld, start_test_env
+from tests.workflows.world import World, start_test_env
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 
@@ -28,7 +28,7 @@ SIX_HOUR_REVIEW = [(0.0, "pending_review", None), (6 * 3600.0, "approved", None)
 CAMPAIGN_FAILS = [(0.0, "pending", None), (10.0, "failed", "budget exceeds the account limit")]
 
 # A scenario sets the world up, runs it, and returns the key whose latest run is recorded.
-Scenario = Callable[[FakeWorld], Awaitable[str]]
+Scenario = Callable[[World], Awaitable[str]]
 
 
 def _expect(actual: EntityStatus, expected: EntityStatus, what: str) -> None:
@@ -36,11 +36,11 @@ def _expect(actual: EntityStatus, expected: EntityStatus, what: str) -> None:
         raise RuntimeError(f"{what}: expected {expected.value}, got {actual.value}")
 
 
-async def happy_path(world: FakeWorld) -> str:
+async def happy_path(world: World) -> str:
     """A campaign waits for its advertiser, is polled until active, and wakes its ad group."""
-    acme = world.add("acme", EntityType.ADVERTISERS)
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
-    group = world.add("group", EntityType.AD_GROUPS, refs=["spring"])
+    acme = await world.add("acme", EntityType.ADVERTISERS)
+    spring = await world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["spring"])
     await world.start(spring)
     await world.start(group)
     await world.start(acme)
@@ -48,11 +48,13 @@ async def happy_path(world: FakeWorld) -> str:
     return spring
 
 
-async def rejection(world: FakeWorld) -> str:
+async def rejection(world: World) -> str:
     """A creative rejected in review; its ad group ends blocked."""
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_REJECTS])
-    group = world.add("group", EntityType.AD_GROUPS, refs=["banner"])
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
+        "banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_REJECTS]
+    )
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["banner"])
     await world.start(group)
     await world.start(banner)
     _expect((await world.result(banner)).status, EntityStatus.REJECTED, "rejection")
@@ -60,11 +62,13 @@ async def rejection(world: FakeWorld) -> str:
     return banner
 
 
-async def cancel(world: FakeWorld) -> str:
+async def cancel(world: World) -> str:
     """A creative cancelled while under review: archived at the DSP, its ad group blocked."""
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=[HOUR_LONG_REVIEW])
-    group = world.add("group", EntityType.AD_GROUPS, refs=["banner"])
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
+        "banner", EntityType.CREATIVES, refs=["acme"], timelines=[HOUR_LONG_REVIEW]
+    )
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["banner"])
     await world.start(group)
     await world.start(banner)
     await world.until_state(banner, lambda s: s.status is EntityStatus.POLLING)
@@ -74,13 +78,13 @@ async def cancel(world: FakeWorld) -> str:
     return banner
 
 
-async def resubmit(world: FakeWorld) -> str:
+async def resubmit(world: World) -> str:
     """The run started by `resubmit` after a rejection: reopen, PUT, poll, succeed."""
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
         "banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_REJECTS, REVIEW_APPROVES]
     )
-    group = world.add("group", EntityType.AD_GROUPS, refs=["banner"])
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["banner"])
     await world.start(group)
     await world.start(banner)
     _expect((await world.result(banner)).status, EntityStatus.REJECTED, "resubmit, first run")
@@ -91,23 +95,25 @@ async def resubmit(world: FakeWorld) -> str:
     return banner
 
 
-async def blocked_chain(world: FakeWorld) -> str:
+async def blocked_chain(world: World) -> str:
     """A -> B -> C -> D with A failing: C is told B ended blocked, and tells D."""
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    world.add("a", EntityType.CAMPAIGNS, refs=["acme"], timelines=[CAMPAIGN_FAILS])
-    world.add("b", EntityType.AD_GROUPS, refs=["a"])
-    c = world.add("c", EntityType.AD_GROUPS, refs=["acme"], depends_on=["b"])
-    d = world.add("d", EntityType.AD_GROUPS, refs=["acme"], depends_on=["c"])
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    await world.add("a", EntityType.CAMPAIGNS, refs=["acme"], timelines=[CAMPAIGN_FAILS])
+    await world.add("b", EntityType.AD_GROUPS, refs=["a"])
+    c = await world.add("c", EntityType.AD_GROUPS, refs=["acme"], depends_on=["b"])
+    d = await world.add("d", EntityType.AD_GROUPS, refs=["acme"], depends_on=["c"])
     for name in ("d", "c", "b", "a"):
         await world.start(world.k(name))
     _expect((await world.result(d)).status, EntityStatus.BLOCKED, "blocked_chain")
     return c
 
 
-async def continued_review(world: FakeWorld) -> str:
+async def continued_review(world: World) -> str:
     """A six-hour review: the run after continue-as-new, which starts from the carry."""
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=[SIX_HOUR_REVIEW])
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
+        "banner", EntityType.CREATIVES, refs=["acme"], timelines=[SIX_HOUR_REVIEW]
+    )
     await world.start(banner)
     _expect((await world.result(banner)).status, EntityStatus.SUCCEEDED, "continued_review")
     return banner
@@ -124,7 +130,7 @@ SCENARIOS: dict[str, Scenario] = {
 
 
 async def record(client: Client, name: str, scenario: Scenario) -> Path:
-    world = FakeWorld(client)
+    world = World(client)
     async with world.workers():
         key = await scenario(world)
         history = await world.handle(key).fetch_history()

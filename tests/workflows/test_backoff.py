@@ -7,15 +7,15 @@ from itertools import pairwise
 import pytest
 
 from contracts import EntityStatus, EntityType
-from tests.workflows.fake_world import FakeWorld
+from tests.workflows.world import World
 
 PLANNED = [3.0, 7.0, 15.0, 40.0, 100.0]
 
 
-async def test_polls_follow_the_growing_intervals_of_the_planner(world: FakeWorld) -> None:
+async def test_polls_follow_the_growing_intervals_of_the_planner(world: World) -> None:
     world.plan = lambda polls: PLANNED[polls]
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    spring = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    spring = await world.add(
         "spring",
         EntityType.CAMPAIGNS,
         refs=["acme"],

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from contracts import EntityStatus, EntityType
-from tests.workflows.fake_world import FakeWorld
+from tests.workflows.world import World
 
 HOUR_LONG_REVIEW = [[(0.0, "pending_review", None), (3600.0, "approved", None)]]
 
 
-async def test_cancel_while_waiting_on_a_dependency_never_calls_the_dsp(world: FakeWorld) -> None:
-    acme = world.add("acme", EntityType.ADVERTISERS)  # never started: it stays waiting
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
+async def test_cancel_while_waiting_on_a_dependency_never_calls_the_dsp(world: World) -> None:
+    acme = await world.add("acme", EntityType.ADVERTISERS)  # never started: it stays waiting
+    spring = await world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
     run = await world.start(spring)
     waiting = await world.until_state(spring, lambda s: bool(s.waiting_on))
     assert (waiting.status, waiting.waiting_on) == (EntityStatus.WAITING, [acme])
@@ -21,13 +21,15 @@ async def test_cancel_while_waiting_on_a_dependency_never_calls_the_dsp(world: F
     assert (state.status, state.reason) == (EntityStatus.CANCELLED, "not this one")
     assert world.statuses(spring) == [EntityStatus.CANCELLED]
     assert world.calls == []
-    row = world.rows[spring]
+    row = await world.row(spring)
     assert (row.status, row.reason, row.dsp_id) == (EntityStatus.CANCELLED, "not this one", None)
 
 
-async def test_cancel_while_polling_archives_at_the_dsp(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=HOUR_LONG_REVIEW)
+async def test_cancel_while_polling_archives_at_the_dsp(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
+        "banner", EntityType.CREATIVES, refs=["acme"], timelines=HOUR_LONG_REVIEW
+    )
     run = await world.start(banner)
     await world.until_state(banner, lambda s: s.status is EntityStatus.POLLING)
 
@@ -50,15 +52,17 @@ async def test_cancel_while_polling_archives_at_the_dsp(world: FakeWorld) -> Non
         ("archive", "cre_1"),
     ]
     assert world.dsp["cre_1"].archived
-    assert world.rows[banner].dsp_status == "archived"
+    assert (await world.row(banner)).dsp_status == "archived"
 
 
-async def test_cancelled_entity_blocks_its_dependants(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=HOUR_LONG_REVIEW)
-    world.add("spring", EntityType.CAMPAIGNS, status=EntityStatus.SUCCEEDED, dsp_id="cmp_0")
-    group = world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
-    video = world.add("video", EntityType.AD_GROUPS, refs=["banner"])
+async def test_cancelled_entity_blocks_its_dependants(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
+        "banner", EntityType.CREATIVES, refs=["acme"], timelines=HOUR_LONG_REVIEW
+    )
+    await world.add("spring", EntityType.CAMPAIGNS, status=EntityStatus.SUCCEEDED, dsp_id="cmp_0")
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
+    video = await world.add("video", EntityType.AD_GROUPS, refs=["banner"])
     runs = {key: await world.start(key) for key in (banner, group, video)}
     await world.until_state(banner, lambda s: s.status is EntityStatus.POLLING)
     await world.until_state(group, lambda s: bool(s.waiting_on))
@@ -71,7 +75,7 @@ async def test_cancelled_entity_blocks_its_dependants(world: FakeWorld) -> None:
         state = await runs[key].result()
         assert state.status is EntityStatus.BLOCKED
         assert state.reason == f"dependency '{banner}' ended cancelled: cancelled by user"
-        assert world.rows[key].blocked_by == banner
+        assert (await world.row(key)).blocked_by == banner
         assert world.statuses(key) == [EntityStatus.BLOCKED]
         assert world.dsp_calls(key) == []
     [notice] = [n for n in world.notified if n.outcome.key == banner]
@@ -80,9 +84,9 @@ async def test_cancelled_entity_blocks_its_dependants(world: FakeWorld) -> None:
 
 
 async def test_cancel_while_the_post_is_in_flight_archives_what_it_created(
-    world: FakeWorld,
+    world: World,
 ) -> None:
-    acme = world.add("acme", EntityType.ADVERTISERS)
+    acme = await world.add("acme", EntityType.ADVERTISERS)
     release = world.gate(acme, "submit")
     run = await world.start(acme)
     await world.until_state(acme, lambda s: s.status is EntityStatus.SUBMITTING)
@@ -93,4 +97,4 @@ async def test_cancel_while_the_post_is_in_flight_archives_what_it_created(
 
     assert (state.status, state.dsp_status) == (EntityStatus.CANCELLED, "archived")
     assert [c.op for c in world.dsp_calls(acme)] == ["submit", "archive"]
-    assert world.rows[acme].status is EntityStatus.CANCELLED
+    assert (await world.row(acme)).status is EntityStatus.CANCELLED

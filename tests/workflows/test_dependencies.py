@@ -4,17 +4,17 @@ already ended is not waited for."""
 from __future__ import annotations
 
 from contracts import EntityStatus, EntityType
-from tests.workflows.fake_world import FakeWorld
+from tests.workflows.world import World
 
 CAMPAIGN_FAILS = [(0.0, "pending", None), (10.0, "failed", "budget exceeds the account limit")]
 
 
-async def test_a_failed_parent_blocks_every_link_of_the_chain(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    a = world.add("a", EntityType.CAMPAIGNS, refs=["acme"], timelines=[CAMPAIGN_FAILS])
-    b = world.add("b", EntityType.AD_GROUPS, refs=["a"])
-    c = world.add("c", EntityType.AD_GROUPS, refs=["acme"], depends_on=["b"])
-    d = world.add("d", EntityType.AD_GROUPS, refs=["acme"], depends_on=["c"])
+async def test_a_failed_parent_blocks_every_link_of_the_chain(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    a = await world.add("a", EntityType.CAMPAIGNS, refs=["acme"], timelines=[CAMPAIGN_FAILS])
+    b = await world.add("b", EntityType.AD_GROUPS, refs=["a"])
+    c = await world.add("c", EntityType.AD_GROUPS, refs=["acme"], depends_on=["b"])
+    d = await world.add("d", EntityType.AD_GROUPS, refs=["acme"], depends_on=["c"])
     for key in (d, c, b):
         await world.start(key)
     parent = await world.start(a)
@@ -30,7 +30,7 @@ async def test_a_failed_parent_blocks_every_link_of_the_chain(world: FakeWorld) 
     for key, reason in expected.items():
         ended = await world.result(key)
         assert (ended.status, ended.reason) == (EntityStatus.BLOCKED, reason)
-        row = world.rows[key]
+        row = await world.row(key)
         assert (row.status, row.reason, row.blocked_by) == (EntityStatus.BLOCKED, reason, a)
         assert world.statuses(key) == [EntityStatus.BLOCKED]
         assert world.dsp_calls(key) == []
@@ -45,19 +45,21 @@ async def test_a_failed_parent_blocks_every_link_of_the_chain(world: FakeWorld) 
 
 
 async def test_blocked_by_the_dependency_that_failed_not_by_one_still_running(
-    world: FakeWorld,
+    world: World,
 ) -> None:
     """An ad group whose creative is still under review and whose campaign fails must be
     blocked by the campaign: resubmitting the campaign reopens only what it blocked."""
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
         "banner",
         EntityType.CREATIVES,
         refs=["acme"],
         timelines=[[(0.0, "pending_review", None), (3600.0, "approved", None)]],
     )
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"], timelines=[CAMPAIGN_FAILS])
-    group = world.add("group", EntityType.AD_GROUPS, refs=["banner", "spring"])
+    spring = await world.add(
+        "spring", EntityType.CAMPAIGNS, refs=["acme"], timelines=[CAMPAIGN_FAILS]
+    )
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["banner", "spring"])
     for key in (banner, spring, group):
         await world.start(key)
 
@@ -65,13 +67,13 @@ async def test_blocked_by_the_dependency_that_failed_not_by_one_still_running(
 
     reason = f"dependency '{spring}' ended failed: budget exceeds the account limit"
     assert (state.status, state.reason) == (EntityStatus.BLOCKED, reason)
-    assert world.rows[group].blocked_by == spring
-    assert world.rows[banner].status is EntityStatus.POLLING
+    assert (await world.row(group)).blocked_by == spring
+    assert (await world.row(banner)).status is EntityStatus.POLLING
 
 
-async def test_a_dependency_that_already_succeeded_is_not_waited_for(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_7")
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
+async def test_a_dependency_that_already_succeeded_is_not_waited_for(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_7")
+    spring = await world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
 
     state = await (await world.start(spring)).result()
 
@@ -88,14 +90,14 @@ async def test_a_dependency_that_already_succeeded_is_not_waited_for(world: Fake
     ]
 
 
-async def test_a_dependency_that_already_failed_blocks_at_once(world: FakeWorld) -> None:
-    world.add(
+async def test_a_dependency_that_already_failed_blocks_at_once(world: World) -> None:
+    await world.add(
         "acme",
         EntityType.ADVERTISERS,
         status=EntityStatus.REJECTED,
         reason="domain is not allowed",
     )
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
+    spring = await world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
 
     state = await (await world.start(spring)).result()
 
@@ -104,5 +106,5 @@ async def test_a_dependency_that_already_failed_blocks_at_once(world: FakeWorld)
         EntityStatus.BLOCKED,
         f"dependency '{acme}' ended rejected: domain is not allowed",
     )
-    assert world.rows[spring].blocked_by == acme
+    assert (await world.row(spring)).blocked_by == acme
     assert world.calls == []

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from contracts import EntityState, EntityStatus, EntityType, EntityWorkflowInput
-from tests.workflows.fake_world import FakeWorld, backoff_interval
+from tests.workflows.world import World, backoff_interval
 from workflows.entity import MAX_POLLS_PER_RUN
 
 SUBMITTED_AND_SUCCEEDED = [EntityStatus.SUBMITTING, EntityStatus.POLLING, EntityStatus.SUCCEEDED]
@@ -34,8 +34,8 @@ def activities_scheduled(history: WorkflowHistory, name: str) -> int:
     )
 
 
-async def test_advertiser_is_active_at_once_without_a_poll(world: FakeWorld) -> None:
-    acme = world.add("acme", EntityType.ADVERTISERS)
+async def test_advertiser_is_active_at_once_without_a_poll(world: World) -> None:
+    acme = await world.add("acme", EntityType.ADVERTISERS)
 
     state = await (await world.start(acme)).result()
 
@@ -51,15 +51,15 @@ async def test_advertiser_is_active_at_once_without_a_poll(world: FakeWorld) -> 
     [post] = world.dsp_calls(acme)
     assert (post.op, post.idempotency_key, post.body) == ("submit", f"{acme}:v1", {"name": "acme"})
     assert world.plans == []
-    row = world.rows[acme]
+    row = await world.row(acme)
     assert (row.status, row.dsp_id, row.dsp_status) == (EntityStatus.SUCCEEDED, "adv_1", "active")
 
 
 async def test_campaign_waits_for_its_advertiser_then_polls_until_active(
-    world: FakeWorld,
+    world: World,
 ) -> None:
-    acme = world.add("acme", EntityType.ADVERTISERS)
-    spring = world.add(
+    acme = await world.add("acme", EntityType.ADVERTISERS)
+    spring = await world.add(
         "spring",
         EntityType.CAMPAIGNS,
         refs=["acme"],
@@ -82,13 +82,13 @@ async def test_campaign_waits_for_its_advertiser_then_polls_until_active(
 
 
 async def test_creative_review_of_hours_continues_as_new_and_keeps_the_poll_count(
-    world: FakeWorld,
+    world: World,
 ) -> None:
     review = timedelta(hours=6).total_seconds()
     expected_polls = polls_until(review)
     assert expected_polls > MAX_POLLS_PER_RUN
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
         "banner",
         EntityType.CREATIVES,
         refs=["acme"],

@@ -13,14 +13,14 @@ from contracts import (
     EntityStatus,
     EntityType,
 )
-from tests.workflows.fake_world import FakeWorld
+from tests.workflows.world import World
 
 
-async def test_a_parent_goes_before_leaves_and_its_polls_before_theirs(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    world.add("spring", EntityType.CAMPAIGNS, status=EntityStatus.SUCCEEDED, dsp_id="cmp_0")
-    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"])
-    group = world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
+async def test_a_parent_goes_before_leaves_and_its_polls_before_theirs(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    await world.add("spring", EntityType.CAMPAIGNS, status=EntityStatus.SUCCEEDED, dsp_id="cmp_0")
+    banner = await world.add("banner", EntityType.CREATIVES, refs=["acme"])
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
     await world.start(group)
     await world.start(banner)
 
@@ -51,9 +51,9 @@ async def test_a_parent_goes_before_leaves_and_its_polls_before_theirs(world: Fa
     }
 
 
-async def test_dependants_that_have_ended_do_not_count(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS)
-    world.add(
+async def test_dependants_that_have_ended_do_not_count(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS)
+    await world.add(
         "old",
         EntityType.CAMPAIGNS,
         refs=["acme"],

@@ -4,33 +4,35 @@ blocked by the rejected one reopened."""
 from __future__ import annotations
 
 from contracts import EntityStatus, EntityType
-from tests.workflows.fake_world import FakeWorld
+from tests.workflows.world import World
 
 REVIEW_REJECTS = [(0.0, "pending_review", None), (60.0, "rejected", "logo too small")]
 REVIEW_APPROVES = [(0.0, "pending_review", None), (60.0, "approved", None)]
 POLLS_PER_REVIEW = 5  # the backoff reaches 60 s on the 5th poll (5, 13, 25.8, 46.3, 79.1 s)
 
 
-def add_creative_with_dependants(world: FakeWorld, **script: object) -> tuple[str, str, str]:
+async def add_creative_with_dependants(world: World, **script: object) -> tuple[str, str, str]:
     """A creative, an ad group using it, and an ad group that depends on that one."""
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    world.add("spring", EntityType.CAMPAIGNS, status=EntityStatus.SUCCEEDED, dsp_id="cmp_0")
-    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], **script)  # type: ignore[arg-type]
-    group = world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
-    retarget = world.add("retarget", EntityType.AD_GROUPS, refs=["spring"], depends_on=["group"])
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    await world.add("spring", EntityType.CAMPAIGNS, status=EntityStatus.SUCCEEDED, dsp_id="cmp_0")
+    banner = await world.add("banner", EntityType.CREATIVES, refs=["acme"], **script)  # type: ignore[arg-type]
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
+    retarget = await world.add(
+        "retarget", EntityType.AD_GROUPS, refs=["spring"], depends_on=["group"]
+    )
     return banner, group, retarget
 
 
-async def assert_blocked_by(world: FakeWorld, banner: str, group: str, retarget: str) -> None:
+async def assert_blocked_by(world: World, banner: str, group: str, retarget: str) -> None:
     for key in (group, retarget):
         state = await world.result(key)
         assert state.status is EntityStatus.BLOCKED
-        assert world.rows[key].blocked_by == banner
+        assert (await world.row(key)).blocked_by == banner
         assert world.dsp_calls(key) == []
 
 
 async def assert_reopened_and_succeeded(
-    world: FakeWorld, banner: str, group: str, retarget: str
+    world: World, banner: str, group: str, retarget: str
 ) -> None:
     assert world.reopened == [(banner, sorted([group, retarget]))]
     for key in (group, retarget):
@@ -42,12 +44,12 @@ async def assert_reopened_and_succeeded(
             EntityStatus.POLLING,
             EntityStatus.SUCCEEDED,
         ]
-        assert world.rows[key].blocked_by is None
+        assert (await world.row(key)).blocked_by is None
     assert world.dsp_calls(group, "submit")[0].body["banner_id"] == "cre_1"
 
 
-async def test_resubmit_after_review_rejection_replaces_the_dsp_entity(world: FakeWorld) -> None:
-    banner, group, retarget = add_creative_with_dependants(
+async def test_resubmit_after_review_rejection_replaces_the_dsp_entity(world: World) -> None:
+    banner, group, retarget = await add_creative_with_dependants(
         world, timelines=[REVIEW_REJECTS, REVIEW_APPROVES]
     )
     first = await world.start(banner)
@@ -57,7 +59,9 @@ async def test_resubmit_after_review_rejection_replaces_the_dsp_entity(world: Fa
     rejected = await first.result()
     assert (rejected.status, rejected.reason) == (EntityStatus.REJECTED, "logo too small")
     await assert_blocked_by(world, banner, group, retarget)
-    assert world.rows[group].reason == f"dependency '{banner}' ended rejected: logo too small"
+    assert (
+        await world.row(group)
+    ).reason == f"dependency '{banner}' ended rejected: logo too small"
 
     second = await world.resubmit(banner)
     state = await second.result()
@@ -84,9 +88,9 @@ async def test_resubmit_after_review_rejection_replaces_the_dsp_entity(world: Fa
 
 
 async def test_resubmit_after_a_422_posts_again_with_a_new_idempotency_key(
-    world: FakeWorld,
+    world: World,
 ) -> None:
-    banner, group, retarget = add_creative_with_dependants(
+    banner, group, retarget = await add_creative_with_dependants(
         world, reject=["height: must be a positive integer"]
     )
     first = await world.start(banner)
@@ -123,9 +127,9 @@ async def test_resubmit_after_a_422_posts_again_with_a_new_idempotency_key(
     await assert_reopened_and_succeeded(world, banner, group, retarget)
 
 
-async def test_resubmit_while_polling_replaces_the_entity_under_review(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add(
+async def test_resubmit_while_polling_replaces_the_entity_under_review(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
         "banner",
         EntityType.CREATIVES,
         refs=["acme"],
@@ -157,12 +161,12 @@ async def test_resubmit_while_polling_replaces_the_entity_under_review(world: Fa
 
 
 async def test_resubmit_while_the_post_is_in_flight_makes_no_second_dsp_entity(
-    world: FakeWorld,
+    world: World,
 ) -> None:
     """The client stores version 2 while version 1's POST waits (for a rate-limit slot,
     say): the id that POST returns must not be lost, or version 2 POSTs a duplicate."""
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
         "banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_APPROVES] * 2
     )
     post_held = world.gate(banner, "submit")
@@ -185,10 +189,10 @@ async def test_resubmit_while_the_post_is_in_flight_makes_no_second_dsp_entity(
 
 
 async def test_resubmit_after_cancel_posts_a_new_entity_for_the_archived_one(
-    world: FakeWorld,
+    world: World,
 ) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
         "banner",
         EntityType.CREATIVES,
         refs=["acme"],

@@ -19,16 +19,17 @@ from temporalio.worker import (
 )
 
 from contracts import EntityStatus, EntityType
-from tests.workflows.fake_world import FakeWorld
+from database.engine import SessionFactory
+from tests.workflows.world import World
 
 SHORT_HEARTBEAT = timedelta(seconds=1)
 
 
 async def test_transient_failures_are_retried_with_the_same_idempotency_key(
-    world: FakeWorld,
+    world: World,
 ) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"], transient={"submit": 3})
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    spring = await world.add("spring", EntityType.CAMPAIGNS, refs=["acme"], transient={"submit": 3})
 
     state = await (await world.start(spring)).result()
 
@@ -51,9 +52,9 @@ async def test_transient_failures_are_retried_with_the_same_idempotency_key(
     assert len(world.dsp) == 1
 
 
-async def test_a_422_fails_the_entity_with_the_dsp_message(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    spring = world.add(
+async def test_a_422_fails_the_entity_with_the_dsp_message(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    spring = await world.add(
         "spring", EntityType.CAMPAIGNS, refs=["acme"], reject=["end_date: before start_date"]
     )
 
@@ -68,15 +69,15 @@ async def test_a_422_fails_the_entity_with_the_dsp_message(world: FakeWorld) -> 
         ("submit", 1, "rejected")
     ]
     assert world.statuses(spring) == [EntityStatus.SUBMITTING, EntityStatus.FAILED]
-    assert world.rows[spring].reason == "end_date: before start_date"
+    assert (await world.row(spring)).reason == "end_date: before start_date"
 
 
 async def test_a_poll_that_stops_heartbeating_times_out_and_is_tried_again(
-    client: Client,
+    client: Client, clean_database: SessionFactory
 ) -> None:
-    world = FakeWorld(client)
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"], hang={"poll": 1})
+    world = World(client, clean_database)
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    spring = await world.add("spring", EntityType.CAMPAIGNS, refs=["acme"], hang={"poll": 1})
 
     async with world.workers(interceptors=[ShortHeartbeat()]):
         state = await (await world.start(spring)).result()

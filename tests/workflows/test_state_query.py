@@ -7,15 +7,15 @@ from datetime import timedelta
 from temporalio.testing import WorkflowEnvironment
 
 from contracts import EntityState, EntityStatus, EntityType
-from tests.workflows.fake_world import FakeWorld, backoff_interval
+from tests.workflows.world import World, backoff_interval
 from workflows.entity import MAX_POLLS_PER_RUN
 
 
-async def test_state_while_waiting_lists_the_open_dependencies(world: FakeWorld) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
-    banner = world.add("banner", EntityType.CREATIVES, refs=["acme"])
-    group = world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
+async def test_state_while_waiting_lists_the_open_dependencies(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    spring = await world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
+    banner = await world.add("banner", EntityType.CREATIVES, refs=["acme"])
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
     await world.start(group)
 
     state = await world.until_state(group, lambda s: bool(s.waiting_on))
@@ -31,10 +31,10 @@ async def test_state_while_waiting_lists_the_open_dependencies(world: FakeWorld)
 
 
 async def test_state_while_polling_shows_the_dsp_status_and_the_next_poll(
-    world: FakeWorld, env: WorkflowEnvironment
+    world: World, env: WorkflowEnvironment
 ) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
         "banner",
         EntityType.CREATIVES,
         refs=["acme"],
@@ -66,33 +66,33 @@ async def test_state_while_polling_shows_the_dsp_status_and_the_next_poll(
 
 
 async def test_state_stops_listing_a_dependency_once_it_has_succeeded(
-    world: FakeWorld, env: WorkflowEnvironment
+    world: World, env: WorkflowEnvironment
 ) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    spring = world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
-    banner = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    spring = await world.add("spring", EntityType.CAMPAIGNS, refs=["acme"])
+    banner = await world.add(
         "banner",
         EntityType.CREATIVES,
         refs=["acme"],
         timelines=[[(0.0, "pending_review", None), (3600.0, "approved", None)]],
     )
-    group = world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
     for key in (group, spring, banner):
         await world.start(key)
     await world.until_state(group, lambda s: len(s.waiting_on) == 2)
 
     await env.sleep(timedelta(minutes=1))  # the campaign is active after 10 s
 
-    assert world.rows[spring].status is EntityStatus.SUCCEEDED
+    assert (await world.row(spring)).status is EntityStatus.SUCCEEDED
     state = await world.state(group)
     assert (state.status, state.waiting_on) == (EntityStatus.WAITING, [banner])
 
 
 async def test_state_after_continue_as_new_keeps_the_poll_count(
-    world: FakeWorld, env: WorkflowEnvironment
+    world: World, env: WorkflowEnvironment
 ) -> None:
-    world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
-    banner = world.add(
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
         "banner",
         EntityType.CREATIVES,
         refs=["acme"],

