@@ -1,22 +1,33 @@
 """Record the histories that `test_replay.py` replays: representative runs of the entity
-workflow against the fake queue table and DSP, on the time-skipping test server.
+workflow against the real queue table and a fake DSP, on the time-skipping test server.
 
 Run from the project root after a deliberate change of what the workflow records. It
 overwrites the files: while runs of the old code may still be open, keep the old histories
 under other names so they are still replayed.
 
-    .venv/bin/python -m tests.workflows.record_histories
+    .venv/bin/python -m tests.workflows.record_histories [OUT_DIR]
+
+The queue table is real: a scratch database on DATABASE_URL's PostgreSQL server, or on an
+embedded one started for the run. Only the DSP is faked (tests/workflows/world.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
+import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from temporalio.client import Client
 
 from contracts import EntityStatus, EntityType
+from database.engine import SessionFactory, open_database
+from database.migrate import upgrade
+from devstack.ports import free_port
+from devstack.postgres import EmbeddedPostgres, create_database, drop_database
 from tests.workflows.world import World, start_test_env
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -129,30 +140,58 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-async def record(client: Client, name: str, scenario: Scenario) -> Path:
-    world = World(client)
+async def record(
+    client: Client, sessions: SessionFactory, name: str, scenario: Scenario, out: Path
+) -> Path:
+    world = World(client, sessions)
     async with world.workers():
         key = await scenario(world)
         history = await world.handle(key).fetch_history()
         await world.terminate_all()
-    path = HISTORIES / f"{name}.json"
+    path = out / f"{name}.json"
     path.write_text(history.to_json() + "\n")
     return path
 
 
-async def main() -> None:
-    HISTORIES.mkdir(parents=True, exist_ok=True)
-    env = await start_test_env()
+async def record_all(server_url: str, out: Path) -> None:
+    """Every scenario, in a scratch database (migrated to head) on `server_url`'s server."""
+    name = f"dsp_histories_{uuid.uuid4().hex[:10]}"
+    database_url = await create_database(server_url, name)
     try:
-        for name, scenario in SCENARIOS.items():
-            path = await record(env.client, name, scenario)
-            print(f"recorded {path.relative_to(Path.cwd())}")
+        await upgrade(database_url)
+        env = await start_test_env()
+        try:
+            async with open_database(database_url) as sessions:
+                for scenario_name, scenario in SCENARIOS.items():
+                    path = await record(env.client, sessions, scenario_name, scenario, out)
+                    print(f"recorded {path}")
+        finally:
+            await env.shutdown()
     finally:
-        await env.shutdown()
+        await drop_database(server_url, name)
     # Give the SDK's core threads a moment to let go of Python before the interpreter
     # finalizes; exiting at once aborts now and then (PyGILState_Release).
     await asyncio.sleep(0.2)
 
 
+def main() -> None:
+    """PostgreSQL is DATABASE_URL's server when set, else an embedded one for the run."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=HISTORIES)
+    out = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    configured = os.environ.get("DATABASE_URL")
+    if configured:
+        asyncio.run(record_all(configured, out))
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        server = EmbeddedPostgres(data_dir=Path(scratch) / "data", port=free_port())
+        server.start()
+        try:
+            asyncio.run(record_all(server.url, out))
+        finally:
+            server.stop()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

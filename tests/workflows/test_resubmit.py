@@ -3,6 +3,8 @@ blocked by the rejected one reopened."""
 
 from __future__ import annotations
 
+import pytest
+
 from contracts import EntityStatus, EntityType
 from tests.workflows.world import World
 
@@ -214,4 +216,50 @@ async def test_resubmit_after_cancel_posts_a_new_entity_for_the_archived_one(
         ("submit", "cre_1", f"{banner}:v1"),
         ("archive", "cre_1", None),
         ("submit", "cre_2", f"{banner}:v2"),
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the real store: QueueActivities.record_status returns the open dependants for a "
+        "terminal status of an outdated payload version, though queue_store.record_status "
+        "stored nothing, so the workflow tells them that version 1 failed"
+    ),
+)
+async def test_a_422_for_a_version_already_resubmitted_does_not_block_the_dependants(
+    world: World,
+) -> None:
+    """Version 1's POST is held while the client stores version 2; it then gets a 422. The
+    failure of a version that no longer applies must not reach the dependants: the ad group
+    waits for version 2, which succeeds."""
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
+        "banner",
+        EntityType.CREATIVES,
+        refs=["acme"],
+        reject=["height: must be a positive integer"],
+        timelines=[REVIEW_APPROVES],
+    )
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["banner"])
+    post_held = world.gate(banner, "submit")
+    await world.start(group)
+    await world.until_state(group, lambda s: bool(s.waiting_on))
+    await world.start(banner)
+    await world.until_state(banner, lambda s: s.status is EntityStatus.SUBMITTING)
+
+    second = await world.resubmit(banner)
+    post_held.set()
+    state = await second.result()
+
+    assert (state.status, state.payload_version) == (EntityStatus.SUCCEEDED, 2)
+    [stale] = world.stale_records
+    assert (stale.status, stale.payload_version) == (EntityStatus.FAILED, 1)
+    outcomes = [n.outcome.status for n in world.notified if n.outcome.key == banner]
+    assert outcomes == [EntityStatus.SUCCEEDED]
+    assert (await world.result(group)).status is EntityStatus.SUCCEEDED
+    assert world.statuses(group) == [
+        EntityStatus.SUBMITTING,
+        EntityStatus.POLLING,
+        EntityStatus.SUCCEEDED,
     ]
