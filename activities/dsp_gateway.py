@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -18,6 +21,7 @@ from observability.metrics import count_dsp_request
 logger = logging.getLogger(__name__)
 
 UNAUTHORIZED_RETRY_DELAY = timedelta(seconds=30)
+T = TypeVar("T")
 
 
 class DspGateway:
@@ -30,8 +34,36 @@ class DspGateway:
 
     async def call(self, entity_key: str, request: DspRequest) -> DspExchange:
         """Send `request` once and return a successful exchange, or raise for Temporal to retry
-        (429, transient faults, 401) or to fail the entity (rejected, not found)."""
+        (429, transient faults, 401) or to fail the entity (rejected, not found).
+
+        A cancellation (the user's last word changed) ends the wait for a slot and sends
+        nothing; once the request is on its way it is finished and audited, and only a failed
+        answer is then reported as cancelled, so the workflow learns of anything created."""
         await self._limiter.acquire()
+        if _cancel_requested():
+            await self._limiter.completed()
+            raise asyncio.CancelledError("cancelled before the request left")
+        exchange = await _finish_even_if_cancelled(self._send_audited(entity_key, request))
+        outcome = classify(exchange)
+        if outcome.kind is OutcomeKind.RATE_LIMITED:
+            # Every worker holds off, not just this one: the budget is the token's.
+            await self._limiter.pause(outcome.retry_after or 1.0)
+        else:
+            await self._limiter.observe(exchange.rate_limit_remaining, exchange.rate_limit_reset)
+        if outcome.kind is not OutcomeKind.OK and _cancel_requested():
+            raise asyncio.CancelledError("cancelled; the request did not succeed")
+        if outcome.kind is OutcomeKind.RATE_LIMITED:
+            retry_after = outcome.retry_after or 1.0
+            raise ApplicationError(
+                f"{request.method} {request.path}: 429 {outcome.message}",
+                type=ErrorType.DSP_RATE_LIMITED,
+                next_retry_delay=timedelta(seconds=retry_after),
+            )
+        _raise_unless_ok(entity_key, request, outcome)
+        return exchange
+
+    async def _send_audited(self, entity_key: str, request: DspRequest) -> DspExchange:
+        """Audit row, send, audit row: the part no cancellation may cut short."""
         info = activity.info() if activity.in_activity() else None
         async with self._sessions.begin() as session:
             audit_id = await audit_log.open_request(
@@ -63,19 +95,26 @@ class DspGateway:
                 response_body=exchange.body_text if exchange.status_code is not None else None,
                 error=exchange.error,
             )
-        outcome = classify(exchange)
-        if outcome.kind is OutcomeKind.RATE_LIMITED:
-            # Every worker holds off, not just this one: the budget is the token's.
-            retry_after = outcome.retry_after or 1.0
-            await self._limiter.pause(retry_after)
-            raise ApplicationError(
-                f"{request.method} {request.path}: 429 {outcome.message}",
-                type=ErrorType.DSP_RATE_LIMITED,
-                next_retry_delay=timedelta(seconds=retry_after),
-            )
-        await self._limiter.observe(exchange.rate_limit_remaining, exchange.rate_limit_reset)
-        _raise_unless_ok(entity_key, request, outcome)
         return exchange
+
+
+def _cancel_requested() -> bool:
+    return activity.in_activity() and activity.is_cancelled()
+
+
+async def _finish_even_if_cancelled(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` to its end even if this task is cancelled meanwhile (the cancellation is
+    absorbed: the caller looks at `activity.is_cancelled()` afterwards)."""
+    task = asyncio.ensure_future(work)
+    current = asyncio.current_task()
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if current is not None:
+                current.uncancel()
+            if task.done():
+                return task.result()
 
 
 def _raise_unless_ok(key: str, request: DspRequest, outcome: DspOutcome) -> None:

@@ -12,17 +12,21 @@ from temporalio.exceptions import ApplicationError
 
 from contracts import (
     ENTITY_WORKFLOW_NAME,
+    SIGNAL_DEPENDENCY_FINISHED,
     TERMINAL_STATUSES,
     EntitySnapshot,
+    EntityStatus,
     EntityWorkflowInput,
+    ErrorType,
     LoadEntityInput,
     NotifyDependantsInput,
     RecordStatusInput,
     RecordStatusResult,
     ReopenBlockedInput,
+    SubmissionCheckInput,
     workflow_id_for,
 )
-from database import queue_store
+from database import audit_log, queue_store
 from database.engine import SessionFactory
 from observability.metrics import observe_entity_finished
 from observability.search_attributes import entity_search_attributes
@@ -56,7 +60,7 @@ class QueueActivities:
         if snapshot is None:
             raise ApplicationError(
                 f"entity {request.key!r} is not in dsp_entity_queue",
-                type="UnknownEntity",
+                type=ErrorType.UNKNOWN_ENTITY,
                 non_retryable=True,
             )
         return snapshot
@@ -64,17 +68,38 @@ class QueueActivities:
     @activity.defn
     async def record_status(self, change: RecordStatusInput) -> RecordStatusResult:
         """Store a status change (conditional on the payload version, so safe to repeat).
-        For a terminal status, returns the dependants that are still open."""
+        For a terminal status of the version the row holds, returns the dependants to tell:
+        counted when the caller tells them in pages, listed for runs recorded before that."""
         async with self._sessions.begin() as session:
             changed = await queue_store.record_status(session, change)
             if change.status not in TERMINAL_STATUSES:
-                return RecordStatusResult()
+                return RecordStatusResult(recorded=changed is not None)
             if changed is not None and changed.finished_at is not None:
                 observe_entity_finished(
                     changed.entity_type, changed.status, changed.created_at, changed.finished_at
                 )
+            if not change.count_dependants:
+                return RecordStatusResult(
+                    dependants=await queue_store.open_dependants(session, change.key),
+                    recorded=changed is not None,
+                )
+            if changed is None:
+                return RecordStatusResult(recorded=False)
             return RecordStatusResult(
-                dependants=await queue_store.open_dependants(session, change.key)
+                dependants_to_tell=await queue_store.count_dependants_to_tell(
+                    session,
+                    change.key,
+                    include_blocked=change.status is EntityStatus.SUCCEEDED,
+                )
+            )
+
+    @activity.defn
+    async def submission_may_have_landed(self, request: SubmissionCheckInput) -> bool:
+        """Whether an attempt of this POST may have reached the DSP (by the audit trail), so a
+        POST cancelled before it finished may still have created the entity."""
+        async with self._sessions() as session:
+            return await audit_log.request_may_have_landed(
+                session, request.key, request.idempotency_key
             )
 
     @activity.defn
@@ -89,7 +114,7 @@ class QueueActivities:
                 id=workflow_id_for(key),
                 task_queue=self._task_queue,
                 search_attributes=entity_search_attributes(key),
-                start_signal="dependency_finished",
+                start_signal=SIGNAL_DEPENDENCY_FINISHED,
                 start_signal_args=[request.outcome],
             )
 

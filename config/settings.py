@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     dsp_poll_max_interval: float = Field(default=300.0, gt=0)
 
     metrics_port: int | None = None
+    # Seconds between sweeps that restart orphaned entities (0: no schedule), and how long
+    # an open entity's row must have been idle before a sweep looks at it.
+    dsp_reconcile_interval: float = Field(default=60.0, ge=0)
+    dsp_reconcile_grace: float = Field(default=60.0, ge=0)
 
     @model_validator(mode="after")
     def _poll_bounds(self) -> Settings:

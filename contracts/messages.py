@@ -41,13 +41,16 @@ class ResubmitRequest(BaseModel):
 
 
 class DependencyOutcome(BaseModel):
-    """How a dependency ended, signalled to every dependant."""
+    """Where a dependency stands, signalled to its dependants: how a payload version ended,
+    or (status `waiting`) that a new version superseded what they were told before. A newer
+    `payload_version` always wins; signals from runs recorded before the field read 0."""
 
     key: str
     status: EntityStatus
     dsp_id: str | None = None
     reason: str | None = None
     blocked_by: str | None = None
+    payload_version: int = 0
 
 
 class EntityState(BaseModel):
@@ -75,6 +78,7 @@ class DependencySnapshot(BaseModel):
     dsp_id: str | None = None
     reason: str | None = None
     blocked_by: str | None = None
+    payload_version: int = 0
 
 
 class EntitySnapshot(BaseModel):
@@ -101,17 +105,54 @@ class RecordStatusInput(BaseModel):
     dsp_status: str | None = None
     reason: str | None = None
     blocked_by: str | None = None
+    # Set by runs that tell dependants in pages (`tell_dependants`): the result then counts
+    # the dependants instead of listing them, so no list of keys enters the history.
+    count_dependants: bool = False
 
 
 class RecordStatusResult(BaseModel):
-    """Dependants still open, returned when the recorded status is terminal."""
+    """For a terminal status: the dependants to tell (listed for runs recorded before
+    `count_dependants`, counted otherwise), and whether the row took the status at all (it
+    does not when a newer payload version was stored meanwhile)."""
 
     dependants: list[str] = Field(default_factory=list)
+    dependants_to_tell: int = 0
+    recorded: bool = True
 
 
 class NotifyDependantsInput(BaseModel):
     outcome: DependencyOutcome
     dependants: list[str]
+
+
+class TellDependantsInput(BaseModel):
+    """Tell every dependant of `outcome.key` about `outcome`; they are read from the queue
+    table in pages, so however many there are, only this goes into the history."""
+
+    outcome: DependencyOutcome
+
+
+class TellDependantsResult(BaseModel):
+    told: int
+    superseded: bool = False
+
+
+class SubmissionCheckInput(BaseModel):
+    key: str
+    idempotency_key: str
+
+
+class ReconcileInput(BaseModel):
+    """Restart the workflow of every open entity that has none running; `grace_seconds`
+    spares entities a client is starting right now."""
+
+    task_queue: str
+    grace_seconds: float = 60.0
+
+
+class ReconcileResult(BaseModel):
+    open_entities: int
+    restarted: list[str] = Field(default_factory=list)
 
 
 class ReopenBlockedInput(BaseModel):

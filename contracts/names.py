@@ -5,7 +5,14 @@ from __future__ import annotations
 from enum import StrEnum
 
 ENTITY_WORKFLOW_NAME = "EntityWorkflow"
+RECONCILE_WORKFLOW_NAME = "ReconcileWorkflow"
 WORKFLOW_ID_PREFIX = "dsp-entity-"
+
+# Signals and the query of the entity workflow, as clients and activities name them.
+SIGNAL_DEPENDENCY_FINISHED = "dependency_finished"
+SIGNAL_CANCEL = "cancel"
+SIGNAL_RESUBMIT = "resubmit"
+QUERY_STATE = "state"
 
 # Temporal priority keys of DSP activities: lower runs first. The calls of an entity others
 # wait for go first (its submission, then the polls that see it decided), then a leaf's
@@ -54,3 +61,9 @@ class ErrorType(StrEnum):
     DSP_UNAUTHORIZED = "DspUnauthorized"  # 401: operator problem, retried until fixed
     DSP_RATE_LIMITED = "DspRateLimited"  # 429, retried after Retry-After
     DSP_TRANSIENT = "DspTransient"  # 5xx, timeouts, bad bodies, 409 reference_not_ready
+    UNKNOWN_ENTITY = "UnknownEntity"  # a workflow for a key that is not in dsp_entity_queue
+
+
+def reconcile_schedule_id(task_queue: str) -> str:
+    """The schedule that restarts orphaned entities of one task queue."""
+    return f"dsp-reconcile-{task_queue}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from database.models import AuditRecord
@@ -66,3 +66,25 @@ async def requests_of(session: AsyncSession, entity_key: str) -> list[AuditRecor
 
 async def all_requests(session: AsyncSession) -> list[AuditRecord]:
     return list(await session.scalars(select(AuditRecord).order_by(AuditRecord.id)))
+
+
+async def request_may_have_landed(
+    session: AsyncSession, entity_key: str, idempotency_key: str
+) -> bool:
+    """Whether a request sent with `idempotency_key` may have changed something at the DSP:
+    one that was answered 2xx, 5xx or not at all (a timeout, a lost connection, a worker
+    that died while sending). A 4xx answer is the DSP's word that nothing was done."""
+    found = await session.scalar(
+        select(AuditRecord.id)
+        .where(
+            AuditRecord.entity_key == entity_key,
+            AuditRecord.idempotency_key == idempotency_key,
+            or_(
+                AuditRecord.response_status.is_(None),
+                AuditRecord.response_status < 400,
+                AuditRecord.response_status >= 500,
+            ),
+        )
+        .limit(1)
+    )
+    return found is not None

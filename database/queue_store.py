@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,10 +46,11 @@ async def fetch_entities(session: AsyncSession, keys: Iterable[str]) -> dict[str
     return found
 
 
-async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntity]) -> int:
-    """Insert entities not stored yet, in bulk; existing keys are left untouched."""
+async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntity]) -> set[str]:
+    """Insert entities not stored yet, in bulk; existing keys are left untouched. Returns the
+    keys this call inserted: a key another transaction stored first is not among them."""
     if not entities:
-        return 0
+        return set()
     # A list of parameter sets, not `.values([...])`: SQLAlchemy's "insertmanyvalues" sends
     # batches of one cached statement instead of compiling one with 14,000 bound parameters
     # per chunk (10,000 entities: 0.4-0.7 s instead of 2.2 s).
@@ -69,7 +71,7 @@ async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntit
             for e in entities
         ],
     )
-    return len(result.all())
+    return set(result.scalars())
 
 
 def _open_dependant_of(key: str) -> ColumnElement[bool]:
@@ -111,6 +113,7 @@ async def load_snapshot(
                 dsp_id=dep.dsp_id,
                 reason=dep.reason,
                 blocked_by=dep.blocked_by,
+                payload_version=dep.payload_version,
             )
             for dep in dependencies.values()
         ],
@@ -164,6 +167,64 @@ async def open_dependants(session: AsyncSession, key: str) -> list[str]:
     return list(rows)
 
 
+def _dependant_to_tell(key: str, *, include_blocked: bool) -> ColumnElement[bool]:
+    """Direct dependants that an outcome of `key` concerns: the open ones, and after a
+    success also the blocked ones, which look again (one may have been blocked by an outcome
+    that a newer version of `key` has since superseded)."""
+    if not include_blocked:
+        return _open_dependant_of(key)
+    return and_(
+        QueuedEntity.depends_on.contains([key]),
+        or_(
+            QueuedEntity.status.not_in(_TERMINAL),
+            QueuedEntity.status == EntityStatus.BLOCKED.value,
+        ),
+    )
+
+
+async def count_dependants_to_tell(
+    session: AsyncSession, key: str, *, include_blocked: bool
+) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(QueuedEntity)
+        .where(_dependant_to_tell(key, include_blocked=include_blocked))
+    )
+    return int(count or 0)
+
+
+async def dependants_page(
+    session: AsyncSession,
+    key: str,
+    *,
+    payload_version: int,
+    status: EntityStatus,
+    after: str,
+    limit: int,
+) -> list[str] | None:
+    """The next `limit` dependants to tell (keys after `after`, in key order) about `key`
+    standing at `status` in `payload_version`; None once that is no longer so (a newer
+    version was stored, or the entity moved on), so a superseded outcome stops spreading."""
+    current = await session.execute(
+        select(QueuedEntity.payload_version, QueuedEntity.status).where(QueuedEntity.key == key)
+    )
+    row = current.one_or_none()
+    if row is None or row.payload_version != payload_version:
+        return None
+    if status in TERMINAL_STATUSES and row.status != status.value:
+        return None
+    rows = await session.scalars(
+        select(QueuedEntity.key)
+        .where(
+            _dependant_to_tell(key, include_blocked=status is EntityStatus.SUCCEEDED),
+            QueuedEntity.key > after,
+        )
+        .order_by(QueuedEntity.key)
+        .limit(limit)
+    )
+    return list(rows)
+
+
 async def reopen_blocked(session: AsyncSession, key: str) -> list[str]:
     """Entities blocked because of `key` go back to waiting; returns every such waiting key."""
     await session.execute(
@@ -181,6 +242,40 @@ async def reopen_blocked(session: AsyncSession, key: str) -> list[str]:
     return list(rows)
 
 
+_REOPEN_DOWNSTREAM = text(
+    """
+    WITH RECURSIVE downstream(key) AS (
+        SELECT key FROM dsp_entity_queue
+        WHERE depends_on @> ARRAY[CAST(:key AS VARCHAR)] AND status = 'blocked'
+      UNION
+        SELECT below.key FROM dsp_entity_queue AS below
+        JOIN downstream ON below.depends_on @> ARRAY[downstream.key]
+        WHERE below.status = 'blocked'
+    )
+    UPDATE dsp_entity_queue
+    SET status = 'waiting', reason = NULL, blocked_by = NULL, finished_at = NULL,
+        updated_at = now()
+    WHERE key IN (SELECT key FROM downstream)
+    RETURNING key
+    """
+)
+
+
+async def reopen_blocked_downstream(session: AsyncSession, key: str) -> list[str]:
+    """Everything blocked downstream of `key` (its blocked dependants, theirs, and so on) goes
+    back to waiting, in one statement; returns the keys reopened. Matching the dependency
+    graph rather than `blocked_by` (the root cause) also reopens what a blocked entity in the
+    middle of a chain blocked."""
+    rows = await session.scalars(_REOPEN_DOWNSTREAM, {"key": key})
+    return sorted(rows)
+
+
+@dataclass(frozen=True)
+class StoredResubmission:
+    payload_version: int
+    reopened: list[str]
+
+
 async def store_resubmission(
     session: AsyncSession,
     key: str,
@@ -188,9 +283,10 @@ async def store_resubmission(
     payload: dict[str, Any] | None,
     payload_fingerprint: str | None,
     depends_on: list[str] | None,
-) -> int:
-    """Bump the payload version (storing a new payload when given) and mark the entity waiting
-    for its workflow to pick the new version up; returns the new version."""
+) -> StoredResubmission:
+    """Bump the payload version (storing a new payload when given), mark the entity waiting
+    for its workflow to pick the new version up, and put everything blocked downstream of it
+    back to waiting (`reopen_blocked_downstream`), all in the caller's transaction."""
     values: dict[str, Any] = {
         "payload_version": QueuedEntity.payload_version + 1,
         "status": EntityStatus.WAITING.value,
@@ -209,7 +305,8 @@ async def store_resubmission(
         .values(**values)
         .returning(QueuedEntity.payload_version)
     )
-    return int(result.scalar_one())
+    version = int(result.scalar_one())
+    return StoredResubmission(version, await reopen_blocked_downstream(session, key))
 
 
 async def list_entities(
@@ -228,6 +325,24 @@ async def count_by_status(session: AsyncSession, *, batch: str | None = None) ->
     if batch is not None:
         query = query.where(QueuedEntity.batch == batch)
     return {status: count for status, count in (await session.execute(query)).all()}
+
+
+async def open_keys_page(
+    session: AsyncSession, *, after: str, limit: int, idle_seconds: float
+) -> list[str]:
+    """Keys of entities that have not ended and whose row has not changed for
+    `idle_seconds`, after `after` in key order."""
+    rows = await session.scalars(
+        select(QueuedEntity.key)
+        .where(
+            QueuedEntity.status.not_in(_TERMINAL),
+            QueuedEntity.updated_at < func.now() - timedelta(seconds=idle_seconds),
+            QueuedEntity.key > after,
+        )
+        .order_by(QueuedEntity.key)
+        .limit(limit)
+    )
+    return list(rows)
 
 
 async def count_to_poll(session: AsyncSession) -> int:

@@ -30,6 +30,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "DSP_TIMEOUT": str(settings.dsp_timeout),
         "DSP_POLL_MIN_INTERVAL": str(settings.dsp_poll_min_interval),
         "DSP_POLL_MAX_INTERVAL": str(settings.dsp_poll_max_interval),
+        "DSP_RECONCILE_INTERVAL": str(settings.dsp_reconcile_interval),
+        "DSP_RECONCILE_GRACE": str(settings.dsp_reconcile_grace),
     }
 
 

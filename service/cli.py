@@ -51,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     resubmit_cmd = commands.add_parser("resubmit", help="submit an entity again")
     resubmit_cmd.add_argument("key", metavar="KEY")
     resubmit_cmd.add_argument("--payload", type=Path, help="JSON file with the new payload")
+    reconcile_cmd = commands.add_parser(
+        "reconcile", help="start the workflow of every open entity that has none running"
+    )
+    reconcile_cmd.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="skip entities changed this recently (default: DSP_RECONCILE_GRACE)",
+    )
     audit_cmd = commands.add_parser("audit", help="every DSP request made for an entity")
     audit_cmd.add_argument("key", metavar="KEY")
     audit_cmd.add_argument("--json", action="store_true")
@@ -130,6 +139,18 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     f"resubmitted {report.key} as payload version {report.payload_version} "
                     f"(was {report.previous_status})"
                 )
+                if report.reopened:
+                    print(f"back to waiting: {', '.join(report.reopened)}")
+                return EXIT_OK
+            case "reconcile":
+                grace = settings.dsp_reconcile_grace if args.grace is None else args.grace
+                result = await control.restart_orphans(service, grace)
+                print(
+                    f"{result.open_entities} open entities looked at, "
+                    f"{len(result.restarted)} workflows restarted"
+                )
+                for key in result.restarted:
+                    print(f"  restarted {key}")
                 return EXIT_OK
             case "audit":
                 return await _audit(service, args.key, args.json)

@@ -49,21 +49,26 @@ async def submit(service: ServiceContext, submission: Submission) -> SubmitRepor
         # Before storing: entities stored while Temporal is unreachable would never start.
         client = await service.temporal()
         ordered = topological_order(submission.entities)
-        stored = await queue_store.insert_new_entities(
-            session,
-            [
-                queue_store.NewEntity(
-                    key=spec.key,
-                    batch=submission.batch,
-                    entity_type=str(spec.type),
-                    payload=spec.payload,
-                    payload_fingerprint=payload_fingerprint(spec.payload),
-                    depends_on=dependencies_of(spec.payload, spec.depends_on),
-                )
-                for spec in ordered
-                if spec.key not in rows
-            ],
-        )
+        new = [
+            queue_store.NewEntity(
+                key=spec.key,
+                batch=submission.batch,
+                entity_type=str(spec.type),
+                payload=spec.payload,
+                payload_fingerprint=payload_fingerprint(spec.payload),
+                depends_on=dependencies_of(spec.payload, spec.depends_on),
+            )
+            for spec in ordered
+            if spec.key not in rows
+        ]
+        inserted = await queue_store.insert_new_entities(session, new)
+        raced = [entity.key for entity in new if entity.key not in inserted]
+        if raced:
+            # Another client stored these keys since we looked: check the file against what it
+            # stored, and refuse the whole file (nothing of it is committed) if they differ.
+            rows.update(await queue_store.fetch_entities(session, raced))
+            check_submission(submission, {key: _existing(row) for key, row in rows.items()})
+        stored = len(inserted)
     ended = {key for key, row in rows.items() if EntityStatus(row.status) in TERMINAL_STATUSES}
     attributes = {
         spec.key: entity_search_attributes(

@@ -13,15 +13,19 @@ from temporalio.worker import Worker
 
 from activities.dsp_calls import DspActivities
 from activities.dsp_gateway import DspGateway
+from activities.fan_out import DependantFanOut
 from activities.poll_planner import ADAPTIVE, PollPlanner
 from activities.queue_records import QueueActivities
 from activities.rate_limiter import SharedRateLimiter
+from activities.reconciler import OrphanReconciler
 from config import Settings
 from database.engine import open_database
 from dsp_client import DspClient, build_http_client
 from observability.metrics import WorkerGauges, client_meter, install_runtime
+from service.reconcile_schedule import ensure_reconcile_schedule
 from service.temporal_client import connect_temporal
 from workflows.entity import EntityWorkflow
+from workflows.reconcile import ReconcileWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +107,11 @@ async def run_worker(
             requests_per_second=settings.dsp_requests_per_second,
             strategy=os.environ.get(POLL_STRATEGY_ENV, ADAPTIVE),
         )
-        workers = build_workers(temporal, settings, dsp, queue, planner)
+        fan_out = DependantFanOut(sessions, temporal, settings.temporal_task_queue)
+        reconciler = OrphanReconciler(sessions, temporal)
+        workers = build_workers(temporal, settings, dsp, queue, planner, fan_out, reconciler)
+        if settings.dsp_reconcile_interval > 0:
+            await ensure_reconcile_schedule(temporal, settings)
         gauges = WorkerGauges(
             client_meter(temporal),
             sessions,
@@ -129,17 +137,22 @@ def build_workers(
     dsp: DspActivities,
     queue: QueueActivities,
     planner: PollPlanner,
+    fan_out: DependantFanOut,
+    reconciler: OrphanReconciler,
 ) -> Sequence[Worker]:
     workflow_worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[EntityWorkflow],
+        workflows=[EntityWorkflow, ReconcileWorkflow],
         activities=[
             queue.load_entity,
             queue.record_status,
+            queue.submission_may_have_landed,
             queue.notify_dependants,
             queue.reopen_blocked,
             planner.plan_next_poll,
+            fan_out.tell_dependants,
+            reconciler.restart_orphaned_entities,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_cached_workflows=int(os.environ.get(WORKFLOW_CACHE_ENV, WORKFLOW_CACHE_SIZE)),

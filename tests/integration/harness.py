@@ -37,6 +37,8 @@ def stack_settings(
         "dsp_timeout": 2.0,
         "dsp_poll_min_interval": 0.5,
         "dsp_poll_max_interval": 2.0,
+        # Each test has its own task queue; a schedule per queue would outlive the test.
+        "dsp_reconcile_interval": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

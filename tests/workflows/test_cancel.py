@@ -78,9 +78,9 @@ async def test_cancelled_entity_blocks_its_dependants(world: World) -> None:
         assert (await world.row(key)).blocked_by == banner
         assert world.statuses(key) == [EntityStatus.BLOCKED]
         assert world.dsp_calls(key) == []
-    [notice] = [n for n in world.notified if n.outcome.key == banner]
-    assert notice.dependants == sorted([group, video])
-    assert (notice.outcome.status, notice.outcome.blocked_by) == (EntityStatus.CANCELLED, banner)
+    [(outcome, told)] = [(o, r) for o, r in world.told if o.key == banner]
+    assert told.told == 2
+    assert (outcome.status, outcome.blocked_by) == (EntityStatus.CANCELLED, banner)
 
 
 async def test_cancel_while_the_post_is_in_flight_archives_what_it_created(

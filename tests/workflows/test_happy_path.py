@@ -76,9 +76,13 @@ async def test_campaign_waits_for_its_advertiser_then_polls_until_active(
     assert [c.op for c in world.dsp_calls(spring)] == ["submit", "poll", "poll"]
     assert world.dsp_calls(spring, "submit")[0].body == {"name": "spring", "acme_id": "adv_1"}
     assert [p.polls for p in world.plans] == [0, 1]
-    [notice] = world.notified
-    assert notice.dependants == [spring]
-    assert notice.outcome.status is EntityStatus.SUCCEEDED
+    [(outcome, told)] = world.told
+    assert told.told == 1
+    assert (outcome.key, outcome.status, outcome.payload_version) == (
+        acme,
+        EntityStatus.SUCCEEDED,
+        1,
+    )
 
 
 async def test_creative_review_of_hours_continues_as_new_and_keeps_the_poll_count(

@@ -3,8 +3,6 @@ blocked by the rejected one reopened."""
 
 from __future__ import annotations
 
-import pytest
-
 from contracts import EntityStatus, EntityType
 from tests.workflows.world import World
 
@@ -219,47 +217,57 @@ async def test_resubmit_after_cancel_posts_a_new_entity_for_the_archived_one(
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the real store: QueueActivities.record_status returns the open dependants for a "
-        "terminal status of an outdated payload version, though queue_store.record_status "
-        "stored nothing, so the workflow tells them that version 1 failed"
-    ),
-)
-async def test_a_422_for_a_version_already_resubmitted_does_not_block_the_dependants(
-    world: World,
-) -> None:
-    """Version 1's POST is held while the client stores version 2; it then gets a 422. The
-    failure of a version that no longer applies must not reach the dependants: the ad group
-    waits for version 2, which succeeds."""
+async def test_a_resubmit_cancels_the_queued_post_of_the_older_version(world: World) -> None:
+    """Version 1's POST waits for its slot while version 2 is stored: it is cancelled before
+    it leaves (no old payload reaches the DSP), and version 2 is POSTed instead. Nothing of
+    version 1 reaches the ad group, which waits for version 2's success."""
     await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
     banner = await world.add(
-        "banner",
-        EntityType.CREATIVES,
-        refs=["acme"],
-        reject=["height: must be a positive integer"],
-        timelines=[REVIEW_APPROVES],
+        "banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_APPROVES]
     )
     group = await world.add("group", EntityType.AD_GROUPS, refs=["banner"])
-    post_held = world.gate(banner, "submit")
+    world.gate(banner, "submit")  # never opened: the slot does not come before the resubmit
     await world.start(group)
     await world.until_state(group, lambda s: bool(s.waiting_on))
     await world.start(banner)
     await world.until_state(banner, lambda s: s.status is EntityStatus.SUBMITTING)
 
     second = await world.resubmit(banner)
-    post_held.set()
     state = await second.result()
 
     assert (state.status, state.payload_version) == (EntityStatus.SUCCEEDED, 2)
-    [stale] = world.stale_records
-    assert (stale.status, stale.payload_version) == (EntityStatus.FAILED, 1)
-    outcomes = [n.outcome.status for n in world.notified if n.outcome.key == banner]
-    assert outcomes == [EntityStatus.SUCCEEDED]
-    assert (await world.result(group)).status is EntityStatus.SUCCEEDED
-    assert world.statuses(group) == [
-        EntityStatus.SUBMITTING,
-        EntityStatus.POLLING,
+    assert [(c.op, c.idempotency_key, c.outcome) for c in world.dsp_calls(banner)][:2] == [
+        ("submit", f"{banner}:v1", "cancelled"),
+        ("submit", f"{banner}:v2", "ok"),
+    ]
+    assert [o.status for o, _ in world.told if o.key == banner] == [
+        EntityStatus.WAITING,
         EntityStatus.SUCCEEDED,
     ]
+    assert (await world.result(group)).status is EntityStatus.SUCCEEDED
+
+
+async def test_the_outcome_of_a_superseded_version_reaches_no_dependant(world: World) -> None:
+    """The client has stored version 2 but its signal has not arrived when version 1 is
+    rejected: the row keeps version 2 waiting, and no dependant hears of version 1."""
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
+        "banner",
+        EntityType.CREATIVES,
+        refs=["acme"],
+        timelines=[[(0.0, "pending_review", None), (60.0, "rejected", "blurry")]],
+    )
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["banner"])
+    await world.start(group)
+    await world.until_state(group, lambda s: bool(s.waiting_on))
+    first = await world.start(banner)
+    await world.until_state(banner, lambda s: s.status is EntityStatus.POLLING)
+    await world.store_resubmission(banner)  # stored; the resubmit signal is not sent yet
+
+    assert (await first.result()).status is EntityStatus.REJECTED
+
+    [stale] = world.stale_records
+    assert (stale.status, stale.payload_version) == (EntityStatus.REJECTED, 1)
+    assert world.told == []
+    assert (await world.row(banner)).status is EntityStatus.WAITING
+    assert (await world.state(group)).waiting_on == [banner]

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,13 @@ from temporalio.worker import (
     Worker,
 )
 
+from activities.fan_out import DependantFanOut
 from activities.queue_records import QueueActivities
 from contracts import (
     ENTITY_WORKFLOW_NAME,
     ArchiveEntityInput,
     CancelRequest,
+    DependencyOutcome,
     DspStatusResult,
     EntitySnapshot,
     EntityState,
@@ -60,14 +62,17 @@ from contracts import (
     ResubmitRequest,
     SubmitEntityInput,
     SubmitEntityResult,
+    TellDependantsResult,
     workflow_id_for,
 )
-from database import queue_store
+from database import audit_log, queue_store
 from database.engine import SessionFactory
 from database.models import QueuedEntity
 from entities.refs import dependencies_of, payload_fingerprint
 from observability.search_attributes import DSP_BATCH, DSP_ENTITY_KEY, DSP_ENTITY_TYPE, DSP_STATUS
 from workflows.entity import EntityWorkflow
+
+HEARTBEAT_THROTTLE = timedelta(milliseconds=50)
 
 
 async def start_test_env() -> WorkflowEnvironment:
@@ -228,6 +233,7 @@ class World:
         self.stale_records: list[RecordStatusInput] = []  # changes for an outdated version
         self.notified: list[NotifyDependantsInput] = []
         self.reopened: list[tuple[str, list[str]]] = []
+        self.told: list[tuple[DependencyOutcome, TellDependantsResult]] = []
         # The fake planner.
         self.plans: list[PollPlanInput] = []
         self.plan: Callable[[int], float] = backoff_interval
@@ -277,7 +283,7 @@ class World:
         )
         async with self.sessions.begin() as session:
             inserted = await queue_store.insert_new_entities(session, [entity])
-            assert inserted == 1, f"{key} is already in dsp_entity_queue"
+            assert inserted == {key}, f"{key} is already in dsp_entity_queue"
             if columns:
                 values = {
                     column: value.value if isinstance(value, Enum) else value
@@ -305,11 +311,13 @@ class World:
 
     async def store_resubmission(self, key: str) -> int:
         """What `service.control.resubmit` stores before it signals the workflow (the same
-        payload, a new version); returns the version."""
+        payload, a new version, what it blocked back to waiting); returns the version."""
         async with self._versions[key], self.sessions.begin() as session:
-            return await queue_store.store_resubmission(
+            stored = await queue_store.store_resubmission(
                 session, key, payload=None, payload_fingerprint=None, depends_on=None
             )
+        self.reopened.append((key, stored.reopened))
+        return stored.payload_version
 
     # --- reading the table ---------------------------------------------------------------
     async def row(self, key: str) -> Row:
@@ -328,6 +336,7 @@ class World:
     @asynccontextmanager
     async def workers(self, interceptors: Sequence[Interceptor] = ()) -> AsyncIterator[None]:
         queue = QueueActivities(self.sessions, self.client, self.task_queue)
+        fan_out = DependantFanOut(self.sessions, self.client, self.task_queue)
         workflow_worker = Worker(
             self.client,
             task_queue=self.task_queue,
@@ -336,10 +345,15 @@ class World:
             activities=[
                 queue.load_entity,
                 queue.record_status,
+                queue.submission_may_have_landed,
                 queue.notify_dependants,
                 queue.reopen_blocked,
+                fan_out.tell_dependants,
                 self.plan_next_poll,
             ],
+            # Cancellations reach a DSP call through its heartbeats: deliver them at once.
+            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         )
         dsp_worker = Worker(
             self.client,
@@ -351,6 +365,8 @@ class World:
                 self.replace_entity,
                 self.archive_entity,
             ],
+            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         )
         async with workflow_worker, dsp_worker:
             yield
@@ -458,7 +474,18 @@ class World:
         script = self.scripts[key]
         gate = script.gates.pop(op, None)
         if gate is not None:
-            await gate.wait()
+            # Waiting for a rate-limit slot: heartbeats carry a cancellation here, and a
+            # cancelled call sends nothing, as the real gateway does.
+            try:
+                while not gate.is_set():
+                    activity.heartbeat()
+                    try:
+                        await asyncio.wait_for(gate.wait(), 0.05)
+                    except TimeoutError:
+                        pass
+            except asyncio.CancelledError:
+                call.outcome = "cancelled"
+                raise
         if script.hang.get(op, 0) > 0:
             script.hang[op] -= 1
             call.outcome = "hung"
@@ -495,16 +522,40 @@ class World:
 
     @activity.defn(name="submit_entity")
     async def submit_entity(self, request: SubmitEntityInput) -> SubmitEntityResult:
+        """A POST once past its gate is audited as the real gateway does (the workflow reads
+        the audit trail to learn whether a cancelled POST may have created something)."""
         call = await self._enter(
             "submit", request.key, idempotency_key=request.idempotency_key, body=request.body
         )
-        known = self.idempotency.get(request.idempotency_key)
-        if known is not None:
-            entity = self.dsp[known]
-            call.dsp_id = known
-        else:
-            entity = self._place(call, request.entity_type, None, request.body)
-            self.idempotency[request.idempotency_key] = entity.dsp_id
+        async with self.sessions.begin() as session:
+            audit_id = await audit_log.open_request(
+                session,
+                entity_key=request.key,
+                method="POST",
+                path=f"/v1/{request.entity_type.value}",
+                request_body=request.body,
+                idempotency_key=request.idempotency_key,
+                attempt=call.attempt,
+                workflow_id=None,
+                activity_id=None,
+            )
+        answer = 201
+        try:
+            known = self.idempotency.get(request.idempotency_key)
+            if known is not None:
+                entity = self.dsp[known]
+                call.dsp_id = known
+            else:
+                entity = self._place(call, request.entity_type, None, request.body)
+                self.idempotency[request.idempotency_key] = entity.dsp_id
+        except ApplicationError:
+            answer = 422
+            raise
+        finally:
+            async with self.sessions.begin() as session:
+                await audit_log.close_request(
+                    session, audit_id, response_status=answer, response_body=None, error=None
+                )
         status, _ = entity.status_at(call.at)
         return SubmitEntityResult(dsp_id=entity.dsp_id, dsp_status=status)
 
@@ -570,6 +621,8 @@ class _LoggedActivity(ActivityInboundInterceptor):
             world.notified.append(input.args[0])
         elif name == "reopen_blocked":
             world.reopened.append((input.args[0].key, list(result)))
+        elif name == "tell_dependants":
+            world.told.append((input.args[0].outcome, result))
         return result
 
 

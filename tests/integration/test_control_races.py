@@ -1,0 +1,142 @@
+"""Two clients at once: concurrent submits of one key and concurrent resubmits are serialised
+where they must be, on the real PostgreSQL (and a real Temporal and worker behind them)."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from database import queue_store
+from database.models import QueuedEntity
+from entities import SubmissionRefused
+from service import control, submission
+from service.submission import read_submission
+from tests.integration.dag import advertiser, creative, ref
+from tests.integration.harness import Stack, write_entities
+
+
+class Rendezvous:
+    """Holds each of two racing clients at its first pass through an awaited call until the
+    other arrives (or `patience` runs out, when the other is blocked elsewhere, e.g. on a
+    lock): it makes the interleaving a race needs happen every time, not now and then.
+    Only the coroutines run through `race` take part; the in-process worker passes freely."""
+
+    def __init__(self, patience: float = 1.5) -> None:
+        self._arrived = 0
+        self._both = asyncio.Event()
+        self._seen: set[asyncio.Task[Any]] = set()
+        self._patience = patience
+        self._racing: ContextVar[bool] = ContextVar("racing", default=False)
+
+    async def race(self, *calls: Coroutine[Any, Any, Any]) -> list[Any]:
+        async def racing(call: Coroutine[Any, Any, Any]) -> Any:
+            self._racing.set(True)
+            return await call
+
+        return list(await asyncio.gather(*(racing(c) for c in calls), return_exceptions=True))
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def at_point(*args: Any, **kwargs: Any) -> Any:
+            task = asyncio.current_task()
+            assert task is not None
+            if self._racing.get() and task not in self._seen:
+                self._seen.add(task)
+                self._arrived += 1
+                if self._arrived == 2:
+                    self._both.set()
+                try:
+                    await asyncio.wait_for(self._both.wait(), self._patience)
+                except TimeoutError:
+                    pass
+            return await fn(*args, **kwargs)
+
+        return at_point
+
+
+async def test_concurrent_submits_of_one_key_with_different_payloads_accept_one(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = advertiser("race-adv")
+    second = copy.deepcopy(first)
+    second["payload"]["name"] = "Another name for the same key"
+    files = [
+        read_submission(write_entities(tmp_path / f"{n}.json", f"race-{n}", [entity]))
+        for n, entity in (("a", first), ("b", second))
+    ]
+    # Both clients have read the stored rows (and found no such key) before either stores.
+    point = Rendezvous()
+    monkeypatch.setattr(queue_store, "fetch_entities", point.wrap(queue_store.fetch_entities))
+
+    results = await point.race(*(submission.submit(stack.service, f) for f in files))
+
+    refused = [r for r in results if isinstance(r, SubmissionRefused)]
+    accepted = [r for r in results if isinstance(r, submission.SubmitReport)]
+    assert len(refused) == 1 and len(accepted) == 1, results
+    assert "different payload" in str(refused[0].problems[0])
+    async with stack.service.sessions() as session:
+        row = await session.get(QueuedEntity, "race-adv")
+    assert row is not None
+    winner = files[0] if accepted[0].batch == "race-a" else files[1]
+    assert row.payload == winner.entities[0].payload
+    assert row.batch == accepted[0].batch
+
+
+async def test_concurrent_resubmits_cannot_store_a_dependency_cycle(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a1 waits for c1 and a2 for c2 (`depends_on`); each resubmit below points one creative
+    at the other advertiser. Either alone is fine; both together close c1 -> a2 -> c2 -> a1
+    -> c1, so the second must be refused."""
+    a1, a2 = advertiser("cyc-a1"), advertiser("cyc-a2")
+    a1["depends_on"], a2["depends_on"] = ["cyc-c1"], ["cyc-c2"]
+    base = advertiser("cyc-base")
+    c1, c2 = creative("cyc-c1", "cyc-base"), creative("cyc-c2", "cyc-base")
+    path = write_entities(tmp_path / "cyc.json", "cyc", [base, c1, c2, a1, a2])
+    await submission.submit(stack.service, read_submission(path))
+    new_c1 = {**c1["payload"], "advertiser_id": ref("cyc-a2")}
+    new_c2 = {**c2["payload"], "advertiser_id": ref("cyc-a1")}
+    point = Rendezvous()
+    monkeypatch.setattr(control, "_referenced_ancestors", point.wrap(control._referenced_ancestors))
+
+    results = await point.race(
+        control.resubmit(stack.service, "cyc-c1", new_c1),
+        control.resubmit(stack.service, "cyc-c2", new_c2),
+    )
+
+    refused = [r for r in results if isinstance(r, SubmissionRefused)]
+    assert len(refused) == 1, results
+    assert "cycle" in str(refused[0].problems[0])
+    async with stack.service.sessions() as session:
+        rows = {
+            row.key: row.depends_on
+            for row in await session.scalars(
+                select(QueuedEntity).where(QueuedEntity.key.like("cyc-%"))
+            )
+        }
+    graph = {key: set(deps) for key, deps in rows.items()}
+    assert not _has_cycle(graph), graph
+
+
+def _has_cycle(graph: dict[str, set[str]]) -> bool:
+    done: set[str] = set()
+    path: set[str] = set()
+
+    def visit(key: str) -> bool:
+        if key in path:
+            return True
+        if key in done:
+            return False
+        path.add(key)
+        found = any(visit(dep) for dep in graph.get(key, ()))
+        path.discard(key)
+        done.add(key)
+        return found
+
+    return any(visit(key) for key in graph)
