@@ -1,0 +1,31 @@
+"""Input handling the API and the pages share, in front of the client API the CLI uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from entities import Problem, SubmissionRefused, parse_submission
+from service.context import ServiceContext
+from service.submission import SubmitReport, submit
+
+
+async def submit_file(
+    service: ServiceContext, data: bytes, *, filename: str, batch: str | None = None
+) -> SubmitReport:
+    """Check the whole file as `starter.py submit` does, then store and start it; raises
+    `SubmissionRefused` listing every problem (nothing stored)."""
+    return await submit(service, parse_submission(data, filename=filename, batch=batch))
+
+
+def parse_payload(text: str) -> dict[str, Any] | None:
+    """A payload typed into the entity page: blank means the stored one."""
+    if not text.strip():
+        return None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SubmissionRefused([Problem(f"not JSON: {error}", field="payload")]) from error
+    if not isinstance(payload, dict):
+        raise SubmissionRefused([Problem("the payload must be a JSON object", field="payload")])
+    return payload
