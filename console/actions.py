@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
-from entities import Problem, SubmissionRefused, parse_submission
+from entities import MAX_FILE_BYTES, Problem, SubmissionRefused, parse_submission
 from service.context import ServiceContext
 from service.submission import SubmitReport, submit
+
+
+async def read_capped(chunks: AsyncIterator[bytes]) -> bytes:
+    """A request body, read no further than one byte past the file size limit."""
+    data = bytearray()
+    async for chunk in chunks:
+        data += chunk
+        if len(data) > MAX_FILE_BYTES:
+            break
+    return bytes(data[: MAX_FILE_BYTES + 1])
 
 
 async def submit_file(
@@ -15,6 +26,15 @@ async def submit_file(
 ) -> SubmitReport:
     """Check the whole file as `starter.py submit` does, then store and start it; raises
     `SubmissionRefused` listing every problem (nothing stored)."""
+    if len(data) > MAX_FILE_BYTES:
+        raise SubmissionRefused(
+            [
+                Problem(
+                    f"the file is over the limit of {MAX_FILE_BYTES:,} bytes "
+                    f"({MAX_FILE_BYTES // 2**20} MiB); split it into several files"
+                )
+            ]
+        )
     return await submit(service, parse_submission(data, filename=filename, batch=batch))
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from console.actions import submit_file
+from console.actions import read_capped, submit_file
 from console.schemas import (
     AuditOut,
     BatchOut,
@@ -84,7 +84,7 @@ async def post_batch(
     """The body is an entity file: a JSON document, or JSON Lines with
     `Content-Type: application/x-ndjson` and `?batch=NAME`. Checked exactly as
     `starter.py submit` checks a file: refused whole (422, every problem, nothing stored)."""
-    data = await request.body()
+    data = await read_capped(request.stream())
     json_lines = request.headers.get("content-type", "").split(";")[0].strip() == NDJSON
     if json_lines and not batch:
         raise SubmissionRefused([Problem("JSON Lines need ?batch=NAME", field="batch")])

@@ -14,7 +14,7 @@ from console.api import audit_json, entity_json, service_of
 from console.auth import CSRF_FIELD, Guard
 from console.templating import render
 from contracts import EntityStatus, EntityType
-from entities import Problem, SubmissionRefused
+from entities import MAX_FILE_BYTES, Problem, SubmissionRefused
 from service import control, views
 from service.errors import EntityEnded
 
@@ -149,7 +149,7 @@ async def submit_upload(
     if (refusal := _stale_form(request, csrf)) is not None:
         return refusal
     filename = file.filename or "upload.json"
-    data = await file.read()
+    data = await file.read(MAX_FILE_BYTES + 1)
     try:
         report = await submit_file(
             service_of(request), data, filename=filename, batch=batch.strip() or None

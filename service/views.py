@@ -16,7 +16,7 @@ from database import rate_ledger
 from database.models import AuditRecord, QueuedEntity, RatePause
 from service.context import ServiceContext
 from service.errors import ServiceError, UnknownEntity
-from service.queries import EntityView, audit_views
+from service.queries import AuditView, EntityView, audit_views
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 THROTTLED = 429
@@ -291,7 +291,7 @@ async def entity_detail(service: ServiceContext, key: str) -> EntityDetail:
     )
 
 
-async def entity_audit(service: ServiceContext, key: str) -> list[Any]:
+async def entity_audit(service: ServiceContext, key: str) -> list[AuditView]:
     """The audit trail, as `starter.py audit` shows it."""
     return await audit_views(service, key)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
@@ -110,3 +112,17 @@ def test_cross_site_posts_are_refused() -> None:
     for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
         answer = client.post("/api/entities/k/cancel", headers=headers)
         assert answer.status_code == 403
+
+
+async def test_files_over_the_limit_are_refused_unread() -> None:
+    from console.actions import read_capped, submit_file
+    from entities import MAX_FILE_BYTES, SubmissionRefused
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(MAX_FILE_BYTES // 2**16 + 10):
+            yield b" " * 2**16
+
+    data = await read_capped(chunks())
+    assert len(data) == MAX_FILE_BYTES + 1
+    with pytest.raises(SubmissionRefused, match="over the limit"):
+        await submit_file(None, data, filename="big.json")  # type: ignore[arg-type]
