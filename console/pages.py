@@ -26,8 +26,8 @@ BATCH_PAGE_ROWS = 1000
 
 def _stale_form(request: Request, csrf: str) -> Response | None:
     guard: Guard = request.app.state.guard
-    if guard.csrf_matches(request.state.session, csrf):
-        return None
+    if request.state.bearer or guard.csrf_matches(request.state.session, csrf):
+        return None  # a bearer header is never sent by a forged cross-site form
     message = "this form is stale or came from elsewhere; reload the page and try again"
     return render(request, "error.html", {"status": 403, "message": message}, 403)
 
