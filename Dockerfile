@@ -1,4 +1,4 @@
-# The service image: worker, starter (also `migrate`) and the mock DSP.
+# The service image: worker, starter (also `migrate` and the console, `serve`) and the mock DSP.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -13,5 +13,5 @@ COPY . .
 RUN pip install .
 
 USER app
-EXPOSE 9100
+EXPOSE 9100 8000
 CMD ["python", "worker.py"]

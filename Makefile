@@ -13,11 +13,13 @@ WORKERS ?= 1
 MOCK_REVIEW_SECONDS ?= 8
 
 .DEFAULT_GOAL := help
-.PHONY: help venv install test demo up lint format clean distclean
+CHROMIUM ?= /usr/bin/chromium
+.PHONY: help venv install browser test demo up lint format clean distclean
 
 help:
 	@echo "make install    create .venv and install the project with its test tools"
-	@echo "make test       run the whole test suite (PYTEST_ARGS=... to pass options)"
+	@echo "make test       run the whole test suite (PYTEST_ARGS=... to pass options);"
+	@echo "                installs Debian's chromium for the browser tests when missing (root)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
 	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
 	@echo "make lint       ruff check and ruff format --check"
@@ -37,7 +39,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv install: $(STAMP)
 
-test: $(STAMP)
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing Debian's chromium for the browser tests (apt-get)"; \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq chromium >/dev/null; } || \
+				echo "WARNING: chromium could not be installed: the browser tests fail in CI" >&2; \
+		else \
+			echo "WARNING: no $(CHROMIUM) (apt-get install chromium, as root): the browser" \
+				"tests skip, or fail with CI=true" >&2; \
+		fi; \
+	fi
+
+test: $(STAMP) browser
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 up: $(STAMP)

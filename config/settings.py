@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     dsp_reconcile_interval: float = Field(default=60.0, ge=0)
     dsp_reconcile_grace: float = Field(default=60.0, ge=0)
 
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(default=8000, ge=0, le=65535)
+    console_token: SecretStr | None = None
+    temporal_ui_url: str | None = None
+
     @model_validator(mode="after")
     def _poll_bounds(self) -> Settings:
         if self.dsp_poll_max_interval < self.dsp_poll_min_interval:
@@ -70,6 +75,17 @@ class Settings(BaseSettings):
     @cached_property
     def effective_dsp_base_url(self) -> str:
         return (self.dsp_base_url or f"http://127.0.0.1:{MOCK_DSP_PORT}").rstrip("/")
+
+    @property
+    def effective_temporal_ui_url(self) -> str:
+        """TEMPORAL_UI_URL, else the dev server's UI: the gRPC port + 1000 on the same host."""
+        if self.temporal_ui_url:
+            return self.temporal_ui_url.rstrip("/")
+        host, _, port = self.temporal_address.rpartition(":")
+        host = host.strip("[]") or "localhost"
+        if not port.isdigit():
+            return f"http://{self.temporal_address}"
+        return f"http://{host}:{int(port) + 1000}"
 
     @property
     def dsp_requests_per_second(self) -> float:

@@ -23,6 +23,7 @@ from dotenv import dotenv_values
 from config.settings import DEV_DIR, EMBEDDED_POSTGRES_PORT, MOCK_DSP_PORT, Settings
 from database.migrate import upgrade
 from devstack.aio import run_sync
+from devstack.console import ConsoleProcess
 from devstack.mock import MockDspProcess
 from devstack.ports import is_local_host, port_open, split_address
 from devstack.postgres import EmbeddedPostgres, create_database, without_password
@@ -74,10 +75,12 @@ class DevStack:
         self.postgres: EmbeddedPostgres | None = None
         self.mock: MockDspProcess | None = None
         self.workers: WorkerProcesses | None = None
+        self.console: ConsoleProcess | None = None
         self.temporal_address = settings.temporal_address
         self._reported_exits: set[int] = set()
 
     def start(self) -> None:
+        self._check_console()
         self.options.state_dir.mkdir(parents=True, exist_ok=True)
         self._start_temporal()
         self._start_postgres()
@@ -85,9 +88,13 @@ class DevStack:
         self.out("migrating the database ...")
         run_sync(upgrade(self.settings.effective_database_url))
         self._start_workers()
+        self._start_console()
 
     def stop(self) -> None:
         """Stop, in reverse order, what this process started."""
+        if self.console is not None:
+            self.out("stopping the console ...")
+            self.console.stop()
         if self.workers is not None and len(self.workers):
             self.out(f"stopping {len(self.workers)} worker(s) ...")
             self.workers.stop_all()
@@ -178,6 +185,39 @@ class DevStack:
             self.out(f"starting {self.options.workers} worker(s) ...")
         self.workers.start()
 
+    def _check_console(self) -> None:
+        """Before anything starts: the console would refuse to listen as configured."""
+        from console.server import ConsoleRefused, check_bind
+
+        try:
+            check_bind(self.settings, self.settings.console_host)
+        except ConsoleRefused as error:
+            raise StackError(str(error)) from error
+
+    def _start_console(self) -> None:
+        from console.server import console_url
+
+        settings = self.settings
+        url = console_url(settings.console_host, settings.console_port)
+        connect_host = "127.0.0.1" if settings.console_host in ("0.0.0.0", "") else None
+        if port_open(connect_host or settings.console_host, settings.console_port):
+            self.parts["console"] = Part("console", url, False)
+            return
+        self.out(f"starting the console on {url} ...")
+        env = {
+            **self.worker_env(),
+            "DATABASE_URL": settings.effective_database_url,
+            "TEMPORAL_UI_URL": self.parts["temporal"].extra["ui_url"],
+        }
+        self.console = ConsoleProcess.from_settings(
+            settings, env, log_file=self.options.state_dir / "console.log"
+        )
+        try:
+            self.console.start()
+        except RuntimeError as error:
+            raise StackError(str(error)) from error
+        self.parts["console"] = Part("console", self.console.url, True, self.console.pid)
+
     def check(self) -> str | None:
         """Report workers that exited; return a message if a server we started is gone."""
         if self.workers is not None:
@@ -189,6 +229,7 @@ class DevStack:
         for name, server in (
             ("Temporal dev server", self.temporal),
             ("mock DSP", self.mock),
+            ("console", self.console),
         ):
             if server is not None and not server.running:
                 return f"the {name} exited unexpectedly (log: {server.log_path})"
@@ -222,6 +263,9 @@ class DevStack:
             ("PostgreSQL", self.parts["postgres"].address, self.parts["postgres"].started),
             ("DSP", self.parts["mock_dsp"].address, self.parts["mock_dsp"].started),
         ]
+        if "console" in self.parts:
+            console = self.parts["console"]
+            rows.append(("console and API", console.address, console.started))
         for label, address, started in rows:
             lines.append(f"  {label:<16} {address}{'' if started else '  (already running)'}")
         count = len(self.workers) if self.workers is not None else 0

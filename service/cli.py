@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd = commands.add_parser("audit", help="every DSP request made for an entity")
     audit_cmd.add_argument("key", metavar="KEY")
     audit_cmd.add_argument("--json", action="store_true")
+    serve_cmd = commands.add_parser("serve", help="run the web console and HTTP API")
+    serve_cmd.add_argument("--host", help="listen address (default: CONSOLE_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="listen port (default: CONSOLE_PORT)")
     return parser
 
 
@@ -120,6 +123,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         await upgrade(settings.effective_database_url)
         print("database migrated to the latest revision")
         return EXIT_OK
+    if args.command == "serve":
+        from console.server import serve  # the web stack loads only for `serve`
+
+        return await serve(settings, args.host, args.port)
     if args.command == "submit":
         submission = _read_submission(args.file, args.batch)
     async with open_service(settings) as service:

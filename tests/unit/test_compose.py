@@ -32,6 +32,10 @@ SERVICE_ENV = {
     "DSP_POLL_MIN_INTERVAL",
     "DSP_POLL_MAX_INTERVAL",
     "METRICS_PORT",
+    "CONSOLE_HOST",
+    "CONSOLE_PORT",
+    "CONSOLE_TOKEN",
+    "TEMPORAL_UI_URL",
 }
 SERVICES = {
     "postgresql",
@@ -41,6 +45,7 @@ SERVICES = {
     "migrate",
     "worker",
     "mock-dsp",
+    "console",
 }
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
@@ -92,7 +97,7 @@ def test_services_are_all_there(resolved: dict[str, Any]) -> None:
     assert resolved["services"]["temporal-ui"]["image"].startswith("temporalio/ui:")
 
 
-@pytest.mark.parametrize("service", ["worker", "migrate"])
+@pytest.mark.parametrize("service", ["worker", "migrate", "console"])
 def test_service_containers_get_every_setting_by_its_exact_name(
     resolved: dict[str, Any], service: str
 ) -> None:
@@ -130,6 +135,22 @@ def test_worker_scales_and_waits_for_what_it_needs(resolved: dict[str, Any]) -> 
     }
     for name in ("postgresql", "temporal", "mock-dsp", "worker"):
         assert resolved["services"][name]["healthcheck"]["test"], name
+
+
+def test_console_serves_on_every_interface_with_its_token(resolved: dict[str, Any]) -> None:
+    console = resolved["services"]["console"]
+    assert console["command"] == ["python", "starter.py", "serve"]
+    environment = console["environment"]
+    assert environment["CONSOLE_HOST"] == "0.0.0.0"
+    assert environment["CONSOLE_PORT"] == "8000"
+    assert "CONSOLE_TOKEN" in environment  # empty by default: the console then refuses
+    assert environment["TEMPORAL_UI_URL"] == "http://localhost:8080"
+    assert [(p["target"], str(p["published"])) for p in console["ports"]] == [(8000, "8000")]
+    assert console["depends_on"] == {
+        "temporal": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+    }
+    assert "/healthz" in " ".join(console["healthcheck"]["test"])
 
 
 def test_temporal_gets_one_partition_and_the_priority_matcher_for_the_dsp_queue(

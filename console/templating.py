@@ -1,0 +1,51 @@
+"""The Jinja2 environment: autoescaping on for every template, a few display filters."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi.templating import Jinja2Templates
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+STATUS_ORDER = ["waiting", "submitting", "polling", "succeeded", "rejected", "failed",
+                "cancelled", "blocked"]  # fmt: skip
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+def _duration(started: datetime | None, finished: datetime | None) -> str:
+    if started is None or finished is None:
+        return ""
+    return f"{(finished - started).total_seconds() * 1000:.0f} ms"
+
+
+def build_templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(TEMPLATE_DIR))
+    env = templates.env
+    env.autoescape = True  # every template, whatever its name: data is always text
+    env.filters["when"] = _when
+    env.filters["pretty"] = _pretty
+    env.globals["duration"] = _duration
+    env.globals["STATUS_ORDER"] = STATUS_ORDER
+    return templates
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, status_code: int = 200
+) -> HTMLResponse:
+    templates: Jinja2Templates = request.app.state.templates
+    values = {"csrf": getattr(request.state, "csrf", ""), **(context or {})}
+    values["auth_required"] = request.app.state.guard.required
+    return templates.TemplateResponse(request, name, values, status_code=status_code)
