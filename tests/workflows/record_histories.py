@@ -37,6 +37,7 @@ REVIEW_APPROVES = [(0.0, "pending_review", None), (60.0, "approved", None)]
 HOUR_LONG_REVIEW = [(0.0, "pending_review", None), (3600.0, "approved", None)]
 SIX_HOUR_REVIEW = [(0.0, "pending_review", None), (6 * 3600.0, "approved", None)]
 CAMPAIGN_FAILS = [(0.0, "pending", None), (10.0, "failed", "budget exceeds the account limit")]
+CAMPAIGN_ACTIVE = [(0.0, "pending", None), (10.0, "active", None)]
 
 # A scenario sets the world up, runs it, and returns the key whose latest run is recorded.
 Scenario = Callable[[World], Awaitable[str]]
@@ -130,6 +131,37 @@ async def continued_review(world: World) -> str:
     return banner
 
 
+async def cancel_queued_post(world: World) -> str:
+    """A cancel while the POST waits for its slot: the call is cancelled, nothing is sent."""
+    acme = await world.add("acme", EntityType.ADVERTISERS)
+    world.gate(acme, "submit")
+    run = await world.start(acme)
+    await world.until_state(acme, lambda s: s.status is EntityStatus.SUBMITTING)
+    await world.cancel(acme)
+    _expect((await run.result()).status, EntityStatus.CANCELLED, "cancel_queued_post")
+    return acme
+
+
+async def held_back(world: World) -> str:
+    """The ad group's POST waits for its slot when its campaign is resubmitted: the POST is
+    cancelled, it waits again and is released by the new version's success."""
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    spring = await world.add(
+        "spring", EntityType.CAMPAIGNS, refs=["acme"], timelines=[CAMPAIGN_ACTIVE] * 2
+    )
+    group = await world.add("group", EntityType.AD_GROUPS, refs=["spring"])
+    queued = world.gate(group, "submit")
+    await world.start(group)
+    await world.start(spring)
+    await world.skip_time(30)
+    await world.until_state(group, lambda s: s.status is EntityStatus.SUBMITTING)
+    await world.resubmit(spring)
+    await world.until_state(group, lambda s: s.status is EntityStatus.WAITING)
+    queued.set()
+    _expect((await world.result(group)).status, EntityStatus.SUCCEEDED, "held_back")
+    return group
+
+
 SCENARIOS: dict[str, Scenario] = {
     "happy_path": happy_path,
     "rejection": rejection,
@@ -137,6 +169,8 @@ SCENARIOS: dict[str, Scenario] = {
     "resubmit": resubmit,
     "blocked_chain": blocked_chain,
     "continued_review": continued_review,
+    "cancel_queued_post": cancel_queued_post,
+    "held_back": held_back,
 }
 
 

@@ -21,11 +21,16 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import select, update
 from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
+from temporalio.api.testservice.v1 import (
+    LockTimeSkippingRequest,
+    SleepRequest,
+    UnlockTimeSkippingRequest,
+)
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -193,6 +198,11 @@ class Script:
     transient: dict[str, int] = field(default_factory=dict)
     hang: dict[str, int] = field(default_factory=dict)
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
+    # A POST the DSP has acted on whose answer is held (on its way back) until the event is
+    # set; a cancellation meanwhile cannot undo it, as with the real gateway.
+    answers: dict[str, asyncio.Event] = field(default_factory=dict)
+    # POSTs the DSP acts on and whose answer is then lost (a timeout, a broken connection).
+    lost: int = 0
 
 
 @dataclass
@@ -270,9 +280,7 @@ class World:
         `{"$ref": key}` fields (and dependencies). Other `columns` (status, dsp_id, reason,
         ...) are then set on the row directly."""
         key = self.k(name)
-        payload: dict[str, Any] = {"name": name}
-        for ref in refs:
-            payload[f"{ref}_id"] = {"$ref": self.k(ref)}
+        payload = self._payload(name, refs)
         entity = queue_store.NewEntity(
             key=key,
             batch=batch,
@@ -309,15 +317,42 @@ class World:
         self.scripts[key].gates[op] = event
         return event
 
-    async def store_resubmission(self, key: str) -> int:
-        """What `service.control.resubmit` stores before it signals the workflow (the same
-        payload, a new version, what it blocked back to waiting); returns the version."""
+    def hold_answer(self, key: str) -> asyncio.Event:
+        """Let the next POST of `key` reach the DSP (the entity exists) but hold its answer
+        until the returned event is set."""
+        event = asyncio.Event()
+        self.scripts[key].answers["submit"] = event
+        return event
+
+    def lose_answers(self, key: str, count: int = 1) -> None:
+        """The next `count` POSTs of `key` create the entity, and their answers are lost."""
+        self.scripts[key].lost = count
+
+    async def store_resubmission(self, key: str, *, refs: Sequence[str] | None = None) -> int:
+        """What `service.control.resubmit` stores before it signals the workflow (a new
+        version, with a new payload naming `refs` when given; what it blocked back to
+        waiting); returns the version."""
+        payload = depends_on = fingerprint = None
+        if refs is not None:
+            payload = self._payload(key.removesuffix(f"-{self.tag}"), refs)
+            depends_on = dependencies_of(payload, [])
+            fingerprint = payload_fingerprint(payload)
         async with self._versions[key], self.sessions.begin() as session:
             stored = await queue_store.store_resubmission(
-                session, key, payload=None, payload_fingerprint=None, depends_on=None
+                session,
+                key,
+                payload=payload,
+                payload_fingerprint=fingerprint,
+                depends_on=depends_on,
             )
         self.reopened.append((key, stored.reopened))
         return stored.payload_version
+
+    def _payload(self, name: str, refs: Sequence[str]) -> dict[str, Any]:
+        payload: dict[str, Any] = {"name": name}
+        for ref in refs:
+            payload[f"{ref}_id"] = {"$ref": self.k(ref)}
+        return payload
 
     # --- reading the table ---------------------------------------------------------------
     async def row(self, key: str) -> Row:
@@ -391,9 +426,11 @@ class World:
             start_signal_args=[CancelRequest(reason=reason)],
         )
 
-    async def resubmit(self, key: str) -> WorkflowHandle[Any, EntityState]:
+    async def resubmit(
+        self, key: str, *, refs: Sequence[str] | None = None
+    ) -> WorkflowHandle[Any, EntityState]:
         """Store a new payload version and signal-with-start `resubmit`, as the client does."""
-        version = await self.store_resubmission(key)
+        version = await self.store_resubmission(key, refs=refs)
         return await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
             EntityWorkflowInput(key=key),
@@ -433,6 +470,20 @@ class World:
                 except (RPCError, WorkflowQueryFailedError):
                     pass  # not started, or its first workflow task has not completed
                 await asyncio.sleep(0.05)
+
+    async def until(self, check: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait (in real time) until `check()` holds for what the fakes recorded."""
+        for _ in range(int(within / 0.02)):
+            if check():
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"not the case within {within} s")
+
+    async def skip_time(self, seconds: float) -> None:
+        """Let the test server's clock run `seconds` ahead (timers fire meanwhile)."""
+        await self.client.test_service.unlock_time_skipping_with_sleep(
+            SleepRequest(duration=Duration(seconds=int(seconds), nanos=int(seconds % 1 * 1e9)))
+        )
 
     async def terminate_all(self) -> None:
         """Terminate what still runs once no activity is in flight: the test server holds
@@ -539,7 +590,8 @@ class World:
                 workflow_id=None,
                 activity_id=None,
             )
-        answer = 201
+        answer: int | None = 201
+        script = self.scripts[request.key]
         try:
             known = self.idempotency.get(request.idempotency_key)
             if known is not None:
@@ -548,8 +600,15 @@ class World:
             else:
                 entity = self._place(call, request.entity_type, None, request.body)
                 self.idempotency[request.idempotency_key] = entity.dsp_id
+            held = script.answers.pop("submit", None)
+            if held is not None:
+                await _despite_cancellation(held.wait())
+            if script.lost > 0:
+                script.lost -= 1
+                answer, call.outcome = None, "lost"
+                raise ApplicationError("POST: read timeout", type=ErrorType.DSP_TRANSIENT)
         except ApplicationError:
-            answer = 422
+            answer = answer and 422
             raise
         finally:
             async with self.sessions.begin() as session:
@@ -624,6 +683,18 @@ class _LoggedActivity(ActivityInboundInterceptor):
         elif name == "tell_dependants":
             world.told.append((input.args[0].outcome, result))
         return result
+
+
+async def _despite_cancellation(work: Any) -> None:
+    task = asyncio.ensure_future(work)
+    while True:
+        try:
+            await asyncio.shield(task)
+            return
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
 
 
 class _InFlight(Interceptor):
