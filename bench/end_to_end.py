@@ -11,8 +11,8 @@ matters on a 2-core machine.
     .venv/bin/python -m bench.end_to_end --review-days 3
 
 instead measures one creative under a review of that many days on the time-skipping test
-server (with the workflow tests' fake queue table and DSP): the runs continue-as-new makes
-and the history events per run."""
+server, with the workflow tests' harness (the real queue table, so DATABASE_URL is needed,
+and a fake DSP): the runs continue-as-new makes and the history events per run."""
 
 from __future__ import annotations
 
@@ -189,30 +189,46 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
 
 async def long_review(days: float) -> int:
     from contracts import EntityStatus, EntityType
-    from tests.workflows.fake_world import FakeWorld, start_test_env
+    from database.engine import open_database
+    from database.migrate import upgrade
+    from devstack.postgres import create_database, drop_database
+    from tests.workflows.world import World, start_test_env
 
+    server_url = os.environ.get("DATABASE_URL")
+    if not server_url:
+        print("--review-days needs DATABASE_URL (the workflow tests' queue table is real)")
+        return 2
+    name = f"dsp_review_{random.randrange(16**10):010x}"
+    database_url = await create_database(server_url, name)
     env = await start_test_env()
-    world = FakeWorld(env.client)
     review = [(0.0, "pending_review", None), (days * 86400.0, "approved", None)]
     try:
-        async with world.workers():
-            world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="a")
-            banner = world.add("banner", EntityType.CREATIVES, refs=["acme"], timelines=[review])
-            run_id: str | None = (await world.start(banner)).result_run_id
-            state = await world.result(banner)
-            runs: list[tuple[int, int]] = []
-            while run_id:
-                handle = env.client.get_workflow_handle(workflow_id_for(banner), run_id=run_id)
-                events = (await handle.fetch_history()).events
-                tasks = sum(
-                    e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in events
+        await upgrade(database_url)
+        async with open_database(database_url) as sessions:
+            world = World(env.client, sessions)
+            async with world.workers():
+                await world.add(
+                    "acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="a"
                 )
-                runs.append((len(events), tasks))
-                last = events[-1].workflow_execution_continued_as_new_event_attributes
-                run_id = last.new_execution_run_id or None
-            await world.terminate_all()
+                banner = await world.add(
+                    "banner", EntityType.CREATIVES, refs=["acme"], timelines=[review]
+                )
+                run_id: str | None = (await world.start(banner)).result_run_id
+                state = await world.result(banner)
+                runs: list[tuple[int, int]] = []
+                while run_id:
+                    handle = env.client.get_workflow_handle(workflow_id_for(banner), run_id=run_id)
+                    events = (await handle.fetch_history()).events
+                    tasks = sum(
+                        e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in events
+                    )
+                    runs.append((len(events), tasks))
+                    last = events[-1].workflow_execution_continued_as_new_event_attributes
+                    run_id = last.new_execution_run_id or None
+                await world.terminate_all()
     finally:
         await env.shutdown()
+        await drop_database(server_url, name)
     print(f"{days:g}-day review: {state.status.value} after {state.polls} polls, {len(runs)} runs")
     print(f"history events per run: max {max(e for e, _ in runs)}, all {[e for e, _ in runs]}")
     print(f"workflow tasks per run: max {max(t for _, t in runs)}")
