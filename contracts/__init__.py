@@ -2,6 +2,7 @@
 of every workflow, activity, signal and query. Imports only the standard library and pydantic,
 so the workflow sandbox can load it cheaply."""
 
+from contracts.entity_types import ENTITY_TYPES, EntityTypeSpec, collection_path, spec_of
 from contracts.messages import (
     ArchiveEntityInput,
     CancelRequest,
@@ -62,6 +63,7 @@ __all__ = [
     "DSP_ACTIVITY_PRIORITY_POLL_PARENT",
     "DSP_ACTIVITY_PRIORITY_SUBMIT",
     "DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT",
+    "ENTITY_TYPES",
     "ENTITY_WORKFLOW_NAME",
     "QUERY_STATE",
     "RECONCILE_WORKFLOW_NAME",
@@ -79,6 +81,7 @@ __all__ = [
     "EntityState",
     "EntityStatus",
     "EntityType",
+    "EntityTypeSpec",
     "EntityWorkflowInput",
     "ErrorType",
     "LoadEntityInput",
@@ -99,11 +102,13 @@ __all__ = [
     "SubmitEntityResult",
     "TellDependantsInput",
     "TellDependantsResult",
+    "collection_path",
     "dsp_priority",
     "first_dsp_status",
     "is_terminal_dsp_status",
     "polled_after_post",
     "reconcile_schedule_id",
     "service_status_for",
+    "spec_of",
     "workflow_id_for",
 ]

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from contracts.entity_types import ARCHIVED, EntityType, spec_of
 
-class EntityType(StrEnum):
-    ADVERTISERS = "advertisers"
-    CAMPAIGNS = "campaigns"
-    CREATIVES = "creatives"
-    AD_GROUPS = "ad_groups"
+__all__ = ["EntityType"]  # defined in contracts.entity_types; imported here for its users
 
 
 class EntityStatus(StrEnum):
@@ -35,36 +32,24 @@ TERMINAL_STATUSES: frozenset[EntityStatus] = frozenset(
     }
 )
 
-_SUCCESS_DSP_STATUS: dict[EntityType, str] = {
-    EntityType.ADVERTISERS: "active",
-    EntityType.CAMPAIGNS: "active",
-    EntityType.AD_GROUPS: "active",
-    EntityType.CREATIVES: "approved",
-}
-
-_FIRST_DSP_STATUS: dict[EntityType, str] = {
-    EntityType.ADVERTISERS: "active",
-    EntityType.CAMPAIGNS: "pending",
-    EntityType.AD_GROUPS: "pending",
-    EntityType.CREATIVES: "pending_review",
+# What a terminal DSP status other than success means, whatever the type (a DSP that fails an
+# advertiser, which the contract does not foresee, still ends it rather than polling forever).
+_ENDINGS: dict[str, EntityStatus] = {
+    "rejected": EntityStatus.REJECTED,
+    "failed": EntityStatus.FAILED,
+    ARCHIVED: EntityStatus.CANCELLED,
 }
 
 
 def first_dsp_status(entity_type: EntityType | str) -> str:
-    return _FIRST_DSP_STATUS[EntityType(entity_type)]
+    return spec_of(entity_type).first_status
 
 
 def service_status_for(entity_type: EntityType | str, dsp_status: str) -> EntityStatus | None:
     """The terminal service status a DSP status means, or None while the DSP is not done."""
-    if dsp_status == _SUCCESS_DSP_STATUS[EntityType(entity_type)]:
+    if dsp_status == spec_of(entity_type).success_status:
         return EntityStatus.SUCCEEDED
-    if dsp_status == "rejected":
-        return EntityStatus.REJECTED
-    if dsp_status == "failed":
-        return EntityStatus.FAILED
-    if dsp_status == "archived":
-        return EntityStatus.CANCELLED
-    return None
+    return _ENDINGS.get(dsp_status)
 
 
 def is_terminal_dsp_status(entity_type: EntityType | str, dsp_status: str) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from contracts.statuses import EntityType
+from contracts.entity_types import EntityType, collection_path
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -58,7 +58,7 @@ def check_idempotency_key(key: str) -> None:
 def create_request(
     entity_type: EntityType | str, body: dict[str, Any], idempotency_key: str | None = None
 ) -> DspRequest:
-    return DspRequest("POST", _collection(entity_type), _copy(body), idempotency_key)
+    return DspRequest("POST", collection_path(entity_type), _copy(body), idempotency_key)
 
 
 def status_request(entity_type: EntityType | str, dsp_id: str) -> DspRequest:
@@ -77,12 +77,8 @@ def archive_request(entity_type: EntityType | str, dsp_id: str) -> DspRequest:
     return DspRequest("DELETE", _item(entity_type, dsp_id))
 
 
-def _collection(entity_type: EntityType | str) -> str:
-    return f"/v1/{EntityType(entity_type).value}"
-
-
 def _item(entity_type: EntityType | str, dsp_id: str) -> str:
-    return f"{_collection(entity_type)}/{_quote_id(dsp_id)}"
+    return f"{collection_path(entity_type)}/{_quote_id(dsp_id)}"
 
 
 def _quote_id(dsp_id: str) -> str:

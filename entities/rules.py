@@ -1,4 +1,5 @@
 """The DSP's field rules (dsp-api.md, "Entity types and their fields"), checked locally.
+Which entity each reference field points to is in `contracts/entity_types.py`.
 
 Payload field paths read like `budget.amount` or `creative_ids[2]`. A `{"$ref": key}` object
 stands for a DSP id (a string): it is accepted where any string is (`name`) and in reference
@@ -16,6 +17,7 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from contracts import EntityType
+from contracts.entity_types import spec_of
 from entities.refs import REF, join_path, ref_target, walk
 
 KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -231,8 +233,6 @@ class TypeRules:
     required: dict[str, Check]
     optional: dict[str, Check] = field(default_factory=dict)
     cross_checks: tuple[Callable[[dict[str, Any]], list[FieldIssue]], ...] = ()
-    # reference field -> the type it must point to; `name[]` stands for each item of a list
-    parent_types: dict[str, EntityType] = field(default_factory=dict)
 
     @property
     def fields(self) -> list[str]:
@@ -252,7 +252,6 @@ RULES: dict[EntityType, TypeRules] = {
             "end_date": _date,
         },
         cross_checks=(_campaign_dates,),
-        parent_types={"advertiser_id": EntityType.ADVERTISERS},
     ),
     EntityType.CREATIVES: TypeRules(
         required={
@@ -264,7 +263,6 @@ RULES: dict[EntityType, TypeRules] = {
         },
         optional={"width": _positive_integer, "height": _positive_integer},
         cross_checks=(_display_size,),
-        parent_types={"advertiser_id": EntityType.ADVERTISERS},
     ),
     EntityType.AD_GROUPS: TypeRules(
         required={
@@ -273,7 +271,6 @@ RULES: dict[EntityType, TypeRules] = {
             "bid_cpm": _positive_number,
             "creative_ids": _reference_list,
         },
-        parent_types={"campaign_id": EntityType.CAMPAIGNS, "creative_ids[]": EntityType.CREATIVES},
     ),
 }
 
@@ -323,4 +320,4 @@ def payload_issues(entity_type: EntityType, payload: Any) -> list[FieldIssue]:
 
 def expected_parent_type(entity_type: EntityType, path: str) -> EntityType | None:
     """The entity type a reference at `path` must point to (`creative_ids[3]` → creatives)."""
-    return RULES[entity_type].parent_types.get(_LIST_ITEM.sub("[]", path))
+    return spec_of(entity_type).references.get(_LIST_ITEM.sub("[]", path))
