@@ -11,7 +11,7 @@ every key is started (as the intake would have), time runs free until every work
 closed, and the invariants are checked:
 
 1. nothing is stuck: every key ends terminal in `dsp_entity_queue`, its workflow completed,
-   and no workflow task failed;
+   and no workflow task failed (but for a completion refused for a signal that raced it);
 2. at most one live (not archived) DSP entity per key, and the row names it;
 3. the last word wins: after a cancel accepted while the key had not ended, the key ends
    `cancelled` with no live DSP entity; after a resubmit, the key ends with an outcome of its
@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.testservice.v1 import LockTimeSkippingRequest, UnlockTimeSkippingRequest
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
@@ -125,11 +125,25 @@ class Step:
         return f"{self.op}({self.key})"
 
 
-@dataclass(frozen=True)
 class Schedule:
-    shape: str
-    dsp: tuple[tuple[str, tuple[Verdict, ...]], ...]
-    steps: tuple[Step, ...]
+    """Not a dataclass: Hypothesis prints dataclasses field by field, and this by `repr`, one
+    step a line."""
+
+    def __init__(
+        self,
+        shape: str,
+        dsp: tuple[tuple[str, tuple[Verdict, ...]], ...],
+        holds: tuple[Step, ...],  # gates set before the workflows start
+        starts: tuple[str, ...],  # the order the workflows start in, all at t+0s
+        steps: tuple[Step, ...],
+    ) -> None:
+        self.shape, self.dsp, self.holds, self.starts, self.steps = (
+            shape,
+            dsp,
+            holds,
+            starts,
+            steps,
+        )
 
     def __repr__(self) -> str:
         nodes = ", ".join(
@@ -138,6 +152,8 @@ class Schedule:
         )
         lines = [f"Schedule {self.shape}: {nodes}"]
         lines += [f"  dsp {name}: {', '.join(map(repr, verdicts))}" for name, verdicts in self.dsp]
+        lines += [f"  t+0s {hold!r}" for hold in self.holds]
+        lines += [f"  t+0s start({name})" for name in self.starts]
         elapsed = 0.0
         for step in self.steps:
             lines.append(f"  t+{elapsed:g}s {step!r}")
@@ -145,12 +161,16 @@ class Schedule:
         return "\n".join(lines)
 
 
+# Approvals more often than rejections, or most runs would end in blocks.
+APPROVE = st.builds(Verdict, st.just("approve"), st.sampled_from([0.0, 5.0, 20.0]))
 VERDICTS = st.one_of(
-    st.builds(Verdict, st.just("approve"), st.sampled_from([0.0, 5.0, 20.0])),
+    APPROVE,
+    APPROVE,
+    APPROVE,
     st.builds(Verdict, st.just("reject"), st.sampled_from([5.0, 20.0])),
     st.just(Verdict("422")),
 )
-DSP_OPS = ("submit", "replace", "poll", "archive")
+DSP_OPS = ("submit", "submit", "submit", "replace", "poll", "archive")
 WAITS = (1.0, 5.0, 10.0, 30.0)
 
 
@@ -160,15 +180,19 @@ def schedules(draw: st.DrawFn) -> Schedule:
     names = [node.name for node in SHAPES[shape]]
     dsp = tuple((name, tuple(draw(st.lists(VERDICTS, min_size=1, max_size=3)))) for name in names)
     key = st.sampled_from(names)
+    hold = st.builds(Step, st.just("hold"), key, st.sampled_from(DSP_OPS))
+    holds = draw(st.lists(hold, max_size=3, unique=True))
+    starts = draw(st.permutations(names))
     step = st.one_of(
-        st.builds(Step, st.just("start"), key),
         st.builds(Step, st.just("cancel"), key),
         st.builds(Step, st.just("resubmit"), key),
-        st.builds(Step, st.just("hold"), key, st.sampled_from(DSP_OPS)),
+        hold,
         st.builds(Step, st.just("release"), key),
         st.builds(Step, st.just("wait"), seconds=st.sampled_from(WAITS)),
+        st.builds(Step, st.just("wait"), seconds=st.sampled_from(WAITS)),
     )
-    return Schedule(shape, dsp, tuple(draw(st.lists(step, min_size=1, max_size=12))))
+    steps = draw(st.lists(step, min_size=1, max_size=10))
+    return Schedule(shape, dsp, tuple(holds), tuple(starts), tuple(steps))
 
 
 # --- the world, watched --------------------------------------------------------------------
@@ -181,6 +205,7 @@ class WatchedWorld(World):
         self.env = env
         self.plan = lambda polls: POLL_INTERVAL
         self.held = 0
+        self.gated_ops: list[str] = []  # the calls that met a gate
         self.refs: dict[str, list[str]] = {}  # key -> the keys it refers to
         self.names: dict[str, str] = {}  # key -> its name in the schedule
         self.early_writes: list[str] = []
@@ -193,6 +218,7 @@ class WatchedWorld(World):
         answered_before = details.get("idempotency_key") in self.idempotency
         if gated:
             self.held += 1
+            self.gated_ops.append(op)
         try:
             call = await super()._enter(op, key, **details)
         finally:
@@ -344,13 +370,19 @@ async def run_schedule(world: WatchedWorld, schedule: Schedule) -> list[str]:
     world.t0 = await world.env.get_current_time()
     trace: list[str] = []
 
-    for step in schedule.steps:
+    for step in (
+        *schedule.holds,
+        *(Step("start", name) for name in schedule.starts),
+        *schedule.steps,
+    ):
         at = await world.now()
         key = keys.get(step.key, "")
         if step.op == "start":
             await world.start(key)
             world.started.add(key)
             trace.append(f"{at} start({step.key})")
+            if step.key != schedule.starts[-1]:
+                continue  # the workflows start together; settle after the last
         elif step.op == "cancel":
             row = await world.row(key)
             if row.status in TERMINAL_STATUSES:
@@ -374,9 +406,9 @@ async def run_schedule(world: WatchedWorld, schedule: Schedule) -> list[str]:
             world.gates_made.append((key, world.gate(key, step.call)))
             trace.append(f"{at} hold({step.key}, {step.call})")
         elif step.op == "release":
-            held = [event for gated, event in world.gates_made if gated == key]
-            for event in held:
-                event.set()
+            held = [gate for gated, gate in world.gates_made if gated == key]
+            for gate in held:
+                gate.set()
             trace.append(f"{at} release({step.key}): {len(held)} gate(s)")
         else:
             passed = await world.advance(step.seconds)
@@ -384,15 +416,22 @@ async def run_schedule(world: WatchedWorld, schedule: Schedule) -> list[str]:
             trace.append(f"{at} wait {step.seconds:g}s{suffix}")
         await world.settle()
 
-    at = await world.now()
-    for _, event in world.gates_made:
-        event.set()
-    for name, key in keys.items():
-        if key not in world.started:
-            await world.start(key)
-            trace.append(f"{at} start({name}) (drain)")
+    trace.append(f"{await world.now()} release every gate, time runs free")
+    for _, gate in world.gates_made:
+        gate.set()
     drained = await world.drain()
-    trace.append(f"{await world.now()} drained" if drained else "NOT DRAINED")
+    # For --hypothesis-show-statistics: how often the interesting things happened.
+    for line in trace:
+        for label in ("accepted", "refused", "resubmit(", "call held", "0 gate"):
+            if label in line:
+                event(label.rstrip("("))
+    for call in world.calls:
+        event(f"{call.op} {call.outcome}")
+    for op in world.gated_ops:
+        event(f"{op} held at its gate")
+    for key in keys.values():
+        event(f"ended {(await world.row(key)).status.value}")
+    trace.append("drained: every workflow closed" if drained else "NOT DRAINED")
     note("\n".join(["trace:", *trace]))
     return await broken_invariants(world, keys, words, drained)
 
@@ -444,8 +483,16 @@ async def broken_invariants(
         if described.status is not WorkflowExecutionStatus.COMPLETED:
             status = described.status.name if described.status else None
             broken.append(f"1: {name}'s workflow is {status}")
-        if any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED for e in history.events):
-            broken.append(f"1: a workflow task of {name} failed")
+        for e in history.events:
+            failed = e.workflow_task_failed_event_attributes
+            # UNHANDLED_COMMAND is how the server delivers a signal that raced the workflow's
+            # completion (it refuses the completion; the task runs again with the signal).
+            if (
+                e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+                and failed.cause
+                != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
+            ):
+                broken.append(f"1: a workflow task of {name} failed: {failed}")
     # 2. At most one live DSP entity per key, and the row names it.
     for name, key in keys.items():
         mine = [e.dsp_id for e in world.dsp.values() if e.key == key and not e.archived]
@@ -491,6 +538,81 @@ async def broken_invariants(
     return broken
 
 
+def _schedule(shape: str, dsp: dict[str, str], *lines: str) -> Schedule:
+    """A schedule written by hand: `dsp` as "approve@5s, 422", `lines` as the repr's steps
+    ("hold(child, submit)", "start(parent)", "wait 10s", "resubmit(parent)", ...)."""
+    verdicts = {
+        name: tuple(
+            Verdict("422") if v == "422" else Verdict(v.split("@")[0], float(v.split("@")[1][:-1]))
+            for v in text.split(", ")
+        )
+        for name, text in dsp.items()
+    }
+    holds: list[Step] = []
+    starts: list[str] = []
+    steps: list[Step] = []
+    for line in lines:
+        if line.startswith("wait "):
+            steps.append(Step("wait", seconds=float(line[5:-1])))
+            continue
+        op, args = line[:-1].split("(")
+        key, _, call = args.partition(", ")
+        if op == "start":
+            starts.append(key)
+        elif op == "hold" and not starts:
+            holds.append(Step(op, key, call))
+        else:
+            steps.append(Step(op, key, call))
+    return Schedule(
+        shape,
+        tuple((n.name, verdicts[n.name]) for n in SHAPES[shape]),
+        (*holds,),
+        (*starts,),
+        (*steps,),
+    )
+
+
+# The races the rules are about, run every time besides the random ones.
+RESUBMIT_WHILE_THE_DEPENDANTS_POST_WAITS = _schedule(
+    "pair",
+    {"parent": "approve@5s", "child": "approve@5s"},
+    "hold(child, submit)",
+    "start(parent)",
+    "start(child)",
+    "wait 10s",  # the parent succeeds; the child's POST waits for its slot
+    "resubmit(parent)",
+    "release(child)",
+)
+CANCEL_THEN_RESUBMIT_WHILE_THE_ARCHIVE_WAITS = _schedule(
+    "chain",
+    {"parent": "approve@20s", "child": "approve@5s", "grandchild": "approve@0s"},
+    "hold(parent, archive)",
+    "start(grandchild)",
+    "start(child)",
+    "start(parent)",
+    "wait 5s",
+    "cancel(parent)",
+    "resubmit(parent)",
+    "release(parent)",
+    "wait 30s",
+)
+CANCEL_WHILE_THE_POST_WAITS_THEN_RESUBMIT = _schedule(
+    "fork",
+    {"parent": "approve@5s, approve@5s", "left": "approve@0s", "right": "reject@5s"},
+    "hold(parent, submit)",
+    "start(left)",
+    "start(parent)",
+    "start(right)",
+    "cancel(parent)",
+    "wait 5s",
+    "resubmit(parent)",
+    "release(parent)",
+)
+
+
+@example(schedule=RESUBMIT_WHILE_THE_DEPENDANTS_POST_WAITS)
+@example(schedule=CANCEL_THEN_RESUBMIT_WHILE_THE_ARCHIVE_WAITS)
+@example(schedule=CANCEL_WHILE_THE_POST_WAITS_THEN_RESUBMIT)
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -511,8 +633,8 @@ async def test_the_last_word_wins_in_any_interleaving(
                 # A workflow task that failed and was retried may have recovered since.
                 broken += [f"1: a workflow task failed: {m}" for m in watcher.messages]
             finally:
-                for _, event in world.gates_made:
-                    event.set()
+                for _, gate in world.gates_made:
+                    gate.set()
                 await world.terminate_all()
     finally:
         instance_log.removeHandler(watcher)
