@@ -17,7 +17,7 @@ CHROMIUM ?= /usr/bin/chromium
 .PHONY: help venv install browser test demo up lint format clean distclean
 
 help:
-	@echo "make install    create .venv and install the project with its test tools"
+	@echo "make install    create .venv and install the project with its dev kit and test tools"
 	@echo "make test       run the whole test suite (PYTEST_ARGS=... to pass options);"
 	@echo "                installs Debian's chromium for the browser tests when missing (root)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
@@ -34,7 +34,7 @@ $(BIN)/python:
 
 # Reinstalls only when pyproject.toml changes (the stamp is older than it).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev,test]'
 	@touch $@
 
 venv install: $(STAMP)
