@@ -17,6 +17,10 @@ MOCK_DSP_PORT = 8765
 DEV_API_TOKEN = "dev-token"
 
 
+class MissingDspToken(ValueError):
+    """A real DSP (DSP_BASE_URL set) and no DSP_API_TOKEN: the worker refuses to start."""
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Names match the environment variables exactly."""
 
@@ -28,7 +32,8 @@ class Settings(BaseSettings):
 
     database_url: str | None = None
     dsp_base_url: str | None = None
-    dsp_api_token: SecretStr = SecretStr(DEV_API_TOKEN)
+    # Required with DSP_BASE_URL; unset, the mock DSP's development token (see `dsp_token`).
+    dsp_api_token: SecretStr | None = None
     dsp_rate_limit: int = Field(default=40, ge=1)
     dsp_rate_window: float = Field(default=60.0, gt=0)
     dsp_timeout: float = Field(default=10.0, gt=0)
@@ -64,6 +69,18 @@ class Settings(BaseSettings):
     @property
     def uses_mock_dsp(self) -> bool:
         return not self.dsp_base_url
+
+    def dsp_token(self) -> SecretStr:
+        """DSP_API_TOKEN; unset (or empty), the development token, but only for the mock DSP:
+        a DSP at DSP_BASE_URL without DSP_API_TOKEN raises `MissingDspToken`."""
+        if self.dsp_api_token is not None and self.dsp_api_token.get_secret_value():
+            return self.dsp_api_token
+        if self.uses_mock_dsp:
+            return SecretStr(DEV_API_TOKEN)
+        raise MissingDspToken(
+            f"DSP_API_TOKEN is not set, and DSP_BASE_URL={self.dsp_base_url} is a real DSP "
+            "(the development token is only for the mock DSP, DSP_BASE_URL unset)"
+        )
 
     @cached_property
     def effective_database_url(self) -> str:

@@ -24,7 +24,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
         "DATABASE_URL": settings.effective_database_url,
         "DSP_BASE_URL": settings.effective_dsp_base_url,
-        "DSP_API_TOKEN": settings.dsp_api_token.get_secret_value(),
+        "DSP_API_TOKEN": settings.dsp_token().get_secret_value(),
         "DSP_RATE_LIMIT": str(settings.dsp_rate_limit),
         "DSP_RATE_WINDOW": str(settings.dsp_rate_window),
         "DSP_TIMEOUT": str(settings.dsp_timeout),

@@ -93,7 +93,7 @@ async def run_worker(
             margin=rate_margin(settings),
             hold=slot_hold(settings),
         )
-        dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_api_token), limiter, sessions))
+        dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_token()), limiter, sessions))
         queue = QueueActivities(
             sessions,
             temporal,

@@ -9,6 +9,7 @@ import signal
 import pydantic
 
 from config import Settings
+from config.settings import MissingDspToken
 from service.logging_setup import configure_logging
 from service.temporal_client import TemporalUnavailable
 from service.worker import run_worker
@@ -28,8 +29,12 @@ def main() -> int:
     configure_logging()
     try:
         settings = Settings()
+        settings.dsp_token()  # a real DSP needs its token: refuse now, not at the first call
     except pydantic.ValidationError as error:
         logger.error("bad configuration: %s", error.errors()[0]["msg"])
+        return 2
+    except MissingDspToken as error:
+        logger.error("bad configuration: %s", error)
         return 2
     try:
         asyncio.run(_serve(settings))
