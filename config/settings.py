@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,8 @@ class MissingDspToken(ValueError):
 class Settings(BaseSettings):
     """Every knob of the service. Names match the environment variables exactly."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # An empty variable counts as unset (so `as_environment` can pass "no value" as "").
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
@@ -107,3 +108,26 @@ class Settings(BaseSettings):
     @property
     def dsp_requests_per_second(self) -> float:
         return self.dsp_rate_limit / self.dsp_rate_window
+
+
+def as_environment(settings: BaseSettings) -> dict[str, str]:
+    """The environment variables that make a process read `settings` back: one per field of
+    its model, derived from the fields (a new field cannot be forgotten). Secrets are written
+    in clear, for a child process's environment only; None is written as "" (unset)."""
+    prefix = str(settings.model_config.get("env_prefix") or "")
+    return {
+        f"{prefix}{name}".upper(): _env_value(getattr(settings, name))
+        for name in type(settings).model_fields
+    }
+
+
+def _env_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, BaseModel | list | dict):
+        raise TypeError(f"no environment form for {type(value).__name__}")
+    return str(value)

@@ -6,11 +6,24 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings
 
-from config.settings import DEV_API_TOKEN, PROJECT_ROOT, MissingDspToken, Settings
+import mock_dsp.__main__ as mock_main
+from config.settings import (
+    DEV_API_TOKEN,
+    MOCK_DSP_PORT,
+    PROJECT_ROOT,
+    MissingDspToken,
+    Settings,
+    as_environment,
+)
+from devstack.workers import worker_env
+from mock_dsp.config import MockDspConfig
+from service.worker import WorkerTuning
 
 
 def settings(**values: object) -> Settings:
@@ -54,3 +67,80 @@ def test_a_worker_for_a_real_dsp_without_a_token_refuses_to_start_with_one_line(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "DSP_API_TOKEN" in lines[0] and "bad configuration" in lines[0]
+
+
+M = TypeVar("M", bound=BaseSettings)
+
+
+def read_back(env: dict[str, str], model: type[M], monkeypatch: pytest.MonkeyPatch) -> M:
+    """`model` as a process with exactly `env` as its environment reads it."""
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return model(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_worker_env_passes_every_setting_so_a_worker_reads_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configured = settings(
+        temporal_address="temporal.example:7233",
+        database_url="postgresql+asyncpg://u@db.example/x",
+        dsp_base_url="https://dsp.example.com",
+        dsp_api_token="s3cret",
+        dsp_rate_limit=7,
+        dsp_timeout=2.5,
+        dsp_reconcile_interval=0,
+        metrics_port=9100,
+        console_token="c0nsole",
+    )
+    env = worker_env(configured)
+    assert set(env) == {name.upper() for name in Settings.model_fields}
+    assert read_back(env, Settings, monkeypatch) == configured
+
+
+def test_worker_env_for_the_mock_dsp_names_it_and_its_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = worker_env(settings())
+    worker = read_back(env, Settings, monkeypatch)
+    assert worker.dsp_base_url == f"http://127.0.0.1:{MOCK_DSP_PORT}"
+    assert worker.dsp_token().get_secret_value() == DEV_API_TOKEN
+    assert worker.metrics_port is None and worker.console_token is None  # "" reads as unset
+
+
+def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    tuning = WorkerTuning(  # type: ignore[call-arg]
+        _env_file=None, poll_strategy="fixed", dependant_priority=False, max_cached_workflows=250
+    )
+    env = as_environment(tuning)
+    assert env == {
+        "DSP_POLL_STRATEGY": "fixed",
+        "DSP_DEPENDANT_PRIORITY": "0",
+        "DSP_MAX_CACHED_WORKFLOWS": "250",
+    }
+    assert read_back(env, WorkerTuning, monkeypatch) == tuning
+
+
+def test_a_bad_worker_switch_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DSP_POLL_STRATEGY", "sometimes")
+    with pytest.raises(ValidationError):
+        WorkerTuning(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_mock_dsp_command_line_has_an_option_per_config_field(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DSP_API_TOKEN", raising=False)
+    assert mock_main.config_from(mock_main.parse_args([])) == MockDspConfig()
+    args = mock_main.parse_args(
+        ["--rate-limit", "5", "--rate-window", "2.5", "--fault-kinds", "slow, html", "--seed", "3"]
+    )
+    config = mock_main.config_from(args)
+    assert (config.rate_limit, config.rate_window, config.seed) == (5, 2.5, 3)
+    assert config.fault_kinds == ["slow", "html"]
+    for name in MockDspConfig.model_fields:
+        assert hasattr(mock_main.parse_args([]), name)
+    with pytest.raises(ValueError):
+        mock_main.config_from(mock_main.parse_args(["--fault-kinds", "gremlins"]))
