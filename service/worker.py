@@ -73,19 +73,6 @@ class WorkerTuning(BaseSettings):
     max_cached_workflows: int = Field(default=1000, ge=0)
 
 
-def rate_margin(settings: Settings) -> float:
-    """Seconds added to the window, for clocks that drift apart (the DSP's against
-    PostgreSQL's). Delays between a slot and the DSP seeing the request need no margin: the
-    ledger counts each request until a window after its answer (database/rate_ledger.py)."""
-    return settings.dsp_rate_window * 0.001
-
-
-def slot_hold(settings: Settings) -> float:
-    """How long after its slot a request can still reach the DSP: a pooled connection, a
-    connect and a write, each bounded by DSP_TIMEOUT (only a crashed worker ever needs it)."""
-    return 3 * settings.dsp_timeout
-
-
 async def run_worker(
     settings: Settings,
     stop: asyncio.Event,
@@ -104,12 +91,11 @@ async def run_worker(
         open_database(settings.effective_database_url) as sessions,
         build_http_client(settings.effective_dsp_base_url, settings.dsp_timeout) as http,
     ):
-        limiter = SharedRateLimiter(
+        limiter = SharedRateLimiter.for_dsp(
             sessions,
             limit=settings.dsp_rate_limit,
             window=settings.dsp_rate_window,
-            margin=rate_margin(settings),
-            hold=slot_hold(settings),
+            timeout=settings.dsp_timeout,
         )
         dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_token()), limiter, sessions))
         queue = QueueActivities(
