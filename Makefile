@@ -22,7 +22,7 @@ help:
 	@echo "                installs Debian's chromium for the browser tests when missing (root)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
 	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
-	@echo "make lint       ruff check and ruff format --check"
+	@echo "make lint       ruff check, ruff format --check, and mypy --strict on the service"
 	@echo "make clean      remove caches and .dev/ (dev state); distclean also .venv"
 
 $(BIN)/python:
@@ -65,6 +65,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
