@@ -14,6 +14,8 @@ DEV_DIR = PROJECT_ROOT / ".dev"
 EMBEDDED_POSTGRES_PORT = 55432
 EMBEDDED_POSTGRES_DATABASE = "dsp_service"
 MOCK_DSP_PORT = 8765
+# The Temporal CLI dev server serves its web UI on its gRPC port + 1000.
+DEV_SERVER_UI_PORT_OFFSET = 1000
 DEV_API_TOKEN = "dev-token"
 
 
@@ -96,18 +98,24 @@ class Settings(BaseSettings):
 
     @property
     def effective_temporal_ui_url(self) -> str:
-        """TEMPORAL_UI_URL, else the dev server's UI: the gRPC port + 1000 on the same host."""
+        """TEMPORAL_UI_URL, else the dev server's UI at TEMPORAL_ADDRESS."""
         if self.temporal_ui_url:
             return self.temporal_ui_url.rstrip("/")
-        host, _, port = self.temporal_address.rpartition(":")
-        host = host.strip("[]") or "localhost"
-        if not port.isdigit():
-            return f"http://{self.temporal_address}"
-        return f"http://{host}:{int(port) + 1000}"
+        return dev_server_ui_url(self.temporal_address)
 
     @property
     def dsp_requests_per_second(self) -> float:
         return self.dsp_rate_limit / self.dsp_rate_window
+
+
+def dev_server_ui_url(temporal_address: str) -> str:
+    """The web UI of a Temporal dev server at `temporal_address`: the gRPC port + 1000 on the
+    same host (the one place that guess is made)."""
+    host, _, port = temporal_address.rpartition(":")
+    host = host.strip("[]") or "localhost"
+    if not port.isdigit():
+        return f"http://{temporal_address}"
+    return f"http://{host}:{int(port) + DEV_SERVER_UI_PORT_OFFSET}"
 
 
 def as_environment(settings: BaseSettings) -> dict[str, str]:

@@ -27,6 +27,7 @@ from config.settings import (
     MOCK_DSP_PORT,
     MissingDspToken,
     Settings,
+    dev_server_ui_url,
 )
 from database.migrate import upgrade
 from devstack.aio import run_sync
@@ -134,7 +135,7 @@ class DevStack:
 
     def _start_temporal(self) -> None:
         host, port = split_address(self.settings.temporal_address)
-        ui_url = f"http://{_display_host(host)}:{port + 1000}"
+        ui_url = dev_server_ui_url(f"{_display_host(host)}:{port}")
         if port_open(host, port):
             self.parts["temporal"] = Part("temporal", self.settings.temporal_address, False)
             self.parts["temporal"].extra["ui_url"] = ui_url

@@ -75,9 +75,6 @@ class WorkerProcesses:
         for process in self._processes:
             process.start()
 
-    def alive(self, index: int) -> bool:
-        return self._processes[index].running
-
     def returncode(self, index: int) -> int | None:
         return self._processes[index].returncode
 

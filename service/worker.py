@@ -36,9 +36,9 @@ logger = logging.getLogger(__name__)
 # budget below 100% while the backlog (and its priorities) still waits in the server.
 TEMPORAL_RATE_HEADROOM = 1.1
 # Few DSP tasks per worker: a task that left the server waits for its ledger slot in no
-# particular order, so every one held here escapes the server's priority ordering (bench/
-# RESULTS.md: 20 per worker gave new submissions 34% of the budget behind waiting polls,
-# 2 gave them 82%). A handful still covers slow answers at the DSP's rate.
+# particular order, so every one held here escapes the server's priority ordering (the fewer,
+# the larger new submissions' share of the budget behind waiting polls: bench/RESULTS.md).
+# A handful still covers slow answers at the DSP's rate.
 DSP_MAX_CONCURRENT_ACTIVITIES = 4
 # On SIGTERM in-flight DSP requests may finish (each is bounded by DSP_TIMEOUT) before the
 # worker stops; what is still running then is retried elsewhere, idempotently.

@@ -20,6 +20,7 @@ from config.settings import (
     MissingDspToken,
     Settings,
     as_environment,
+    dev_server_ui_url,
 )
 from devstack.workers import worker_env
 from mock_dsp.config import MockDspConfig
@@ -144,3 +145,19 @@ def test_the_mock_dsp_command_line_has_an_option_per_config_field(
         assert hasattr(mock_main.parse_args([]), name)
     with pytest.raises(ValueError):
         mock_main.config_from(mock_main.parse_args(["--fault-kinds", "gremlins"]))
+
+
+@pytest.mark.parametrize(
+    ("address", "ui"),
+    [
+        ("localhost:7233", "http://localhost:8233"),
+        (":7233", "http://localhost:8233"),
+        ("temporal:7233", "http://temporal:8233"),
+        ("temporal", "http://temporal"),
+    ],
+)
+def test_the_dev_server_ui_is_guessed_in_one_place(address: str, ui: str) -> None:
+    assert dev_server_ui_url(address) == ui
+    assert settings(temporal_address=address).effective_temporal_ui_url == ui
+    configured = settings(temporal_address=address, temporal_ui_url="https://ui.example/")
+    assert configured.effective_temporal_ui_url == "https://ui.example"
