@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from temporalio.client import Client
 
+from activities.poll_planner import ADAPTIVE, PollStrategy
 from config import Settings
 from config.settings import as_environment
 from database.migrate import upgrade
@@ -40,7 +40,7 @@ class StackOptions:
     propagation_delay: float = 0.3
     poll_min_interval: float = 1.0
     poll_max_interval: float = 30.0
-    poll_strategy: Literal["adaptive", "fixed"] = "adaptive"
+    poll_strategy: PollStrategy = ADAPTIVE
     dependant_priority: bool = True
     temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None

@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,7 +15,7 @@ from temporalio.worker import Worker
 from activities.dsp_calls import DspActivities
 from activities.dsp_gateway import DspGateway
 from activities.fan_out import DependantFanOut
-from activities.poll_planner import PollPlanner
+from activities.poll_planner import ADAPTIVE, PollPlanner, PollStrategy
 from activities.queue_records import QueueActivities
 from activities.rate_limiter import SharedRateLimiter
 from activities.reconciler import OrphanReconciler
@@ -68,7 +67,7 @@ class WorkerTuning(BaseSettings):
         env_prefix="DSP_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
 
-    poll_strategy: Literal["adaptive", "fixed"] = "adaptive"
+    poll_strategy: PollStrategy = ADAPTIVE
     dependant_priority: bool = True
     max_cached_workflows: int = Field(default=1000, ge=0)
 
