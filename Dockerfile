@@ -10,6 +10,7 @@ WORKDIR /app
 RUN useradd --create-home --uid 10001 app
 
 COPY . .
+# The production dependencies only: no dev stack wheels (extra `dev`), no test tools (`test`).
 RUN pip install .
 
 USER app

@@ -17,12 +17,12 @@ CHROMIUM ?= /usr/bin/chromium
 .PHONY: help venv install browser test demo up lint format clean distclean
 
 help:
-	@echo "make install    create .venv and install the project with its test tools"
+	@echo "make install    create .venv and install the project with its dev kit and test tools"
 	@echo "make test       run the whole test suite (PYTEST_ARGS=... to pass options);"
 	@echo "                installs Debian's chromium for the browser tests when missing (root)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
 	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
-	@echo "make lint       ruff check and ruff format --check"
+	@echo "make lint       ruff check, ruff format --check, and mypy --strict on the service"
 	@echo "make clean      remove caches and .dev/ (dev state); distclean also .venv"
 
 $(BIN)/python:
@@ -34,7 +34,7 @@ $(BIN)/python:
 
 # Reinstalls only when pyproject.toml changes (the stamp is older than it).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev,test]'
 	@touch $@
 
 venv install: $(STAMP)
@@ -65,6 +65,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -1,4 +1,5 @@
-"""One DSP request as the activities make it: slot, audit row, send, audit row, verdict."""
+"""One DSP request as the activities make it: slot, audit row, send, audit row, tell the
+limiter, verdict."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.rate_limiter import SharedRateLimiter
+from activities.rate_limiter import RateSlot, SharedRateLimiter
 from contracts import ErrorType
 from database import audit_log
 from database.engine import SessionFactory
@@ -39,34 +40,30 @@ class DspGateway:
         A cancellation (the user's last word changed) ends the wait for a slot and sends
         nothing; once the request is on its way it is finished and audited, and only a failed
         answer is then reported as cancelled, so the workflow learns of anything created."""
-        await self._limiter.acquire()
-        if _cancel_requested():
-            await self._limiter.completed()
-            raise asyncio.CancelledError("cancelled before the request left")
-        exchange = await _finish_even_if_cancelled(self._send_audited(entity_key, request))
-        outcome = classify(exchange)
-        if outcome.kind is OutcomeKind.RATE_LIMITED:
-            # Every worker holds off, not just this one: the budget is the token's.
-            await self._limiter.pause(outcome.retry_after or 1.0)
-        else:
-            await self._limiter.observe(exchange.rate_limit_remaining, exchange.rate_limit_reset)
-        if outcome.kind is not OutcomeKind.OK and _cancel_requested():
-            raise asyncio.CancelledError("cancelled; the request did not succeed")
-        if outcome.kind is OutcomeKind.RATE_LIMITED:
-            retry_after = outcome.retry_after or 1.0
-            raise ApplicationError(
-                f"{request.method} {request.path}: 429 {outcome.message}",
-                type=ErrorType.DSP_RATE_LIMITED,
-                next_retry_delay=timedelta(seconds=retry_after),
-            )
-        _raise_unless_ok(entity_key, request, outcome)
-        return exchange
+        async with self._limiter.slot() as slot:
+            if _cancel_requested():
+                await slot.complete()
+                raise asyncio.CancelledError("cancelled before the request left")
+            exchange = await _finish_even_if_cancelled(self._send_audited(entity_key, request))
+            outcome = classify(exchange)
+            await _tell_limiter(slot, exchange, outcome)
+        return _verdict(entity_key, request, exchange, outcome)
 
     async def _send_audited(self, entity_key: str, request: DspRequest) -> DspExchange:
         """Audit row, send, audit row: the part no cancellation may cut short."""
         info = activity.info() if activity.in_activity() else None
+        audit_id = await self._open_audit(entity_key, request, info)
+        exchange = await self._send(request, info)
+        await self._close_audit(audit_id, exchange)
+        return exchange
+
+    async def _open_audit(
+        self, entity_key: str, request: DspRequest, info: activity.Info | None
+    ) -> int:
+        """The audit row, before anything leaves: a request that may have reached the DSP is
+        always on record."""
         async with self._sessions.begin() as session:
-            audit_id = await audit_log.open_request(
+            return await audit_log.open_request(
                 session,
                 entity_key=entity_key,
                 method=request.method,
@@ -77,6 +74,8 @@ class DspGateway:
                 workflow_id=info.workflow_id if info else None,
                 activity_id=info.activity_id if info else None,
             )
+
+    async def _send(self, request: DspRequest, info: activity.Info | None) -> DspExchange:
         exchange = await self._client.send(request)
         count_dsp_request(request.method, request.path, exchange.status_code)
         if info is not None:
@@ -87,6 +86,9 @@ class DspGateway:
                 request.path,
                 exchange.status_code if exchange.status_code is not None else exchange.error,
             )
+        return exchange
+
+    async def _close_audit(self, audit_id: int, exchange: DspExchange) -> None:
         async with self._sessions.begin() as session:
             await audit_log.close_request(
                 session,
@@ -95,7 +97,33 @@ class DspGateway:
                 response_body=exchange.body_text if exchange.status_code is not None else None,
                 error=exchange.error,
             )
-        return exchange
+
+
+async def _tell_limiter(slot: RateSlot, exchange: DspExchange, outcome: DspOutcome) -> None:
+    """Complete the slot with what the DSP said about the budget."""
+    if outcome.kind is OutcomeKind.RATE_LIMITED:
+        # Every worker holds off, not just this one: the budget is the token's.
+        await slot.pause(outcome.retry_after or 1.0)
+    else:
+        await slot.observe(exchange.rate_limit_remaining, exchange.rate_limit_reset)
+
+
+def _verdict(
+    entity_key: str, request: DspRequest, exchange: DspExchange, outcome: DspOutcome
+) -> DspExchange:
+    """The exchange if the DSP said yes; otherwise the error Temporal acts on (a failed
+    answer to a cancelled call is reported as the cancellation)."""
+    if outcome.kind is not OutcomeKind.OK and _cancel_requested():
+        raise asyncio.CancelledError("cancelled; the request did not succeed")
+    if outcome.kind is OutcomeKind.RATE_LIMITED:
+        retry_after = outcome.retry_after or 1.0
+        raise ApplicationError(
+            f"{request.method} {request.path}: 429 {outcome.message}",
+            type=ErrorType.DSP_RATE_LIMITED,
+            next_retry_delay=timedelta(seconds=retry_after),
+        )
+    _raise_unless_ok(entity_key, request, outcome)
+    return exchange
 
 
 def _cancel_requested() -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Literal, get_args
 
 from temporalio import activity
 
@@ -17,9 +18,10 @@ from database.engine import SessionFactory
 
 POLL_SHARE = 0.5
 BACKOFF_FACTOR = 1.6
-ADAPTIVE = "adaptive"
-FIXED = "fixed"
-STRATEGIES = (ADAPTIVE, FIXED)
+PollStrategy = Literal["adaptive", "fixed"]
+ADAPTIVE: PollStrategy = "adaptive"
+FIXED: PollStrategy = "fixed"
+STRATEGIES: tuple[PollStrategy, ...] = get_args(PollStrategy)
 # Wide jitter: entities submitted together at the full rate would otherwise come due together
 # and, for a while, poll at the full rate too.
 JITTER = 0.5
@@ -34,7 +36,7 @@ class PollPlanner:
         min_interval: float,
         max_interval: float,
         requests_per_second: float,
-        strategy: str = ADAPTIVE,
+        strategy: PollStrategy = ADAPTIVE,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"poll strategy must be one of {STRATEGIES}, not {strategy!r}")

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from activities.poll_planner import ADAPTIVE, STRATEGIES
 from bench.metrics import RunMetrics, measure, share_of_posts
 from bench.plot import plot_run
 from bench.stack import BenchStack, StackOptions, open_bench_stack
@@ -271,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--window", type=float, default=5.0)
-    parser.add_argument("--strategy", choices=["adaptive", "fixed"], default="adaptive")
+    parser.add_argument("--strategy", choices=STRATEGIES, default=ADAPTIVE)
     parser.add_argument("--poll-min", type=float, default=1.0)
     parser.add_argument("--poll-max", type=float, default=60.0)
     parser.add_argument("--throttle", type=int, default=0, help="other client's requests")

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from activities.poll_planner import ADAPTIVE, PollStrategy
 from config import Settings
+from config.settings import as_environment
 from database.migrate import upgrade
 from devstack.ports import free_port
 from devstack.postgres import EmbeddedPostgres, create_database, drop_database
@@ -23,6 +25,7 @@ from mock_dsp.config import MockDspConfig
 from mock_dsp.server import MockDspServer
 from service.context import ServiceContext, open_service
 from service.temporal_client import connect_temporal
+from service.worker import WorkerTuning
 
 BENCH_TOKEN = "bench-token"
 
@@ -37,7 +40,7 @@ class StackOptions:
     propagation_delay: float = 0.3
     poll_min_interval: float = 1.0
     poll_max_interval: float = 30.0
-    poll_strategy: str = "adaptive"
+    poll_strategy: PollStrategy = ADAPTIVE
     dependant_priority: bool = True
     temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None
@@ -76,11 +79,12 @@ async def _database(log_dir: Path) -> AsyncIterator[str]:
 
 def bench_worker_env(settings: Settings, options: StackOptions) -> Mapping[str, str]:
     """The workers' environment: `settings`, and the comparison switches of `options`."""
-    return {
-        **worker_env(settings),
-        "DSP_POLL_STRATEGY": options.poll_strategy,
-        "DSP_DEPENDANT_PRIORITY": "1" if options.dependant_priority else "0",
-    }
+    tuning = WorkerTuning(
+        _env_file=None,  # type: ignore[call-arg]
+        poll_strategy=options.poll_strategy,
+        dependant_priority=options.dependant_priority,
+    )
+    return {**worker_env(settings), **as_environment(tuning)}
 
 
 @asynccontextmanager

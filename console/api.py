@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -27,8 +27,14 @@ from entities import Problem, SubmissionRefused
 from service import control, health, views
 from service.context import ServiceContext
 
-StatusName = Literal[tuple(s.value for s in EntityStatus)]  # type: ignore[valid-type]
-TypeName = Literal[tuple(t.value for t in EntityType)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    StatusName = str
+    TypeName = str
+else:
+    # Query parameters FastAPI validates and documents as the enums' values, built from the
+    # enums at run time (a type checker cannot read a Literal built this way: str to it).
+    StatusName = Literal[tuple(s.value for s in EntityStatus)]
+    TypeName = Literal[tuple(t.value for t in EntityType)]
 NDJSON = "application/x-ndjson"
 MAX_PAGE = 1000
 

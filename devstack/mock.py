@@ -80,7 +80,7 @@ class MockDspProcess:
     def from_settings(cls, settings: Settings, **overrides: object) -> MockDspProcess:
         """A mock matching the service's DSP settings (token, rate limit and window)."""
         options: dict[str, object] = {
-            "token": settings.dsp_api_token.get_secret_value(),
+            "token": settings.dsp_token().get_secret_value(),
             "rate_limit": settings.dsp_rate_limit,
             "rate_window": settings.dsp_rate_window,
         }

@@ -15,6 +15,7 @@ from typing import Self
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+from config.settings import DEV_SERVER_UI_PORT_OFFSET
 from devstack.aio import run_sync
 from devstack.ports import port_open
 from devstack.process import ManagedProcess
@@ -29,8 +30,8 @@ SEARCH_ATTRIBUTES: Mapping[str, str] = {
 # One partition per task queue, so that the DSP queue's server-side rate limit and task
 # priorities are exact (with the default 4 partitions each one enforces its own share and
 # orders only its own tasks), and the priority matcher, which orders a partition's backlog by
-# priority key (bench/RESULTS.md: new entities' share of the budget behind waiting polls
-# 72.6% -> 78.5%). `--dynamic-config-value` takes plain KEY=JSON values: the dev server puts
+# priority key (it raises new entities' share of the budget behind waiting polls:
+# bench/RESULTS.md). `--dynamic-config-value` takes plain KEY=JSON values: the dev server puts
 # them into a StaticClient as unconstrained values, so they apply to every task queue. That
 # is fine for a dev server; docker-compose constrains them by queue name.
 DYNAMIC_CONFIG: Mapping[str, int | bool] = {
@@ -81,7 +82,7 @@ class TemporalDevServer:
     ) -> None:
         self.ip = "127.0.0.1" if ip == "localhost" else ip
         self.port = port
-        self.ui_port = None if headless else (ui_port or port + 1000)
+        self.ui_port = None if headless else (ui_port or port + DEV_SERVER_UI_PORT_OFFSET)
         self.headless = headless
         self.db_filename = Path(db_filename).resolve() if db_filename else None
         self.namespace = namespace

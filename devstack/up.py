@@ -18,9 +18,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from dotenv import dotenv_values
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config.settings import DEV_DIR, EMBEDDED_POSTGRES_PORT, MOCK_DSP_PORT, Settings
+from config.settings import (
+    DEV_DIR,
+    EMBEDDED_POSTGRES_PORT,
+    MOCK_DSP_PORT,
+    MissingDspToken,
+    Settings,
+    dev_server_ui_url,
+)
 from database.migrate import upgrade
 from devstack.aio import run_sync
 from devstack.console import ConsoleProcess
@@ -28,15 +36,26 @@ from devstack.mock import MockDspProcess
 from devstack.ports import is_local_host, port_open, split_address
 from devstack.postgres import EmbeddedPostgres, create_database, without_password
 from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses
+from devstack.workers import WorkerProcesses, worker_env
 
 STACK_FILE = DEV_DIR / "stack.json"
-DEFAULT_REVIEW_SECONDS = 20.0
-DEFAULT_PENDING_SECONDS = 3.0
 
 
 class StackError(RuntimeError):
     """A part of the stack cannot be started; printed as one message."""
+
+
+class MockTimings(BaseSettings):
+    """The timings of the mock DSP that `dev.py up` starts (docker-compose reads the same
+    variables): MOCK_REVIEW_SECONDS a creative stays in review, MOCK_PENDING_SECONDS other
+    entities pending. From the environment or `.env`, as Settings reads them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MOCK_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
+
+    review_seconds: float = Field(default=20.0, ge=0)
+    pending_seconds: float = Field(default=3.0, ge=0)
 
 
 @dataclass
@@ -44,12 +63,7 @@ class UpOptions:
     workers: int = 1
     state_dir: Path = DEV_DIR
     stack_file: Path = STACK_FILE
-    review_seconds: float = field(
-        default_factory=lambda: _env_float("MOCK_REVIEW_SECONDS", DEFAULT_REVIEW_SECONDS)
-    )
-    pending_seconds: float = field(
-        default_factory=lambda: _env_float("MOCK_PENDING_SECONDS", DEFAULT_PENDING_SECONDS)
-    )
+    mock: MockTimings = field(default_factory=MockTimings)
 
 
 @dataclass
@@ -81,6 +95,11 @@ class DevStack:
 
     def start(self) -> None:
         self._check_console()
+        if self.options.workers:
+            try:
+                self.settings.dsp_token()  # what the workers would refuse to start without
+            except MissingDspToken as error:
+                raise StackError(str(error)) from error
         self.options.state_dir.mkdir(parents=True, exist_ok=True)
         self._start_temporal()
         self._start_postgres()
@@ -109,11 +128,14 @@ class DevStack:
             self.temporal.stop()
 
     def worker_env(self) -> dict[str, str]:
-        return {"TEMPORAL_ADDRESS": self.temporal_address}
+        """Every setting, with the Temporal address of the server found or started."""
+        return worker_env(
+            self.settings.model_copy(update={"temporal_address": self.temporal_address})
+        )
 
     def _start_temporal(self) -> None:
         host, port = split_address(self.settings.temporal_address)
-        ui_url = f"http://{_display_host(host)}:{port + 1000}"
+        ui_url = dev_server_ui_url(f"{_display_host(host)}:{port}")
         if port_open(host, port):
             self.parts["temporal"] = Part("temporal", self.settings.temporal_address, False)
             self.parts["temporal"].extra["ui_url"] = ui_url
@@ -166,14 +188,15 @@ class DevStack:
         options, settings = self.options, self.settings
         self.out(
             f"starting the mock DSP on 127.0.0.1:{MOCK_DSP_PORT} "
-            f"(review {options.review_seconds:g} s, pending {options.pending_seconds:g} s, "
+            f"(review {options.mock.review_seconds:g} s, "
+            f"pending {options.mock.pending_seconds:g} s, "
             f"{settings.dsp_rate_limit} requests / {settings.dsp_rate_window:g} s) ..."
         )
         self.mock = MockDspProcess.from_settings(
             self.settings,
             port=MOCK_DSP_PORT,
-            review_seconds=self.options.review_seconds,
-            pending_seconds=self.options.pending_seconds,
+            review_seconds=options.mock.review_seconds,
+            pending_seconds=options.mock.pending_seconds,
             log_file=self.options.state_dir / "mock_dsp.log",
         )
         self.mock.start()
@@ -344,12 +367,6 @@ def _pid_alive(pid: object) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _env_float(name: str, default: float) -> float:
-    """From the environment, else from `.env` (read as Settings reads it), else default."""
-    value = os.environ.get(name) or dotenv_values(".env").get(name)
-    return float(value) if value else default
 
 
 def _display_host(host: str) -> str:

@@ -11,28 +11,23 @@ from types import TracebackType
 from typing import Self
 
 from config import Settings
-from config.settings import PROJECT_ROOT
+from config.settings import PROJECT_ROOT, as_environment
 from devstack.process import ManagedProcess
 
 WORKER_SCRIPT = PROJECT_ROOT / "worker.py"
 
 
 def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes `python worker.py` run with `settings`."""
-    return {
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
-        "DATABASE_URL": settings.effective_database_url,
-        "DSP_BASE_URL": settings.effective_dsp_base_url,
-        "DSP_API_TOKEN": settings.dsp_api_token.get_secret_value(),
-        "DSP_RATE_LIMIT": str(settings.dsp_rate_limit),
-        "DSP_RATE_WINDOW": str(settings.dsp_rate_window),
-        "DSP_TIMEOUT": str(settings.dsp_timeout),
-        "DSP_POLL_MIN_INTERVAL": str(settings.dsp_poll_min_interval),
-        "DSP_POLL_MAX_INTERVAL": str(settings.dsp_poll_max_interval),
-        "DSP_RECONCILE_INTERVAL": str(settings.dsp_reconcile_interval),
-        "DSP_RECONCILE_GRACE": str(settings.dsp_reconcile_grace),
-    }
+    """The environment that makes `python worker.py` run with `settings`: every field of
+    Settings (`as_environment`), with the database and DSP the dev stack resolved (the
+    embedded PostgreSQL, the mock DSP and then its development token)."""
+    env = as_environment(settings)
+    env["DATABASE_URL"] = settings.effective_database_url
+    env["DSP_BASE_URL"] = settings.effective_dsp_base_url
+    if settings.uses_mock_dsp:
+        # DSP_BASE_URL now names the mock: its token must be explicit too.
+        env["DSP_API_TOKEN"] = settings.dsp_token().get_secret_value()
+    return env
 
 
 class WorkerProcesses:
@@ -79,9 +74,6 @@ class WorkerProcesses:
         """Start every worker not already running."""
         for process in self._processes:
             process.start()
-
-    def alive(self, index: int) -> bool:
-        return self._processes[index].running
 
     def returncode(self, index: int) -> int | None:
         return self._processes[index].returncode

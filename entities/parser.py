@@ -316,7 +316,13 @@ def _collect_entity(collected: _Collected, item: Any, position: int, line: int |
             if not isinstance(dep, str):
                 problem(f"must be a key string, got {describe(dep)}", f"depends_on[{index}]")
 
-    if well_formed and entity_type is not None and isinstance(payload, dict) and deps_ok:
+    if (
+        well_formed
+        and isinstance(key, str)
+        and entity_type is not None
+        and isinstance(payload, dict)
+        and deps_ok
+    ):
         collected.specs.append(
             EntitySpec(
                 key=key,

@@ -6,8 +6,11 @@ import argparse
 import os
 import signal
 import sys
+import typing
 from collections.abc import Sequence
 from types import FrameType
+
+from pydantic.fields import FieldInfo
 
 from config.settings import DEV_API_TOKEN, MOCK_DSP_PORT
 from mock_dsp.app import create_app
@@ -18,46 +21,47 @@ from mock_dsp.server import uvicorn_server
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    defaults = MockDspConfig()
+    """`--host`, `--port`, and one option per MockDspConfig field (`--rate-limit` for
+    `rate_limit`, ...), derived from the model: a new knob is an option without a line here.
+    Values are validated by the model (`config_from`), not by argparse."""
     parser = argparse.ArgumentParser(prog="python -m mock_dsp", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=MOCK_DSP_PORT)
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("DSP_API_TOKEN") or DEV_API_TOKEN,
-        help="the bearer token to accept (default: $DSP_API_TOKEN, else dev-token)",
-    )
-    parser.add_argument("--rate-limit", type=int, default=defaults.rate_limit)
-    parser.add_argument("--rate-window", type=float, default=defaults.rate_window)
-    parser.add_argument("--pending-seconds", type=float, default=defaults.pending_seconds)
-    parser.add_argument("--review-seconds", type=float, default=defaults.review_seconds)
-    parser.add_argument("--review-jitter", type=float, default=defaults.review_jitter)
-    parser.add_argument("--propagation-delay", type=float, default=defaults.propagation_delay)
-    parser.add_argument("--fault-rate", type=float, default=defaults.fault_rate)
-    parser.add_argument(
-        "--fault-kinds",
-        default=",".join(defaults.fault_kinds),
-        help=f"comma-separated, from: {', '.join(FAULT_KINDS)}",
-    )
-    parser.add_argument("--slow-seconds", type=float, default=defaults.slow_seconds)
-    parser.add_argument("--seed", type=int, default=None)
+    for name, field in MockDspConfig.model_fields.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default=None,
+            metavar=name.upper(),
+            help=_help(name, field),
+        )
     return parser.parse_args(argv)
 
 
+def _help(name: str, field: FieldInfo) -> str:
+    if name == "token":
+        return "the bearer token to accept (default: $DSP_API_TOKEN, else dev-token)"
+    if _is_list(field):
+        return f"comma-separated, from: {', '.join(FAULT_KINDS)} (default: all)"
+    default = field.get_default(call_default_factory=True)
+    return f"default: {default}" if default is not None else "default: none"
+
+
+def _is_list(field: FieldInfo) -> bool:
+    return typing.get_origin(field.annotation) is list
+
+
 def config_from(args: argparse.Namespace) -> MockDspConfig:
-    return MockDspConfig(
-        token=args.token,
-        rate_limit=args.rate_limit,
-        rate_window=args.rate_window,
-        pending_seconds=args.pending_seconds,
-        review_seconds=args.review_seconds,
-        review_jitter=args.review_jitter,
-        propagation_delay=args.propagation_delay,
-        fault_rate=args.fault_rate,
-        fault_kinds=[kind.strip() for kind in args.fault_kinds.split(",") if kind.strip()],
-        slow_seconds=args.slow_seconds,
-        seed=args.seed,
-    )
+    """The options given, over the model's defaults (the token's: $DSP_API_TOKEN first)."""
+    values: dict[str, object] = {"token": os.environ.get("DSP_API_TOKEN") or DEV_API_TOKEN}
+    for name, field in MockDspConfig.model_fields.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if _is_list(field):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        values[name] = value
+    return MockDspConfig.model_validate(values)
 
 
 def log_line(record: RequestRecord) -> None:

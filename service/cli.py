@@ -196,17 +196,10 @@ async def _submit(service: ServiceContext, submission: Any, wait: bool) -> int:
     await _print_summary(service, report.batch)
     ok = set(counts) <= {"succeeded"}
     print(
-        f"web UI: http://{_ui_address(service.settings)}/namespaces/"
+        f"web UI: {service.settings.effective_temporal_ui_url}/namespaces/"
         f"{service.settings.temporal_namespace}/workflows"
     )
     return EXIT_OK if ok else EXIT_SOME_FAILED
-
-
-def _ui_address(settings: Settings) -> str:
-    host, _, port = settings.temporal_address.rpartition(":")
-    return (
-        f"{host or 'localhost'}:{int(port) + 1000}" if port.isdigit() else settings.temporal_address
-    )
 
 
 async def _print_summary(service: ServiceContext, batch: str) -> None:

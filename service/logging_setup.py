@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from temporalio import activity, workflow
 
+from contracts.names import WORKFLOW_ID_PREFIX
+
 # Attributes Temporal's workflow/activity loggers attach (`temporal_workflow`, `temporal_activity`).
 _CONTEXT_FIELDS = {
     "temporal_workflow": ("workflow_id", "workflow_type", "run_id", "attempt"),
@@ -29,8 +31,8 @@ class JsonFormatter(logging.Formatter):
             if isinstance(details, dict):
                 entry.update({f: details[f] for f in fields if f in details})
         workflow_id = entry.get("workflow_id")
-        if isinstance(workflow_id, str) and workflow_id.startswith("dsp-entity-"):
-            entry["entity_key"] = workflow_id.removeprefix("dsp-entity-")
+        if isinstance(workflow_id, str) and workflow_id.startswith(WORKFLOW_ID_PREFIX):
+            entry["entity_key"] = workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -145,7 +145,7 @@ def entity_view(row: QueuedEntity) -> EntityView:
     )
 
 
-def _batch_query() -> Select[Any]:
+def _batch_query() -> Select[str, str, int, datetime, datetime | None]:
     return select(
         QueuedEntity.batch,
         QueuedEntity.status,

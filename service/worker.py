@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Sequence
 from datetime import timedelta
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.dsp_calls import DspActivities
 from activities.dsp_gateway import DspGateway
 from activities.fan_out import DependantFanOut
-from activities.poll_planner import ADAPTIVE, PollPlanner
+from activities.poll_planner import ADAPTIVE, PollPlanner, PollStrategy
 from activities.queue_records import QueueActivities
 from activities.rate_limiter import SharedRateLimiter
 from activities.reconciler import OrphanReconciler
@@ -34,51 +35,54 @@ logger = logging.getLogger(__name__)
 # budget below 100% while the backlog (and its priorities) still waits in the server.
 TEMPORAL_RATE_HEADROOM = 1.1
 # Few DSP tasks per worker: a task that left the server waits for its ledger slot in no
-# particular order, so every one held here escapes the server's priority ordering (bench/
-# RESULTS.md: 20 per worker gave new submissions 34% of the budget behind waiting polls,
-# 2 gave them 82%). A handful still covers slow answers at the DSP's rate.
+# particular order, so every one held here escapes the server's priority ordering (the fewer,
+# the larger new submissions' share of the budget behind waiting polls: bench/RESULTS.md).
+# A handful still covers slow answers at the DSP's rate.
 DSP_MAX_CONCURRENT_ACTIVITIES = 4
-# Sticky cache: workflows kept in memory between their tasks, least recently used evicted.
-# It bounds a worker's memory however many entities sleep (a creative in a days-long review
-# is evicted while others work; its next poll replays its history, bounded by
-# continue-as-new, in milliseconds). Too small a cache costs throughput: evicted workflows'
-# tasks leave the sticky queue and replay. Measured (bench/end_to_end.py, 600 entities, 2
-# workers): 250 -> 8.1 entities/s, 1000 -> 10.3 entities/s, the same peak RSS (165 MiB).
-WORKFLOW_CACHE_SIZE = 1000
-WORKFLOW_CACHE_ENV = "DSP_MAX_CACHED_WORKFLOWS"  # for measurements (bench/); Settings is shared
 # On SIGTERM in-flight DSP requests may finish (each is bounded by DSP_TIMEOUT) before the
 # worker stops; what is still running then is retried elsewhere, idempotently.
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
-# `fixed` polls every DSP_POLL_MIN_INTERVAL, for comparison (bench/); Settings is shared code.
-POLL_STRATEGY_ENV = "DSP_POLL_STRATEGY"
-# `0` gives the DSP calls of parents the keys of leaves, for comparison (bench/).
-DEPENDANT_PRIORITY_ENV = "DSP_DEPENDANT_PRIORITY"
 
 
-_OFF = {"0", "false", "no", "off"}
+class WorkerTuning(BaseSettings):
+    """Switches of the worker process for the benchmarks' comparisons, not for production:
+    `DSP_POLL_STRATEGY=fixed` polls every DSP_POLL_MIN_INTERVAL instead of planning,
+    `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority, and
+    `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache.
 
+    Why a model of its own, read by the worker entry point: the benchmarks compare real
+    worker processes, so the switches must reach `python worker.py` through its environment,
+    and the worker must read them; but they are not part of the service's configuration
+    (`config.Settings`, which docker-compose and .env.example mirror field by field), whose
+    defaults are the only values production runs. The bench writes them from this model
+    (`config.settings.as_environment`), so a switch cannot be spelled two ways.
 
-def dependant_priority_enabled() -> bool:
-    return os.environ.get(DEPENDANT_PRIORITY_ENV, "1").strip().lower() not in _OFF
+    The sticky cache keeps workflows in memory between their tasks, least recently used
+    evicted: it bounds a worker's memory however many entities sleep (a creative in a
+    days-long review is evicted while others work; its next poll replays its history, bounded
+    by continue-as-new, in milliseconds). Too small a cache costs throughput: evicted
+    workflows' tasks leave the sticky queue and replay (bench/RESULTS.md)."""
 
+    model_config = SettingsConfigDict(
+        env_prefix="DSP_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
 
-def rate_margin(settings: Settings) -> float:
-    """Seconds added to the window, for clocks that drift apart (the DSP's against
-    PostgreSQL's). Delays between a slot and the DSP seeing the request need no margin: the
-    ledger counts each request until a window after its answer (database/rate_ledger.py)."""
-    return settings.dsp_rate_window * 0.001
-
-
-def slot_hold(settings: Settings) -> float:
-    """How long after its slot a request can still reach the DSP: a pooled connection, a
-    connect and a write, each bounded by DSP_TIMEOUT (only a crashed worker ever needs it)."""
-    return 3 * settings.dsp_timeout
+    poll_strategy: PollStrategy = ADAPTIVE
+    dependant_priority: bool = True
+    max_cached_workflows: int = Field(default=1000, ge=0)
 
 
 async def run_worker(
-    settings: Settings, stop: asyncio.Event, *, client: Client | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    client: Client | None = None,
+    tuning: WorkerTuning | None = None,
 ) -> None:
-    """Run both workers until `stop` is set, then drain and close everything."""
+    """Run both workers until `stop` is set, then drain and close everything. Without
+    `tuning`, the switches are read from the environment (`WorkerTuning`)."""
+    if tuning is None:
+        tuning = WorkerTuning()
     if client is None:
         install_runtime(settings.metrics_port)  # before connecting: the client reports through it
     temporal = client or await connect_temporal(settings)
@@ -86,30 +90,31 @@ async def run_worker(
         open_database(settings.effective_database_url) as sessions,
         build_http_client(settings.effective_dsp_base_url, settings.dsp_timeout) as http,
     ):
-        limiter = SharedRateLimiter(
+        limiter = SharedRateLimiter.for_dsp(
             sessions,
             limit=settings.dsp_rate_limit,
             window=settings.dsp_rate_window,
-            margin=rate_margin(settings),
-            hold=slot_hold(settings),
+            timeout=settings.dsp_timeout,
         )
-        dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_api_token), limiter, sessions))
+        dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_token()), limiter, sessions))
         queue = QueueActivities(
             sessions,
             temporal,
             settings.temporal_task_queue,
-            dependant_priority=dependant_priority_enabled(),
+            dependant_priority=tuning.dependant_priority,
         )
         planner = PollPlanner(
             sessions,
             min_interval=settings.dsp_poll_min_interval,
             max_interval=settings.dsp_poll_max_interval,
             requests_per_second=settings.dsp_requests_per_second,
-            strategy=os.environ.get(POLL_STRATEGY_ENV, ADAPTIVE),
+            strategy=tuning.poll_strategy,
         )
         fan_out = DependantFanOut(sessions, temporal, settings.temporal_task_queue)
         reconciler = OrphanReconciler(sessions, temporal)
-        workers = build_workers(temporal, settings, dsp, queue, planner, fan_out, reconciler)
+        workers = build_workers(
+            temporal, settings, tuning, dsp, queue, planner, fan_out, reconciler
+        )
         if settings.dsp_reconcile_interval > 0:
             await ensure_reconcile_schedule(temporal, settings)
         gauges = WorkerGauges(
@@ -134,6 +139,7 @@ async def run_worker(
 def build_workers(
     client: Client,
     settings: Settings,
+    tuning: WorkerTuning,
     dsp: DspActivities,
     queue: QueueActivities,
     planner: PollPlanner,
@@ -155,7 +161,7 @@ def build_workers(
             reconciler.restart_orphaned_entities,
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        max_cached_workflows=int(os.environ.get(WORKFLOW_CACHE_ENV, WORKFLOW_CACHE_SIZE)),
+        max_cached_workflows=tuning.max_cached_workflows,
     )
     dsp_worker = Worker(
         client,

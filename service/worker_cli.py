@@ -9,30 +9,36 @@ import signal
 import pydantic
 
 from config import Settings
+from config.settings import MissingDspToken
 from service.logging_setup import configure_logging
 from service.temporal_client import TemporalUnavailable
-from service.worker import run_worker
+from service.worker import WorkerTuning, run_worker
 
 logger = logging.getLogger("worker")
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, tuning: WorkerTuning) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await run_worker(settings, stop)
+    await run_worker(settings, stop, tuning=tuning)
 
 
 def main() -> int:
     configure_logging()
     try:
         settings = Settings()
+        tuning = WorkerTuning()
+        settings.dsp_token()  # a real DSP needs its token: refuse now, not at the first call
     except pydantic.ValidationError as error:
         logger.error("bad configuration: %s", error.errors()[0]["msg"])
         return 2
+    except MissingDspToken as error:
+        logger.error("bad configuration: %s", error)
+        return 2
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, tuning))
     except TemporalUnavailable as error:
         logger.error("%s", error)
         return 3

@@ -14,7 +14,7 @@ from contracts import ENTITY_WORKFLOW_NAME, EntityWorkflowInput, workflow_id_for
 from observability.search_attributes import entity_search_attributes
 
 # Starts in flight at once. The server is the bottleneck (the dev server writes to one SQLite
-# database, about one core); more in flight only queues there (measured: 32 beat 8, 64, 128).
+# database, about one core); more in flight only queues there (bench/RESULTS.md).
 START_CONCURRENCY = 32
 
 

@@ -623,14 +623,16 @@ class EntityWorkflow:
         web UI. Only runs started with the service's search attributes do it: a server that
         does not know them (the time-skipping test server) would fail the workflow task."""
         attributes = workflow.info().typed_search_attributes
-        if DSP_ENTITY_KEY not in attributes or attributes.get(DSP_STATUS) == status.value:
+        # TypedSearchAttributes.__contains__ takes a key, though temporalio types the class as
+        # a Collection of key-value pairs (hence the ignores).
+        if DSP_ENTITY_KEY not in attributes or attributes.get(DSP_STATUS) == status.value:  # type: ignore[comparison-overlap]
             return
         if not workflow.patched(SEARCH_ATTRIBUTES_PATCH):
             return
         updates = [DSP_STATUS.value_set(status.value)]
-        if DSP_ENTITY_TYPE not in attributes:
+        if DSP_ENTITY_TYPE not in attributes:  # type: ignore[comparison-overlap]
             updates.append(DSP_ENTITY_TYPE.value_set(snapshot.entity_type.value))
-        if DSP_BATCH not in attributes:
+        if DSP_BATCH not in attributes:  # type: ignore[comparison-overlap]
             updates.append(DSP_BATCH.value_set(snapshot.batch))
         workflow.upsert_search_attributes(updates)
 

@@ -36,7 +36,7 @@ def cli_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "TEMPORAL_TASK_QUEUE": settings.temporal_task_queue,
         "DATABASE_URL": settings.effective_database_url,
         "DSP_BASE_URL": settings.effective_dsp_base_url,
-        "DSP_API_TOKEN": settings.dsp_api_token.get_secret_value(),
+        "DSP_API_TOKEN": settings.dsp_token().get_secret_value(),
     }
     env.update(overrides)
     return env
