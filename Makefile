@@ -74,7 +74,7 @@ format: $(STAMP)
 clean:
 	@if [ -f .dev/stack.json ] && kill -0 "$$(sed -n 's/^  "pid": \([0-9]*\),$$/\1/p' .dev/stack.json)" 2>/dev/null; then \
 		echo "a dev.py up is running (.dev/stack.json): stop it before make clean" >&2; exit 1; fi
-	rm -rf .dev .pytest_cache .ruff_cache .mypy_cache build bench/out
+	rm -rf .dev .pytest_cache .ruff_cache .mypy_cache build devkit/bench/out
 	rm -rf *.egg-info
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from devstack.cli import main
+from devkit.stack.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from service.cli import main
+from dsp_integration.commands.starter import main
 
 if __name__ == "__main__":
     code = main()

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from service.worker_cli import main
+from dsp_integration.commands.worker import main
 
 if __name__ == "__main__":
     code = main()

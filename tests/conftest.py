@@ -14,11 +14,11 @@ from sqlalchemy import text
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from database.engine import SessionFactory, create_engine, create_session_factory
-from database.migrate import upgrade
-from devstack.ports import free_port
-from devstack.postgres import EmbeddedPostgres, create_database, drop_database
-from devstack.temporal_server import TemporalDevServer
+from devkit.stack.ports import free_port
+from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
+from devkit.stack.temporal_server import TemporalDevServer
+from dsp_integration.database.engine import SessionFactory, create_engine, create_session_factory
+from dsp_integration.database.migrate import upgrade
 
 ALL_TABLES = "dsp_entity_queue, dsp_entity_audit, dsp_rate_ledger, dsp_rate_pause"
 

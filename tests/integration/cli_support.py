@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import Settings
-from config.settings import PROJECT_ROOT
+from dsp_integration.config import Settings
+from dsp_integration.config.settings import PROJECT_ROOT
 
 STARTER = PROJECT_ROOT / "starter.py"
 

@@ -8,10 +8,10 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from database.engine import SessionFactory
-from devstack.temporal_server import TemporalDevServer
-from mock_dsp.config import MockDspConfig
-from mock_dsp.server import MockDspServer
+from devkit.mock_dsp.config import MockDspConfig
+from devkit.mock_dsp.server import MockDspServer
+from devkit.stack.temporal_server import TemporalDevServer
+from dsp_integration.database.engine import SessionFactory
 from tests.integration.harness import TEST_TOKEN, Stack, open_stack, stack_settings
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,10 @@ import httpx
 import uvicorn
 from pydantic import SecretStr
 
-from config import Settings
-from console import create_app
-from devstack.ports import free_port
-from service.context import ServiceContext
+from devkit.stack.ports import free_port
+from dsp_integration.client.context import ServiceContext
+from dsp_integration.config import Settings
+from dsp_integration.console import create_app
 
 CONSOLE_TOKEN = "console-test-token-9d2e"
 

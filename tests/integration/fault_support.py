@@ -14,16 +14,16 @@ import pytest
 from sqlalchemy import text
 from temporalio.client import Client
 
-import mock_dsp.api
-from database import audit_log
-from database.engine import SessionFactory
-from database.models import AuditRecord
-from mock_dsp.api import ApiAnswer, ApiCall
-from mock_dsp.config import FaultKind
-from mock_dsp.request_log import RequestRecord
-from mock_dsp.state import MockDsp
-from service import queries
-from service.context import ServiceContext
+import devkit.mock_dsp.api
+from devkit.mock_dsp.api import ApiAnswer, ApiCall
+from devkit.mock_dsp.config import FaultKind
+from devkit.mock_dsp.request_log import RequestRecord
+from devkit.mock_dsp.state import MockDsp
+from dsp_integration.client import queries
+from dsp_integration.client.context import ServiceContext
+from dsp_integration.database import audit_log
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.models import AuditRecord
 
 TERMINAL = {"succeeded", "rejected", "failed", "cancelled", "blocked"}
 
@@ -162,14 +162,14 @@ def assert_audit_accounts_for(log: list[RequestRecord], rows: list[AuditRecord])
 class ScriptedFaults:
     """Faults for chosen requests only: `add(kind, method, idempotency_key=..., path_part=...)`
     queues one fault for the next matching request the DSP processes. Installed by swapping
-    `mock_dsp.api.answer` (the mock answers each request synchronously on its own loop, so
+    `devkit.mock_dsp.api.answer` (the mock answers each request synchronously on its own loop, so
     switching its config around one call affects that call alone)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self._queued: list[tuple[FaultKind, str, str | None, str | None]] = []
         self.applied: list[RequestRecord] = []
         self.listeners: list[Callable[[RequestRecord], None]] = []
-        original = mock_dsp.api.answer
+        original = devkit.mock_dsp.api.answer
 
         def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
             match = self._take(call)
@@ -190,7 +190,7 @@ class ScriptedFaults:
                     listener(result.record)
             return result
 
-        monkeypatch.setattr(mock_dsp.api, "answer", answer)
+        monkeypatch.setattr(devkit.mock_dsp.api, "answer", answer)
 
     def add(
         self,

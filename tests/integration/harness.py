@@ -14,11 +14,11 @@ from typing import Any
 
 from temporalio.client import Client
 
-from config import Settings
-from service.context import ServiceContext, open_service
-from service.progress import wait_for_batch
-from service.submission import read_submission, submit
-from service.worker import run_worker
+from dsp_integration.client.context import ServiceContext, open_service
+from dsp_integration.client.progress import wait_for_batch
+from dsp_integration.client.submission import read_submission, submit
+from dsp_integration.config import Settings
+from dsp_integration.worker.runtime import run_worker
 
 TEST_TOKEN = "test-token-5f0c"
 

@@ -18,10 +18,10 @@ from typing import Any
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from database.models import QueuedEntity
-from devstack.ports import free_port
-from entities import MAX_FILE_BYTES
-from mock_dsp.server import MockDspServer
+from devkit.mock_dsp.server import MockDspServer
+from devkit.stack.ports import free_port
+from dsp_integration.database.models import QueuedEntity
+from dsp_integration.entities import MAX_FILE_BYTES
 from tests.integration.cli_support import CliResult, cli_env, run_cli
 from tests.integration.dag import ad_group, advertiser, campaign, creative
 from tests.integration.harness import Stack

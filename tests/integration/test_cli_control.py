@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mock_dsp.server import MockDspServer
-from service import queries
-from service.queries import EntityView
-from service.submission import read_submission, submit
+from devkit.mock_dsp.server import MockDspServer
+from dsp_integration.client import queries
+from dsp_integration.client.queries import EntityView
+from dsp_integration.client.submission import read_submission, submit
 from tests.integration.cli_support import cli_env, run_cli
 from tests.integration.conftest import mock_config
 from tests.integration.dag import ad_group, advertiser, campaign, creative

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mock_dsp.server import MockDspServer
+from devkit.mock_dsp.server import MockDspServer
 from tests.integration.conftest import mock_config
 from tests.integration.console_support import CONSOLE_TOKEN, running_console
 from tests.integration.dag import ad_group, advertiser, campaign, creative

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from config.settings import PROJECT_ROOT
-from mock_dsp.server import MockDspServer
+from devkit.mock_dsp.server import MockDspServer
+from dsp_integration.config.settings import PROJECT_ROOT
 from tests.integration.conftest import mock_config
 from tests.integration.console_support import CONSOLE_TOKEN, running_console
 from tests.integration.dag import ad_group, advertiser, campaign, creative

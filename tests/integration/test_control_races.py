@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from database import queue_store
-from database.models import QueuedEntity
-from entities import SubmissionRefused
-from service import control, submission
-from service.submission import read_submission
+from dsp_integration.client import control, submission
+from dsp_integration.client.submission import read_submission
+from dsp_integration.database import queue_store
+from dsp_integration.database.models import QueuedEntity
+from dsp_integration.entities import SubmissionRefused
 from tests.integration.dag import advertiser, creative, ref
 from tests.integration.harness import Stack, write_entities
 

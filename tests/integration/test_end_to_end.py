@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from database import audit_log
-from mock_dsp.server import MockDspServer
-from service import queries
-from service.submission import read_submission, submit
+from devkit.mock_dsp.server import MockDspServer
+from dsp_integration.client import queries
+from dsp_integration.client.submission import read_submission, submit
+from dsp_integration.database import audit_log
 from tests.integration.dag import launch_dag
 from tests.integration.harness import Stack, write_entities
 

@@ -16,17 +16,17 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from database.engine import SessionFactory
-from database.migrate import upgrade
-from devstack.ports import free_port
-from devstack.postgres import EmbeddedPostgres
-from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses, worker_env
-from mock_dsp.request_log import RequestRecord
-from mock_dsp.server import MockDspServer
-from service import queries
-from service.context import ServiceContext, open_service
-from service.submission import read_submission, submit
+from devkit.mock_dsp.request_log import RequestRecord
+from devkit.mock_dsp.server import MockDspServer
+from devkit.stack.ports import free_port
+from devkit.stack.postgres import EmbeddedPostgres
+from devkit.stack.temporal_server import TemporalDevServer
+from devkit.stack.workers import WorkerProcesses, worker_env
+from dsp_integration.client import queries
+from dsp_integration.client.context import ServiceContext, open_service
+from dsp_integration.client.submission import read_submission, submit
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.migrate import upgrade
 from tests.integration.conftest import mock_config
 from tests.integration.dag import launch_dag
 from tests.integration.fault_support import (

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mock_dsp.config import FAULT_KINDS
-from mock_dsp.server import MockDspServer
-from service import queries
-from service.submission import read_submission, submit
+from devkit.mock_dsp.config import FAULT_KINDS
+from devkit.mock_dsp.server import MockDspServer
+from dsp_integration.client import queries
+from dsp_integration.client.submission import read_submission, submit
 from tests.integration.conftest import mock_config
 from tests.integration.dag import advertiser, campaign, launch_dag
 from tests.integration.fault_support import (

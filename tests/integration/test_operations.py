@@ -19,15 +19,15 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from database.engine import SessionFactory
-from devstack.ports import free_port
-from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses
-from mock_dsp.server import MockDspServer
+from devkit.mock_dsp.server import MockDspServer
+from devkit.stack.ports import free_port
+from devkit.stack.temporal_server import TemporalDevServer
+from devkit.stack.workers import WorkerProcesses
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.workflows.entity import EntityWorkflow
 from tests.integration.cli_support import cli_env, run_cli
 from tests.integration.dag import launch_dag
 from tests.integration.harness import stack_settings, write_entities
-from workflows.entity import EntityWorkflow
 
 BATCH = "ops-launch"
 T = TypeVar("T")

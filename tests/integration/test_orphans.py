@@ -12,12 +12,12 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from contracts import reconcile_schedule_id, workflow_id_for
-from database.engine import SessionFactory
-from devstack.temporal_server import TemporalDevServer
-from mock_dsp.server import MockDspServer
-from service import queries
-from service.progress import wait_for_batch
+from devkit.mock_dsp.server import MockDspServer
+from devkit.stack.temporal_server import TemporalDevServer
+from dsp_integration.client import queries
+from dsp_integration.client.progress import wait_for_batch
+from dsp_integration.contracts import reconcile_schedule_id, workflow_id_for
+from dsp_integration.database.engine import SessionFactory
 from tests.integration.cli_support import STARTER, cli_env, run_cli
 from tests.integration.dag import ad_group, advertiser, campaign
 from tests.integration.harness import Stack, open_stack, stack_settings, write_entities
@@ -27,13 +27,13 @@ from tests.integration.harness import Stack, open_stack, stack_settings, write_e
 KILLED_STARTER = f"""
 import os, signal, sys
 sys.path.insert(0, {str(STARTER.parent)!r})
-import service.submission
+import dsp_integration.client.submission
 
 async def killed(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)
 
-service.submission.start_entity_workflows = killed
-from service.cli import main
+dsp_integration.client.submission.start_entity_workflows = killed
+from dsp_integration.commands.starter import main
 main(sys.argv[1:])
 """
 

@@ -11,18 +11,18 @@ from pathlib import Path
 
 import pytest_asyncio
 
-from bench.metrics import busy_utilisation
-from bench.workloads import advertiser
-from config import Settings
-from contracts import EntityStatus
-from database.engine import SessionFactory
-from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses, worker_env
-from mock_dsp.request_log import max_in_window
-from mock_dsp.server import MockDspServer
-from service.context import ServiceContext, open_service
-from service.queries import status_counts
-from service.submission import read_submission, submit
+from devkit.bench.metrics import busy_utilisation
+from devkit.bench.workloads import advertiser
+from devkit.mock_dsp.request_log import max_in_window
+from devkit.mock_dsp.server import MockDspServer
+from devkit.stack.temporal_server import TemporalDevServer
+from devkit.stack.workers import WorkerProcesses, worker_env
+from dsp_integration.client.context import ServiceContext, open_service
+from dsp_integration.client.queries import status_counts
+from dsp_integration.client.submission import read_submission, submit
+from dsp_integration.config import Settings
+from dsp_integration.contracts import EntityStatus
+from dsp_integration.database.engine import SessionFactory
 from tests.integration.harness import stack_settings, write_entities
 
 LIMIT = 20
@@ -94,7 +94,7 @@ async def test_two_worker_processes_keep_the_limit_and_use_it(
     utilisation, _ = busy_utilisation(times, LIMIT, WINDOW)
     assert utilisation >= UTILISATION_FLOOR, utilisation
     # Drained about as fast as the limit allows: requests / rate (a cold start may spend the
-    # first window at once, Temporal's throttle spreads it instead; see bench/RESULTS.md).
+    # first window at once, Temporal's throttle spreads it instead; see devkit/bench/RESULTS.md).
     assert times[-1] - times[0] <= count / LIMIT * WINDOW * 1.2, times[-1] - times[0]
 
 

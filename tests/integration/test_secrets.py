@@ -12,10 +12,10 @@ import httpx
 from sqlalchemy import text
 from temporalio.client import Client
 
-from database.engine import SessionFactory
-from devstack.temporal_server import TemporalDevServer
-from devstack.workers import WorkerProcesses, worker_env
-from mock_dsp.server import MockDspServer
+from devkit.mock_dsp.server import MockDspServer
+from devkit.stack.temporal_server import TemporalDevServer
+from devkit.stack.workers import WorkerProcesses, worker_env
+from dsp_integration.database.engine import SessionFactory
 from tests.integration.cli_support import cli_env, run_cli
 from tests.integration.conftest import mock_config
 from tests.integration.dag import launch_dag

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from config.settings import PROJECT_ROOT, Settings
-from devstack.temporal_server import SEARCH_ATTRIBUTES
+from devkit.stack.temporal_server import SEARCH_ATTRIBUTES
+from dsp_integration.config.settings import PROJECT_ROOT, Settings
 
 SERVICE_ENV = {
     "TEMPORAL_ADDRESS",
@@ -116,7 +116,7 @@ def test_commands(resolved: dict[str, Any]) -> None:
     assert services["worker"]["command"] == ["python", "worker.py"]
     assert services["migrate"]["command"] == ["python", "starter.py", "migrate"]
     mock = services["mock-dsp"]["command"]
-    assert mock[:3] == ["python", "-m", "mock_dsp"]
+    assert mock[:3] == ["python", "-m", "devkit.mock_dsp"]
     assert mock[mock.index("--host") + 1] == "0.0.0.0"
 
 

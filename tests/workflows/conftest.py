@@ -10,7 +10,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from database.engine import SessionFactory
+from dsp_integration.database.engine import SessionFactory
 from tests.workflows.world import World, start_test_env
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from contracts import EntityStatus, EntityType
-from database.engine import SessionFactory, open_database
-from database.migrate import upgrade
-from devstack.ports import free_port
-from devstack.postgres import EmbeddedPostgres, create_database, drop_database
+from devkit.stack.ports import free_port
+from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
+from dsp_integration.contracts import EntityStatus, EntityType
+from dsp_integration.database.engine import SessionFactory, open_database
+from dsp_integration.database.migrate import upgrade
 from tests.workflows.world import World, start_test_env
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"

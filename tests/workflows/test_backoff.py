@@ -6,7 +6,7 @@ from itertools import pairwise
 
 import pytest
 
-from contracts import EntityStatus, EntityType
+from dsp_integration.contracts import EntityStatus, EntityType
 from tests.workflows.world import World
 
 PLANNED = [3.0, 7.0, 15.0, 40.0, 100.0]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts import EntityStatus, EntityType
+from dsp_integration.contracts import EntityStatus, EntityType
 from tests.workflows.world import World
 
 HOUR_LONG_REVIEW = [[(0.0, "pending_review", None), (3600.0, "approved", None)]]

@@ -3,7 +3,7 @@ already ended is not waited for."""
 
 from __future__ import annotations
 
-from contracts import EntityStatus, EntityType
+from dsp_integration.contracts import EntityStatus, EntityType
 from tests.workflows.world import World
 
 CAMPAIGN_FAILS = [(0.0, "pending", None), (10.0, "failed", "budget exceeds the account limit")]

@@ -9,9 +9,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from contracts import EntityState, EntityStatus, EntityType, EntityWorkflowInput
+from dsp_integration.contracts import EntityState, EntityStatus, EntityType, EntityWorkflowInput
+from dsp_integration.workflows.entity import MAX_POLLS_PER_RUN
 from tests.workflows.world import World, backoff_interval
-from workflows.entity import MAX_POLLS_PER_RUN
 
 SUBMITTED_AND_SUCCEEDED = [EntityStatus.SUBMITTING, EntityStatus.POLLING, EntityStatus.SUCCEEDED]
 

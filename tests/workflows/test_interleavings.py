@@ -1,8 +1,8 @@
 """Random interleavings of users, the DSP and time on a small DAG, checked against the rules
-of `workflows.entity` ("the last word wins").
+of `dsp_integration.workflows.entity` ("the last word wins").
 
 Hypothesis draws a `Schedule`: a DAG shape, what the fake DSP answers to each POST/PUT of each
-key, and a list of steps: start a workflow, cancel or resubmit a key (as `service.control`
+key, and a list of steps: start a workflow, cancel or resubmit a key (as `client.control`
 does: read the row, store, signal-with-start), hold a key's next DSP call at its gate (waiting
 for a rate-limit slot) or release it, and let test-server time pass. Each step runs once the
 previous one has settled (no history, table or DSP change for a few checks), so whether a key
@@ -42,9 +42,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from contracts import TERMINAL_STATUSES, EntityStatus, EntityType, first_dsp_status
-from database import queue_store
-from database.engine import SessionFactory
+from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus, EntityType, first_dsp_status
+from dsp_integration.database import queue_store
+from dsp_integration.database.engine import SessionFactory
 from tests.workflows.world import DspCall, Row, Timeline, World
 
 EXAMPLES = 30

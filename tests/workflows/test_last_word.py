@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from contracts import EntityStatus, EntityType
+from dsp_integration.contracts import EntityStatus, EntityType
 from tests.workflows.world import World
 
 REVIEW_APPROVES = [(0.0, "pending_review", None), (60.0, "approved", None)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from temporalio.api.enums.v1 import EventType
 
-from contracts import (
+from dsp_integration.contracts import (
     DSP_ACTIVITY_PRIORITY_POLL,
     DSP_ACTIVITY_PRIORITY_POLL_PARENT,
     DSP_ACTIVITY_PRIORITY_SUBMIT,

@@ -12,8 +12,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from contracts import EntityWorkflowInput, workflow_id_for
-from workflows.entity import EntityWorkflow
+from dsp_integration.contracts import EntityWorkflowInput, workflow_id_for
+from dsp_integration.workflows.entity import EntityWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 REQUIRED = {"happy_path", "rejection", "cancel", "resubmit", "blocked_chain"}

@@ -3,7 +3,7 @@ blocked by the rejected one reopened."""
 
 from __future__ import annotations
 
-from contracts import EntityStatus, EntityType
+from dsp_integration.contracts import EntityStatus, EntityType
 from tests.workflows.world import World
 
 REVIEW_REJECTS = [(0.0, "pending_review", None), (60.0, "rejected", "logo too small")]

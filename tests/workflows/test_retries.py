@@ -18,8 +18,8 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-from contracts import EntityStatus, EntityType
-from database.engine import SessionFactory
+from dsp_integration.contracts import EntityStatus, EntityType
+from dsp_integration.database.engine import SessionFactory
 from tests.workflows.world import World
 
 SHORT_HEARTBEAT = timedelta(seconds=1)

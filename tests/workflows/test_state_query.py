@@ -6,9 +6,9 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from contracts import EntityState, EntityStatus, EntityType
+from dsp_integration.contracts import EntityState, EntityStatus, EntityType
+from dsp_integration.workflows.entity import MAX_POLLS_PER_RUN
 from tests.workflows.world import World, backoff_interval
-from workflows.entity import MAX_POLLS_PER_RUN
 
 
 async def test_state_while_waiting_lists_the_open_dependencies(world: World) -> None:

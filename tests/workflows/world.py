@@ -44,9 +44,9 @@ from temporalio.worker import (
     Worker,
 )
 
-from activities.fan_out import DependantFanOut
-from activities.queue_records import QueueActivities
-from contracts import (
+from dsp_integration.activities.fan_out import DependantFanOut
+from dsp_integration.activities.queue_records import QueueActivities
+from dsp_integration.contracts import (
     ENTITY_WORKFLOW_NAME,
     ArchiveEntityInput,
     CancelRequest,
@@ -70,12 +70,17 @@ from contracts import (
     TellDependantsResult,
     workflow_id_for,
 )
-from database import audit_log, queue_store
-from database.engine import SessionFactory
-from database.models import QueuedEntity
-from entities.refs import dependencies_of, payload_fingerprint
-from observability.search_attributes import DSP_BATCH, DSP_ENTITY_KEY, DSP_ENTITY_TYPE, DSP_STATUS
-from workflows.entity import EntityWorkflow
+from dsp_integration.contracts.search_attributes import (
+    DSP_BATCH,
+    DSP_ENTITY_KEY,
+    DSP_ENTITY_TYPE,
+    DSP_STATUS,
+)
+from dsp_integration.database import audit_log, queue_store
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.models import QueuedEntity
+from dsp_integration.entities.refs import dependencies_of, payload_fingerprint
+from dsp_integration.workflows.entity import EntityWorkflow
 
 HEARTBEAT_THROTTLE = timedelta(milliseconds=50)
 
@@ -329,7 +334,7 @@ class World:
         self.scripts[key].lost = count
 
     async def store_resubmission(self, key: str, *, refs: Sequence[str] | None = None) -> int:
-        """What `service.control.resubmit` stores before it signals the workflow (a new
+        """What `client.control.resubmit` stores before it signals the workflow (a new
         version, with a new payload naming `refs` when given; what it blocked back to
         waiting); returns the version."""
         payload = depends_on = fingerprint = None

@@ -1,3 +1,0 @@
-from config.settings import Settings
-
-__all__ = ["Settings"]

@@ -1,0 +1,251 @@
+"""2,000 entities end to end on 2 worker processes, with the DSP limit out of the way.
+
+    DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \
+        .venv/bin/python -m devkit.bench.end_to_end [--entities 2000] [--workers 2] [--sample 100]
+
+Prints end-to-end entities per second, workflow tasks and history events per entity (from
+the histories of a sample of workflows, every run of each), worker memory (peak RSS of each
+worker process) and where the CPU went (seconds per process), which is the profile that
+matters on a 2-core machine.
+
+    .venv/bin/python -m devkit.bench.end_to_end --review-days 3
+
+instead measures one creative under a review of that many days on the time-skipping test
+server, with the workflow tests' harness (the real queue table, so DATABASE_URL is needed,
+and a fake DSP): the runs continue-as-new makes and the history events per run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import text
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
+from devkit.bench.submit_10k import entity_lines, write_jsonl
+from dsp_integration.client.progress import wait_for_batch
+from dsp_integration.client.submission import read_submission, submit
+from dsp_integration.contracts import workflow_id_for
+
+BATCH = "bench-e2e"
+UNLIMITED = 100_000  # requests per 1 s window: the DSP limit out of the way
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def temporal_pid(address: str) -> int | None:
+    """The dev server of this stack (other `temporal` processes may run on the machine)."""
+    port = address.rpartition(":")[2]
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"temporal") and port.encode() in args:
+            return int(proc.name)
+    return None
+
+
+STAGES = text(
+    """
+    SELECT entity_type,
+           avg(extract(epoch FROM submitted_at - created_at)) AS to_submit,
+           avg(extract(epoch FROM finished_at - submitted_at)) AS submit_to_end,
+           avg(extract(epoch FROM finished_at - created_at)) AS total
+    FROM dsp_entity_queue WHERE batch = :batch GROUP BY entity_type ORDER BY total
+    """
+)
+
+
+async def history_figures(client: Client, keys: list[str]) -> tuple[Counter[str], int]:
+    """Events, workflow tasks and runs over every run of each sampled workflow."""
+    totals: Counter[str] = Counter()
+    runs = 0
+    for key in keys:
+        run_ids = [
+            e.run_id async for e in client.list_workflows(f'WorkflowId="{workflow_id_for(key)}"')
+        ]
+        for run_id in run_ids:
+            runs += 1
+            history = await client.get_workflow_handle(
+                workflow_id_for(key), run_id=run_id
+            ).fetch_history()
+            totals["events"] += len(history.events)
+            for event in history.events:
+                if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+                    totals["workflow_tasks"] += 1
+                elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                    totals["workflow_task_failures"] += 1
+                elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                    totals["activities"] += 1
+                elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+                    totals["markers"] += 1
+    return totals, runs
+
+
+async def run(entities: int, workers: int, sample: int) -> int:
+    options = StackOptions(
+        workers=workers,
+        rate_limit=UNLIMITED,
+        rate_window=1.0,
+        review_seconds=1.0,
+        pending_seconds=0.3,
+        propagation_delay=0.1,
+        poll_min_interval=0.5,
+        poll_max_interval=2.0,
+    )
+    async with open_bench_stack(options) as stack:
+        return await measure(stack, entities, sample)
+
+
+async def measure(stack: BenchStack, entities: int, sample: int) -> int:
+    workload = entity_lines(entities, "e2e")
+    path = write_jsonl(Path(stack.workers.log_dir or "/tmp") / "e2e.jsonl", workload)
+    pids = [pid for pid in stack.workers.pids if pid is not None]
+    server = temporal_pid(stack.settings.temporal_address)
+    await asyncio.sleep(3)  # workers connected and polling
+    cpu_before = {pid: cpu_seconds(pid) for pid in [*pids, *([server] if server else [])]}
+    own_before = time.process_time()
+    peak_rss = dict.fromkeys(pids, 0.0)
+
+    async def watch_memory() -> None:
+        while True:
+            for pid in pids:
+                peak_rss[pid] = max(peak_rss[pid], rss_mib(pid))
+            await asyncio.sleep(1)
+
+    watcher = asyncio.create_task(watch_memory())
+    began = time.perf_counter()
+    report = await submit(stack.service, read_submission(path, BATCH))
+    submitted = time.perf_counter() - began
+    counts = await wait_for_batch(stack.service, report.batch, on_update=lambda _: None)
+    elapsed = time.perf_counter() - began
+    watcher.cancel()
+    cpu = {pid: cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+    own_cpu = time.process_time() - own_before
+
+    keys = random.Random(5).sample([e["key"] for e in workload], min(sample, len(workload)))
+    totals, runs = await history_figures(stack.client, keys)
+    requests = len(stack.mock.dsp.request_log)
+    answers = Counter(r.status for r in stack.mock.dsp.request_log)
+    async with stack.service.sessions() as session:
+        stages = (await session.execute(STAGES, {"batch": BATCH})).all()
+
+    print(f"entities: {entities} on {len(pids)} workers; final statuses {dict(counts)}")
+    print(f"submit (store + start): {submitted:.1f} s")
+    print(f"end to end: {elapsed:.1f} s, {entities / elapsed:.1f} entities/s")
+    print(f"DSP requests: {requests} ({requests / entities:.2f} per entity), {dict(answers)}")
+    for entity_type, to_submit, submit_to_end, total in stages:
+        print(
+            f"  {entity_type:<12} mean s: stored->POST {to_submit:.1f}, "
+            f"POST->terminal {submit_to_end:.1f}, total {total:.1f}"
+        )
+    print(
+        f"per entity (sample of {len(keys)}, {runs} runs): "
+        f"{totals['workflow_tasks'] / len(keys):.1f} workflow tasks, "
+        f"{totals['events'] / len(keys):.1f} history events, "
+        f"{totals['activities'] / len(keys):.1f} activities, "
+        f"{totals['markers'] / len(keys):.1f} markers, "
+        f"{totals['workflow_task_failures']} workflow task failures"
+    )
+    for pid in pids:
+        print(
+            f"worker {pid}: peak RSS {peak_rss[pid]:.0f} MiB (VmHWM {peak_rss_mib(pid):.0f} MiB), "
+            f"now {rss_mib(pid):.0f} MiB, CPU {cpu[pid]:.1f} s"
+        )
+    if server:
+        print(f"temporal dev server CPU: {cpu[server]:.1f} s")
+    print(f"bench process (mock DSP, submit, progress) CPU: {own_cpu:.1f} s")
+    ok = sum(counts.values()) == entities and set(counts) <= {"succeeded"}
+    return 0 if ok else 1
+
+
+async def long_review(days: float) -> int:
+    from devkit.stack.postgres import create_database, drop_database
+    from dsp_integration.contracts import EntityStatus, EntityType
+    from dsp_integration.database.engine import open_database
+    from dsp_integration.database.migrate import upgrade
+    from tests.workflows.world import World, start_test_env
+
+    server_url = os.environ.get("DATABASE_URL")
+    if not server_url:
+        print("--review-days needs DATABASE_URL (the workflow tests' queue table is real)")
+        return 2
+    name = f"dsp_review_{random.randrange(16**10):010x}"
+    database_url = await create_database(server_url, name)
+    env = await start_test_env()
+    review = [(0.0, "pending_review", None), (days * 86400.0, "approved", None)]
+    try:
+        await upgrade(database_url)
+        async with open_database(database_url) as sessions:
+            world = World(env.client, sessions)
+            async with world.workers():
+                await world.add(
+                    "acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="a"
+                )
+                banner = await world.add(
+                    "banner", EntityType.CREATIVES, refs=["acme"], timelines=[review]
+                )
+                run_id: str | None = (await world.start(banner)).result_run_id
+                state = await world.result(banner)
+                runs: list[tuple[int, int]] = []
+                while run_id:
+                    handle = env.client.get_workflow_handle(workflow_id_for(banner), run_id=run_id)
+                    events = (await handle.fetch_history()).events
+                    tasks = sum(
+                        e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in events
+                    )
+                    runs.append((len(events), tasks))
+                    last = events[-1].workflow_execution_continued_as_new_event_attributes
+                    run_id = last.new_execution_run_id or None
+                await world.terminate_all()
+    finally:
+        await env.shutdown()
+        await drop_database(server_url, name)
+    print(f"{days:g}-day review: {state.status.value} after {state.polls} polls, {len(runs)} runs")
+    print(f"history events per run: max {max(e for e, _ in runs)}, all {[e for e, _ in runs]}")
+    print(f"workflow tasks per run: max {max(t for _, t in runs)}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=100)
+    parser.add_argument("--review-days", type=float)
+    args = parser.parse_args()
+    if args.review_days is not None:
+        return asyncio.run(long_review(args.review_days))
+    return asyncio.run(run(args.entities, args.workers, args.sample))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

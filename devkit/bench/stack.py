@@ -1,0 +1,138 @@
+"""The whole stack for one benchmark run: Temporal dev server, a fresh PostgreSQL database,
+the mock DSP (in this process, so its request log is at hand) and N `python worker.py`."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+
+from devkit.mock_dsp.config import MockDspConfig
+from devkit.mock_dsp.server import MockDspServer
+from devkit.stack.ports import free_port
+from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
+from devkit.stack.temporal_server import TemporalDevServer
+from devkit.stack.workers import WorkerProcesses, worker_env
+from dsp_integration.activities.poll_planner import ADAPTIVE, PollStrategy
+from dsp_integration.client.context import ServiceContext, open_service
+from dsp_integration.client.temporal_client import connect_temporal
+from dsp_integration.config import Settings
+from dsp_integration.config.settings import as_environment
+from dsp_integration.database.migrate import upgrade
+from dsp_integration.worker.runtime import WorkerTuning
+
+BENCH_TOKEN = "bench-token"
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    workers: int = 2
+    rate_limit: int = 20
+    rate_window: float = 5.0
+    review_seconds: float = 2.0
+    pending_seconds: float = 0.5
+    propagation_delay: float = 0.3
+    poll_min_interval: float = 1.0
+    poll_max_interval: float = 30.0
+    poll_strategy: PollStrategy = ADAPTIVE
+    dependant_priority: bool = True
+    temporal_dynamic_config: tuple[str, ...] = ()
+    log_dir: Path | None = None
+
+
+@dataclass
+class BenchStack:
+    options: StackOptions
+    settings: Settings
+    mock: MockDspServer
+    workers: WorkerProcesses
+    service: ServiceContext
+    client: Client
+
+
+@asynccontextmanager
+async def _database(log_dir: Path) -> AsyncIterator[str]:
+    configured = os.environ.get("DATABASE_URL")
+    embedded: EmbeddedPostgres | None = None
+    if configured:
+        server_url = configured
+    else:
+        embedded = EmbeddedPostgres(data_dir=log_dir / "pg", port=free_port())
+        embedded.start()
+        server_url = embedded.url
+    name = f"dsp_bench_{uuid.uuid4().hex[:10]}"
+    url = await create_database(server_url, name)
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        await drop_database(server_url, name)
+        if embedded is not None:
+            embedded.stop()
+
+
+def bench_worker_env(settings: Settings, options: StackOptions) -> Mapping[str, str]:
+    """The workers' environment: `settings`, and the comparison switches of `options`."""
+    tuning = WorkerTuning(
+        _env_file=None,  # type: ignore[call-arg]
+        poll_strategy=options.poll_strategy,
+        dependant_priority=options.dependant_priority,
+    )
+    return {**worker_env(settings), **as_environment(tuning)}
+
+
+@asynccontextmanager
+async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
+    """Start everything, cold: fresh database, fresh Temporal, empty DSP windows."""
+    log_dir = options.log_dir or Path(tempfile.mkdtemp(prefix="dsp-bench-"))
+    log_dir.mkdir(parents=True, exist_ok=True)
+    async with AsyncExitStack() as stack:
+        database_url = await stack.enter_async_context(_database(log_dir))
+        temporal = stack.enter_context(
+            TemporalDevServer(
+                port=free_port(),
+                headless=True,
+                log_file=log_dir / "temporal.log",
+                extra_args=[
+                    arg
+                    for value in options.temporal_dynamic_config
+                    for arg in ("--dynamic-config-value", value)
+                ],
+            )
+        )
+        mock = stack.enter_context(
+            MockDspServer(
+                MockDspConfig(
+                    token=BENCH_TOKEN,
+                    rate_limit=options.rate_limit,
+                    rate_window=options.rate_window,
+                    review_seconds=options.review_seconds,
+                    pending_seconds=options.pending_seconds,
+                    propagation_delay=options.propagation_delay,
+                )
+            )
+        )
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            temporal_address=temporal.address,
+            temporal_task_queue=f"bench-{uuid.uuid4().hex[:8]}",
+            database_url=database_url,
+            dsp_base_url=mock.base_url,
+            dsp_api_token=BENCH_TOKEN,
+            dsp_rate_limit=options.rate_limit,
+            dsp_rate_window=options.rate_window,
+            dsp_poll_min_interval=options.poll_min_interval,
+            dsp_poll_max_interval=options.poll_max_interval,
+        )
+        workers = stack.enter_context(
+            WorkerProcesses(options.workers, bench_worker_env(settings, options), log_dir=log_dir)
+        )
+        client = await connect_temporal(settings)
+        service = await stack.enter_async_context(open_service(settings, client=client))
+        yield BenchStack(options, settings, mock, workers, service, client)

@@ -1,0 +1,173 @@
+"""The `/v1/` API: every request passes the limiter, then the token check, then routing and
+the fault dice, and is answered with the rate-limit headers and written to the log."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from devkit.mock_dsp.entities import utc_now
+from devkit.mock_dsp.faults import BEFORE_PROCESSING, break_reply, choose_fault, unavailable
+from devkit.mock_dsp.replies import ApiError, Reply, error_reply
+from devkit.mock_dsp.request_log import RequestRecord, token_id
+from devkit.mock_dsp.state import MockDsp
+from devkit.mock_dsp.validation import ENTITY_TYPES, IDEMPOTENCY_KEY_HEADER
+
+API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+_ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = (
+    (re.compile(r"/v1/(?P<type>[^/]+)/(?P<id>[^/]+)/status"), {"GET": "status"}),
+    (
+        re.compile(r"/v1/(?P<type>[^/]+)/(?P<id>[^/]+)"),
+        {"GET": "get", "PUT": "replace", "DELETE": "archive"},
+    ),
+    (re.compile(r"/v1/(?P<type>[^/]+)"), {"POST": "create"}),
+)
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    method: str
+    path: str
+    token: str | None
+    idempotency_key: str | None
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    reply: Reply
+    record: RequestRecord
+    delay: float
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _route(method: str, path: str) -> tuple[str, str, str | None]:
+    for pattern, operations in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match is None:
+            continue
+        if match["type"] not in ENTITY_TYPES:
+            break
+        operation = operations.get(method)
+        if operation is None:
+            raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
+        return operation, match["type"], match.groupdict().get("id")
+    raise ApiError(404, "not_found", f"no such endpoint: {method} {path}")
+
+
+def _logged_body(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _perform(
+    dsp: MockDsp, call: ApiCall, operation: str, entity_type: str, entity_id: str | None, now: float
+) -> tuple[Reply, str | None, bool]:
+    """The reply, the id of the entity created (if any) and whether it was a replay."""
+    if operation == "create":
+        created = dsp.create(call.token or "", entity_type, call.raw, call.idempotency_key, now)
+        return created.reply, created.created_id, created.replayed
+    assert entity_id is not None
+    match operation:
+        case "status":
+            body = dsp.status(entity_type, entity_id, now)
+        case "get":
+            body = dsp.view(entity_type, entity_id, now)
+        case "replace":
+            body = dsp.replace(entity_type, entity_id, call.raw, now)
+        case _:
+            body = dsp.archive(entity_type, entity_id, now)
+    return Reply(200, body), None, False
+
+
+def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
+    """Everything one request does, in one step under the state's lock."""
+    with dsp.lock:
+        now = time.monotonic()
+        wall = utc_now()
+        config = dsp.config
+        token = call.token or ""
+        decision = dsp.limiter.hit(token_id(token), now, config.rate_limit, config.rate_window)
+        token_valid = call.token is not None and hmac.compare_digest(
+            call.token.encode(), config.token.encode()
+        )
+        fault = None
+        created_id = None
+        replayed = False
+        if not decision.allowed:
+            reply = error_reply(
+                429,
+                "rate_limited",
+                f"more than {config.rate_limit} requests in {config.rate_window:g} seconds; "
+                f"retry after {decision.retry_after} s",
+            )
+        elif not token_valid:
+            reply = error_reply(401, "unauthorized", "missing or wrong bearer token")
+        else:
+            try:
+                operation, entity_type, entity_id = _route(call.method, call.path)
+                fault = choose_fault(config, dsp.rng)
+                if fault in BEFORE_PROCESSING:
+                    reply = unavailable()
+                else:
+                    reply, created_id, replayed = _perform(
+                        dsp, call, operation, entity_type, entity_id, now
+                    )
+            except ApiError as error:
+                reply = error.reply()
+            if fault is not None and fault not in BEFORE_PROCESSING:
+                reply = break_reply(fault, reply)
+        reply = reply.with_headers(decision.headers())
+        record = RequestRecord(
+            at=now,
+            wall_time=wall,
+            method=call.method,
+            path=call.path,
+            status=reply.status,
+            token_id=token_id(token),
+            token_valid=token_valid,
+            idempotency_key=call.idempotency_key,
+            body=_logged_body(call.raw),
+            fault=fault,
+            replayed=replayed,
+            created_id=created_id,
+        )
+        dsp.log.append(record)
+        delay = config.slow_seconds if fault == "slow" else 0.0
+    return ApiAnswer(reply, record, delay)
+
+
+async def api_endpoint(request: Request) -> Response:
+    dsp: MockDsp = request.app.state.dsp
+    call = ApiCall(
+        method=request.method,
+        path=request.url.path,
+        token=bearer_token(request.headers.get("authorization")),
+        idempotency_key=request.headers.get(IDEMPOTENCY_KEY_HEADER),
+        raw=await request.body(),
+    )
+    result = answer(dsp, call)
+    if dsp.on_request is not None:
+        dsp.on_request(result.record)
+    if result.delay:
+        await asyncio.sleep(result.delay)
+    return result.reply.to_response()

@@ -1,0 +1,32 @@
+"""The mock DSP's knobs. Every field has a default and can be changed while it runs."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dsp_integration.config.settings import DEV_API_TOKEN
+
+FaultKind = Literal["503_before", "503_after", "truncated", "slow", "empty", "html"]
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+
+
+class MockDspConfig(BaseModel):
+    """`propagation_delay`: seconds after creation during which a child referencing the new
+    entity gets `409 reference_not_ready`. `fault_kinds`: `503_before` refuses the request
+    before doing anything; the others process it and then break the answer."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    token: str = DEV_API_TOKEN
+    rate_limit: int = Field(default=40, ge=1)
+    rate_window: float = Field(default=60.0, gt=0)
+    propagation_delay: float = Field(default=0.5, ge=0)
+    pending_seconds: float = Field(default=2.0, ge=0)
+    review_seconds: float = Field(default=10.0, ge=0)
+    review_jitter: float = Field(default=0.0, ge=0)
+    fault_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_kinds: list[FaultKind] = Field(default_factory=lambda: list(FAULT_KINDS))
+    slow_seconds: float = Field(default=15.0, ge=0)
+    seed: int | None = None

@@ -1,0 +1,242 @@
+"""The mock DSP's state: entities, idempotency keys, the limiter and the request log.
+
+The app serves it from one event loop while tests read it from other threads, so every
+access goes through `lock`."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from devkit.mock_dsp.config import MockDspConfig
+from devkit.mock_dsp.entities import ID_PREFIXES, SUCCESS_STATUS, Entity
+from devkit.mock_dsp.limiter import RollingWindowLimiter
+from devkit.mock_dsp.replies import ApiError, Reply, validation_error
+from devkit.mock_dsp.request_log import RequestLog, RequestRecord, token_id
+from devkit.mock_dsp.validation import (
+    IDEMPOTENCY_KEY_HEADER,
+    check_idempotency_key,
+    parse_json,
+    references,
+    validate_payload,
+)
+
+RequestListener = Callable[[RequestRecord], None]
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+@dataclass(frozen=True)
+class _IdempotentCreate:
+    entity_type: str
+    fingerprint: str
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    reply: Reply
+    created_id: str | None
+    replayed: bool
+
+
+def _fingerprint(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+class MockDsp:
+    def __init__(
+        self, config: MockDspConfig | None = None, *, on_request: RequestListener | None = None
+    ) -> None:
+        self.lock = threading.RLock()
+        self.limiter = RollingWindowLimiter()
+        self.log = RequestLog()
+        self.entities: dict[str, Entity] = {}
+        self.on_request = on_request
+        self._idempotent: dict[tuple[str, str], _IdempotentCreate] = {}
+        self._config = config or MockDspConfig()
+        self._seed()
+
+    @property
+    def config(self) -> MockDspConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: MockDspConfig) -> None:
+        """Replacing the config also re-seeds the random choices from `config.seed`."""
+        with self.lock:
+            self._config = config
+            self._seed()
+
+    def _seed(self) -> None:
+        seed = self._config.seed
+        self.rng = random.Random(seed)
+        self._id_rng = random.Random(None if seed is None else f"ids-{seed}")
+
+    def reset(self) -> None:
+        """Forget every request, entity, idempotency key and limiter window."""
+        with self.lock:
+            self.log.clear()
+            self.entities.clear()
+            self._idempotent.clear()
+            self.limiter.clear()
+            self._seed()
+
+    def throttle(self, requests: int, token: str | None = None) -> int:
+        """Put `requests` phantom requests into the token's window, as another client sharing
+        the token would; returns how many requests the window now holds."""
+        with self.lock:
+            return self.limiter.add_phantoms(
+                token_id(self._config.token if token is None else token),
+                requests,
+                time.monotonic(),
+                self._config.rate_window,
+            )
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        with self.lock:
+            return self.log.records
+
+    def max_in_window(self, window: float | None = None, token: str | None = None) -> int:
+        """The most requests of one token (or of `token`) in any rolling `window` seconds
+        (default: the configured window), refused ones included."""
+        with self.lock:
+            return self.log.max_in_window(
+                self._config.rate_window if window is None else window, token
+            )
+
+    def rate_limited_count(self) -> int:
+        with self.lock:
+            return self.log.count_status(429)
+
+    def stats(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                **self.log.stats(self._config.rate_window),
+                "rate_limit": self._config.rate_limit,
+                "entities": len(self.entities),
+            }
+
+    def entity_views(self) -> list[dict[str, Any]]:
+        with self.lock:
+            now = time.monotonic()
+            return [entity.full_view(now) for entity in self.entities.values()]
+
+    def status_of(self, entity_id: str) -> str | None:
+        with self.lock:
+            entity = self.entities.get(entity_id)
+            return entity.status(time.monotonic()) if entity else None
+
+    # The API operations below run under `lock`, held by the caller.
+
+    def create(
+        self, token: str, entity_type: str, raw: bytes, idempotency_key: str | None, now: float
+    ) -> CreateResult:
+        body = parse_json(raw)
+        check_idempotency_key(idempotency_key)
+        fingerprint = _fingerprint(body)
+        slot = (token_id(token), idempotency_key) if idempotency_key is not None else None
+        earlier = self._idempotent.get(slot) if slot else None
+        if earlier is not None:
+            if earlier.fingerprint != fingerprint or earlier.entity_type != entity_type:
+                raise ApiError(
+                    422,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was already used with a different request",
+                    IDEMPOTENCY_KEY_HEADER,
+                )
+            return CreateResult(earlier.reply.with_headers({REPLAYED_HEADER: "true"}), None, True)
+        fields = validate_payload(entity_type, body)
+        self._check_references(entity_type, fields, now)
+        entity = Entity.create(
+            self._new_id(entity_type),
+            entity_type,
+            fields,
+            now,
+            self._processing_seconds(entity_type),
+        )
+        self.entities[entity.id] = entity
+        reply = Reply(201, entity.created_view(now))
+        if slot is not None:
+            self._idempotent[slot] = _IdempotentCreate(entity_type, fingerprint, reply)
+        return CreateResult(reply, entity.id, False)
+
+    def status(self, entity_type: str, entity_id: str, now: float) -> dict[str, Any]:
+        return self._find(entity_type, entity_id).status_view(now)
+
+    def view(self, entity_type: str, entity_id: str, now: float) -> dict[str, Any]:
+        return self._find(entity_type, entity_id).full_view(now)
+
+    def replace(self, entity_type: str, entity_id: str, raw: bytes, now: float) -> dict[str, Any]:
+        entity = self._find(entity_type, entity_id)
+        if entity.archived:
+            raise validation_error(None, f"{entity_id} is archived and cannot be changed")
+        fields = validate_payload(entity_type, parse_json(raw))
+        self._check_references(entity_type, fields, now)
+        entity.restart(fields, now, self._processing_seconds(entity_type))
+        return entity.status_view(now)
+
+    def archive(self, entity_type: str, entity_id: str, now: float) -> dict[str, Any]:
+        entity = self._find(entity_type, entity_id)
+        entity.archive()
+        return entity.status_view(now)
+
+    def _find(self, entity_type: str, entity_id: str) -> Entity:
+        entity = self.entities.get(entity_id)
+        if entity is None or entity.type != entity_type:
+            raise ApiError(404, "not_found", f"no {entity_type} entity with id {entity_id!r}")
+        return entity
+
+    def _new_id(self, entity_type: str) -> str:
+        while True:
+            entity_id = f"{ID_PREFIXES[entity_type]}_{self._id_rng.getrandbits(24):06x}"
+            if entity_id not in self.entities:
+                return entity_id
+
+    def _processing_seconds(self, entity_type: str) -> float:
+        config = self._config
+        if entity_type == "advertisers":
+            return 0.0
+        if entity_type == "creatives":
+            return config.review_seconds * (1 + config.review_jitter * self.rng.random())
+        return config.pending_seconds
+
+    def _check_references(self, entity_type: str, fields: dict[str, Any], now: float) -> None:
+        """Ids that can never work are reported before ids that are not ready yet, so a
+        client is not told to retry a request that cannot succeed."""
+        parents: list[tuple[str, Entity]] = []
+        for field, parent_type, parent_id in references(entity_type, fields):
+            parent = self.entities.get(parent_id)
+            if parent is None or parent.type != parent_type:
+                raise ApiError(
+                    422,
+                    "unknown_reference",
+                    f"no {parent_type} entity with id {parent_id!r}",
+                    field,
+                )
+            status = parent.status(now)
+            if status in ("archived", "rejected", "failed"):
+                raise ApiError(
+                    422, "unknown_reference", f"{parent_id} is {status} and cannot be used", field
+                )
+            parents.append((field, parent))
+        for field, parent in parents:
+            if now - parent.created_mono < self._config.propagation_delay:
+                raise ApiError(
+                    409,
+                    "reference_not_ready",
+                    f"{parent.id} was created moments ago and has not propagated yet",
+                    field,
+                )
+            if not parent.is_usable(now):
+                raise ApiError(
+                    409,
+                    "reference_not_ready",
+                    f"{parent.id} is {parent.status(now)}, not yet {SUCCESS_STATUS[parent.type]}",
+                    field,
+                )

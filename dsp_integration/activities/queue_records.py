@@ -1,0 +1,136 @@
+"""Activities that read and write `dsp_entity_queue` and wake the workflows of other entities.
+They run on the workflow worker, as local activities of the entity workflow (as regular
+activities on the workflow task queue for runs recorded before that), never on the
+rate-limited DSP queue."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+
+from dsp_integration.contracts import (
+    ENTITY_WORKFLOW_NAME,
+    SIGNAL_DEPENDENCY_FINISHED,
+    TERMINAL_STATUSES,
+    EntitySnapshot,
+    EntityStatus,
+    EntityWorkflowInput,
+    ErrorType,
+    LoadEntityInput,
+    NotifyDependantsInput,
+    RecordStatusInput,
+    RecordStatusResult,
+    ReopenBlockedInput,
+    SubmissionCheckInput,
+    workflow_id_for,
+)
+from dsp_integration.contracts.search_attributes import entity_search_attributes
+from dsp_integration.database import audit_log, queue_store
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.observability.metrics import observe_entity_finished
+
+
+class QueueActivities:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        client: Client,
+        task_queue: str,
+        *,
+        dependant_priority: bool = True,
+    ) -> None:
+        self._sessions = session_factory
+        self._client = client
+        self._task_queue = task_queue
+        # Off (for comparison, bench/): every snapshot reports no dependants, so the DSP calls
+        # of parents and leaves share the same priority keys. The workflow only reads the
+        # recorded result, so switching it never breaks a replay.
+        self._dependant_priority = dependant_priority
+
+    @activity.defn
+    async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
+        """Read the entity, the current state of everything it depends on and how many open
+        entities wait for it."""
+        async with self._sessions() as session:
+            snapshot = await queue_store.load_snapshot(
+                session, request.key, count_dependants=self._dependant_priority
+            )
+        if snapshot is None:
+            raise ApplicationError(
+                f"entity {request.key!r} is not in dsp_entity_queue",
+                type=ErrorType.UNKNOWN_ENTITY,
+                non_retryable=True,
+            )
+        return snapshot
+
+    @activity.defn
+    async def record_status(self, change: RecordStatusInput) -> RecordStatusResult:
+        """Store a status change (conditional on the payload version, so safe to repeat).
+        For a terminal status of the version the row holds, returns the dependants to tell:
+        counted when the caller tells them in pages, listed for runs recorded before that."""
+        async with self._sessions.begin() as session:
+            changed = await queue_store.record_status(session, change)
+            if change.status not in TERMINAL_STATUSES:
+                return RecordStatusResult(recorded=changed is not None)
+            if changed is not None and changed.finished_at is not None:
+                observe_entity_finished(
+                    changed.entity_type, changed.status, changed.created_at, changed.finished_at
+                )
+            if not change.count_dependants:
+                return RecordStatusResult(
+                    dependants=await queue_store.open_dependants(session, change.key),
+                    recorded=changed is not None,
+                )
+            if changed is None:
+                return RecordStatusResult(recorded=False)
+            return RecordStatusResult(
+                dependants_to_tell=await queue_store.count_dependants_to_tell(
+                    session,
+                    change.key,
+                    include_blocked=change.status is EntityStatus.SUCCEEDED,
+                )
+            )
+
+    @activity.defn
+    async def submission_may_have_landed(self, request: SubmissionCheckInput) -> bool:
+        """Whether an attempt of this POST may have reached the DSP (by the audit trail), so a
+        POST cancelled before it finished may still have created the entity."""
+        async with self._sessions() as session:
+            return await audit_log.request_may_have_landed(
+                session, request.key, request.idempotency_key
+            )
+
+    @activity.defn
+    async def notify_dependants(self, request: NotifyDependantsInput) -> None:
+        """Signal each dependant how this entity ended, starting its workflow if it is not
+        running (signal-with-start), so a dependant whose start was lost still wakes up.
+        Repeating it delivers a duplicate signal, which the workflow ignores."""
+        for key in request.dependants:
+            await self._client.start_workflow(
+                ENTITY_WORKFLOW_NAME,
+                EntityWorkflowInput(key=key),
+                id=workflow_id_for(key),
+                task_queue=self._task_queue,
+                search_attributes=entity_search_attributes(key),
+                start_signal=SIGNAL_DEPENDENCY_FINISHED,
+                start_signal_args=[request.outcome],
+            )
+
+    @activity.defn
+    async def reopen_blocked(self, request: ReopenBlockedInput) -> list[str]:
+        """After a resubmit: entities blocked because of this one wait again, each in a new
+        run of its workflow (an already running one is left as it is)."""
+        async with self._sessions.begin() as session:
+            keys = await queue_store.reopen_blocked(session, request.key)
+        for key in keys:
+            await self._client.start_workflow(
+                ENTITY_WORKFLOW_NAME,
+                EntityWorkflowInput(key=key),
+                id=workflow_id_for(key),
+                task_queue=self._task_queue,
+                search_attributes=entity_search_attributes(key),
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+        return keys

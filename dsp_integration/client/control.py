@@ -1,0 +1,145 @@
+"""`cancel` and `resubmit`: the user's hand on a running (or ended) entity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dsp_integration.activities.reconciler import restart_orphans as _restart_orphans
+from dsp_integration.client.context import ServiceContext
+from dsp_integration.client.errors import EntityEnded, UnknownEntity
+from dsp_integration.client.workflow_starts import start_entity_workflow
+from dsp_integration.contracts import (
+    SIGNAL_CANCEL,
+    SIGNAL_RESUBMIT,
+    TERMINAL_STATUSES,
+    CancelRequest,
+    EntityStatus,
+    EntityType,
+    ReconcileInput,
+    ReconcileResult,
+    ResubmitRequest,
+)
+from dsp_integration.database import queue_store
+from dsp_integration.database.models import QueuedEntity
+from dsp_integration.entities import Problem, SubmissionRefused, validate_payload
+from dsp_integration.entities.refs import dependencies_of, payload_fingerprint
+
+
+@dataclass(frozen=True)
+class ResubmitReport:
+    key: str
+    payload_version: int
+    previous_status: str
+    reopened: list[str] = field(default_factory=list)
+
+
+async def _row(service: ServiceContext, key: str) -> QueuedEntity:
+    async with service.sessions() as session:
+        found = await queue_store.fetch_entities(session, [key])
+    if key not in found:
+        raise UnknownEntity(key)
+    return found[key]
+
+
+async def cancel(service: ServiceContext, key: str, reason: str = "cancelled by user") -> str:
+    """Ask the entity's workflow to cancel; returns the status it had. A workflow that is not
+    running is started to carry the cancel out (signal-with-start), so none is lost."""
+    row = await _row(service, key)
+    if EntityStatus(row.status) in TERMINAL_STATUSES:
+        raise EntityEnded(f"entity {key!r} has already ended {row.status}; nothing to cancel")
+    await start_entity_workflow(
+        await service.temporal(),
+        key,
+        service.settings.temporal_task_queue,
+        signal=SIGNAL_CANCEL,
+        signal_arg=CancelRequest(reason=reason),
+    )
+    return row.status
+
+
+# One lock for every change of the dependency graph by a resubmit: two resubmits checked
+# against the same stored graph could otherwise each pass the cycle check and together store
+# a cycle. Resubmits are rare and short; submits cannot close a cycle (a new key can only
+# point at keys already stored), so they do not take it.
+DEPENDENCY_GRAPH_LOCK = 0x44535052  # "DSPR"
+
+
+async def _referenced_ancestors(session: AsyncSession, keys: list[str]) -> set[str]:
+    """Every key reachable from `keys` through stored dependencies (for cycle checks)."""
+    seen: set[str] = set()
+    frontier = set(keys)
+    while frontier:
+        rows = await queue_store.fetch_entities(session, frontier)
+        seen |= frontier
+        frontier = {dep for row in rows.values() for dep in row.depends_on} - seen
+    return seen
+
+
+async def resubmit(
+    service: ServiceContext, key: str, payload: dict[str, Any] | None = None
+) -> ResubmitReport:
+    """Store a new payload version (optionally a new payload) and hand it to the workflow:
+    a running one re-PUTs or re-POSTs it, an ended one is started again. Everything blocked
+    downstream of this entity goes back to waiting, in the same transaction.
+
+    The checks and the write run in one transaction under `DEPENDENCY_GRAPH_LOCK`, so
+    concurrent resubmits are serialised: each sees what the one before it stored."""
+    async with service.sessions.begin() as session:
+        await session.execute(select(func.pg_advisory_xact_lock(DEPENDENCY_GRAPH_LOCK)))
+        rows = await queue_store.fetch_entities(session, [key])
+        if key not in rows:
+            raise UnknownEntity(key)
+        row = rows[key]
+        previous_status = row.status
+        depends_on: list[str] | None = None
+        fingerprint: str | None = None
+        if payload is not None:
+            deps = dependencies_of(payload, ())
+            known = set(await queue_store.fetch_entities(session, deps))
+            problems = validate_payload(key, EntityType(row.entity_type), payload, known)
+            if not problems and key in await _referenced_ancestors(session, deps):
+                problems.append(
+                    Problem(f"the new payload makes a dependency cycle through {key!r}", key=key)
+                )
+            if problems:
+                raise SubmissionRefused(problems)
+            depends_on = sorted(
+                set(deps) | (set(row.depends_on) - set(dependencies_of(row.payload, ())))
+            )
+            fingerprint = payload_fingerprint(payload)
+        stored = await queue_store.store_resubmission(
+            session,
+            key,
+            payload=payload,
+            payload_fingerprint=fingerprint,
+            depends_on=depends_on,
+        )
+    await start_entity_workflow(
+        await service.temporal(),
+        key,
+        service.settings.temporal_task_queue,
+        signal=SIGNAL_RESUBMIT,
+        signal_arg=ResubmitRequest(payload_version=stored.payload_version),
+    )
+    return ResubmitReport(
+        key=key,
+        payload_version=stored.payload_version,
+        previous_status=previous_status,
+        reopened=stored.reopened,
+    )
+
+
+async def restart_orphans(service: ServiceContext, grace_seconds: float) -> ReconcileResult:
+    """What the reconcile schedule does, on demand: start the workflow of every open entity
+    idle for `grace_seconds` that has none running."""
+    return await _restart_orphans(
+        service.sessions,
+        await service.temporal(),
+        ReconcileInput(
+            task_queue=service.settings.temporal_task_queue, grace_seconds=grace_seconds
+        ),
+    )

@@ -1,0 +1,92 @@
+"""`submit`: check a whole entity file, store it in one transaction, start its workflows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dsp_integration.client.context import ServiceContext
+from dsp_integration.client.workflow_starts import start_entity_workflows
+from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus
+from dsp_integration.contracts.search_attributes import entity_search_attributes
+from dsp_integration.database import queue_store
+from dsp_integration.database.models import QueuedEntity
+from dsp_integration.entities import (
+    ExistingEntity,
+    Submission,
+    check_submission,
+    keys_to_look_up,
+    parse_submission,
+    topological_order,
+)
+from dsp_integration.entities.refs import dependencies_of, payload_fingerprint
+
+
+@dataclass(frozen=True)
+class SubmitReport:
+    batch: str
+    entities: int
+    stored: int
+    started: int
+    already_ended: int
+
+
+def read_submission(path: Path, batch: str | None = None) -> Submission:
+    """Parse the file; raises `SubmissionRefused` listing every problem."""
+    return parse_submission(path.read_bytes(), filename=path.name, batch=batch)
+
+
+def _existing(row: QueuedEntity) -> ExistingEntity:
+    return ExistingEntity(key=row.key, type=row.entity_type, payload=row.payload, batch=row.batch)
+
+
+async def submit(service: ServiceContext, submission: Submission) -> SubmitReport:
+    """Validate against what is stored, store new entities, start every open workflow.
+    Submitting the same file again stores nothing and starts only what is not running."""
+    async with service.sessions.begin() as session:
+        rows = await queue_store.fetch_entities(session, keys_to_look_up(submission))
+        check_submission(submission, {key: _existing(row) for key, row in rows.items()})
+        # Before storing: entities stored while Temporal is unreachable would never start.
+        client = await service.temporal()
+        ordered = topological_order(submission.entities)
+        new = [
+            queue_store.NewEntity(
+                key=spec.key,
+                batch=submission.batch,
+                entity_type=str(spec.type),
+                payload=spec.payload,
+                payload_fingerprint=payload_fingerprint(spec.payload),
+                depends_on=dependencies_of(spec.payload, spec.depends_on),
+            )
+            for spec in ordered
+            if spec.key not in rows
+        ]
+        inserted = await queue_store.insert_new_entities(session, new)
+        raced = [entity.key for entity in new if entity.key not in inserted]
+        if raced:
+            # Another client stored these keys since we looked: check the file against what it
+            # stored, and refuse the whole file (nothing of it is committed) if they differ.
+            rows.update(await queue_store.fetch_entities(session, raced))
+            check_submission(submission, {key: _existing(row) for key, row in rows.items()})
+        stored = len(inserted)
+    ended = {key for key, row in rows.items() if EntityStatus(row.status) in TERMINAL_STATUSES}
+    attributes = {
+        spec.key: entity_search_attributes(
+            spec.key,
+            str(spec.type),
+            submission.batch,
+            rows[spec.key].status if spec.key in rows else EntityStatus.WAITING.value,
+        )
+        for spec in ordered
+        if spec.key not in ended
+    }
+    started = await start_entity_workflows(
+        client, attributes, service.settings.temporal_task_queue, attributes
+    )
+    return SubmitReport(
+        batch=submission.batch,
+        entities=len(submission.entities),
+        stored=stored,
+        started=started,
+        already_ended=len(ended),
+    )

@@ -1,0 +1,1 @@
+"""The command lines: `starter.py` (the client API and the console) and `worker.py`."""

@@ -1,0 +1,269 @@
+"""`starter.py`: the command line over the client API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import sqlalchemy.exc
+from rich.console import Console
+from rich.table import Table
+from temporalio.service import RPCError
+
+from dsp_integration.client import control, queries
+from dsp_integration.client.context import ServiceContext, open_service
+from dsp_integration.client.errors import ServiceError
+from dsp_integration.client.progress import describe_counts, wait_for_batch
+from dsp_integration.client.submission import read_submission, submit
+from dsp_integration.client.temporal_client import TemporalUnavailable
+from dsp_integration.config import Settings
+from dsp_integration.database.migrate import upgrade
+from dsp_integration.entities import SubmissionRefused
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    """Bad input on the command line: printed as one line, exit 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="starter.py", description="Submit entities to the DSP and follow them."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("migrate", help="apply the database migrations")
+    submit_cmd = commands.add_parser("submit", help="check, store and start a file of entities")
+    submit_cmd.add_argument("file", type=Path)
+    submit_cmd.add_argument("--batch", help="batch name (JSON Lines files; default: file name)")
+    submit_cmd.add_argument("--wait", action="store_true", help="follow the batch to the end")
+    status_cmd = commands.add_parser("status", help="where entities stand")
+    status_cmd.add_argument("keys", nargs="*", metavar="KEY")
+    status_cmd.add_argument("--batch")
+    status_cmd.add_argument("--json", action="store_true")
+    cancel_cmd = commands.add_parser("cancel", help="cancel an entity (archived at the DSP)")
+    cancel_cmd.add_argument("key", metavar="KEY")
+    resubmit_cmd = commands.add_parser("resubmit", help="submit an entity again")
+    resubmit_cmd.add_argument("key", metavar="KEY")
+    resubmit_cmd.add_argument("--payload", type=Path, help="JSON file with the new payload")
+    reconcile_cmd = commands.add_parser(
+        "reconcile", help="start the workflow of every open entity that has none running"
+    )
+    reconcile_cmd.add_argument(
+        "--grace",
+        type=float,
+        metavar="SECONDS",
+        help="skip entities changed this recently (default: DSP_RECONCILE_GRACE)",
+    )
+    audit_cmd = commands.add_parser("audit", help="every DSP request made for an entity")
+    audit_cmd.add_argument("key", metavar="KEY")
+    audit_cmd.add_argument("--json", action="store_true")
+    serve_cmd = commands.add_parser("serve", help="run the web console and HTTP API")
+    serve_cmd.add_argument("--host", help="listen address (default: CONSOLE_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="listen port (default: CONSOLE_PORT)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        settings = Settings()
+        return asyncio.run(_dispatch(args, settings))
+    except SubmissionRefused as refused:
+        err.print(f"refused: {len(refused.problems)} problem(s); nothing was stored or started")
+        for problem in refused.problems:
+            err.print(f"  - {problem}", markup=False)
+        return EXIT_REFUSED
+    except (CliError, ServiceError) as error:
+        err.print(f"error: {error}", markup=False)
+        return EXIT_REFUSED
+    except pydantic.ValidationError as error:
+        err.print(f"error: bad configuration: {_first_error(error)}", markup=False)
+        return EXIT_REFUSED
+    except TemporalUnavailable as error:
+        err.print(f"error: {error}", markup=False)
+        return EXIT_UNAVAILABLE
+    except RPCError as error:
+        err.print(f"error: Temporal refused the request: {error}", markup=False)
+        return EXIT_UNAVAILABLE
+    except (OSError, sqlalchemy.exc.DBAPIError, sqlalchemy.exc.InterfaceError) as error:
+        err.print(f"error: {_database_problem(error)}", markup=False)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+def _first_error(error: pydantic.ValidationError) -> str:
+    first = error.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']).upper()}: {first['msg']}"
+
+
+def _database_problem(error: BaseException) -> str:
+    try:
+        url = Settings().effective_database_url
+    except pydantic.ValidationError:
+        url = "DATABASE_URL"
+    safe_url = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    detail = str(getattr(error, "orig", None) or error).splitlines()[0]
+    return (
+        f"cannot use PostgreSQL at {safe_url}: {detail}. "
+        "Start it with `python dev.py up` or set DATABASE_URL."
+    )
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "migrate":
+        await upgrade(settings.effective_database_url)
+        print("database migrated to the latest revision")
+        return EXIT_OK
+    if args.command == "serve":
+        from dsp_integration.console.server import serve  # the web stack loads only for `serve`
+
+        return await serve(settings, args.host, args.port)
+    if args.command == "submit":
+        submission = _read_submission(args.file, args.batch)
+    async with open_service(settings) as service:
+        match args.command:
+            case "submit":
+                return await _submit(service, submission, args.wait)
+            case "status":
+                return await _status(service, args.keys, args.batch, args.json)
+            case "cancel":
+                previous = await control.cancel(service, args.key)
+                print(f"cancel requested for {args.key} (was {previous})")
+                return EXIT_OK
+            case "resubmit":
+                payload = _read_payload(args.payload) if args.payload else None
+                report = await control.resubmit(service, args.key, payload)
+                print(
+                    f"resubmitted {report.key} as payload version {report.payload_version} "
+                    f"(was {report.previous_status})"
+                )
+                if report.reopened:
+                    print(f"back to waiting: {', '.join(report.reopened)}")
+                return EXIT_OK
+            case "reconcile":
+                grace = settings.dsp_reconcile_grace if args.grace is None else args.grace
+                result = await control.restart_orphans(service, grace)
+                print(
+                    f"{result.open_entities} open entities looked at, "
+                    f"{len(result.restarted)} workflows restarted"
+                )
+                for key in result.restarted:
+                    print(f"  restarted {key}")
+                return EXIT_OK
+            case "audit":
+                return await _audit(service, args.key, args.json)
+    raise CliError(f"unknown command {args.command!r}")
+
+
+def _read_submission(path: Path, batch: str | None) -> Any:
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    return read_submission(path, batch)
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    try:
+        payload = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise CliError(f"{path}: not UTF-8 ({error.reason} at byte {error.start})") from error
+    except json.JSONDecodeError as error:
+        raise CliError(f"{path}: not JSON: {error}") from error
+    if not isinstance(payload, dict):
+        raise CliError(f"{path}: the payload must be a JSON object")
+    return payload
+
+
+async def _submit(service: ServiceContext, submission: Any, wait: bool) -> int:
+    report = await submit(service, submission)
+    print(
+        f"batch {report.batch}: {report.entities} entities, {report.stored} new, "
+        f"{report.started} workflows started or running, {report.already_ended} already ended"
+    )
+    if not wait:
+        return EXIT_OK
+    counts = await wait_for_batch(service, report.batch)
+    await _print_summary(service, report.batch)
+    ok = set(counts) <= {"succeeded"}
+    print(
+        f"web UI: {service.settings.effective_temporal_ui_url}/namespaces/"
+        f"{service.settings.temporal_namespace}/workflows"
+    )
+    return EXIT_OK if ok else EXIT_SOME_FAILED
+
+
+async def _print_summary(service: ServiceContext, batch: str) -> None:
+    views = await queries.entity_views(service, batch=batch)
+    counts: dict[str, int] = {}
+    for view in views:
+        counts[view.status] = counts.get(view.status, 0) + 1
+    console = Console(highlight=False)
+    console.print(f"[bold]{batch}[/]: {len(views)} entities  {describe_counts(counts)}")
+    unsuccessful = [v for v in views if v.status != "succeeded"]
+    if unsuccessful:
+        table = Table("key", "type", "status", "reason", title="did not succeed")
+        for view in unsuccessful:
+            table.add_row(view.key, view.type, view.status, view.reason or "")
+        console.print(table)
+    durations = [(v.seconds_to_end, v) for v in views if v.seconds_to_end is not None]
+    slowest = sorted(durations, key=lambda pair: pair[0], reverse=True)[:5]
+    if slowest:
+        table = Table("key", "type", "status", "seconds", title="slowest")
+        for seconds, view in slowest:
+            table.add_row(view.key, view.type, view.status, f"{seconds:.1f}")
+        console.print(table)
+
+
+async def _status(
+    service: ServiceContext, keys: list[str], batch: str | None, as_json: bool
+) -> int:
+    views = await queries.entity_views(service, keys=keys, batch=batch)
+    if as_json:
+        print(json.dumps([view.to_json() for view in views], indent=2))
+        return EXIT_OK
+    if batch and not keys:
+        await _print_summary(service, batch)
+        return EXIT_OK
+    table = Table("key", "type", "batch", "status", "dsp_id", "dsp_status", "reason")
+    for view in views:
+        table.add_row(
+            view.key,
+            view.type,
+            view.batch,
+            view.status,
+            view.dsp_id or "",
+            view.dsp_status or "",
+            view.reason or "",
+        )
+    Console(highlight=False).print(table)
+    return EXIT_OK
+
+
+async def _audit(service: ServiceContext, key: str, as_json: bool) -> int:
+    records = await queries.audit_views(service, key)
+    if as_json:
+        print(json.dumps([record.to_json() for record in records], indent=2))
+        return EXIT_OK
+    table = Table("#", "sent", "request", "attempt", "answer", "error", title=f"audit of {key}")
+    for record in records:
+        answer = str(record.response_status) if record.response_status is not None else "-"
+        table.add_row(
+            str(record.id),
+            record.started_at.strftime("%H:%M:%S.%f")[:-3],
+            f"{record.method} {record.path}",
+            str(record.attempt),
+            answer,
+            record.error or "",
+        )
+    Console(highlight=False).print(table)
+    return EXIT_OK

@@ -1,0 +1,3 @@
+from dsp_integration.config.settings import Settings
+
+__all__ = ["Settings"]

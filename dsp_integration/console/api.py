@@ -1,0 +1,207 @@
+"""The HTTP API (JSON), over the same client API as `starter.py`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from dsp_integration.client import control, health, views
+from dsp_integration.client.context import ServiceContext
+from dsp_integration.console.actions import read_capped, submit_file
+from dsp_integration.console.schemas import (
+    AuditOut,
+    BatchOut,
+    BudgetOut,
+    CancelAnswer,
+    Detail,
+    EntityDetailOut,
+    EntityList,
+    Health,
+    Problems,
+    ResubmitAnswer,
+    ResubmitBody,
+    SubmitAnswer,
+)
+from dsp_integration.contracts import EntityStatus, EntityType
+from dsp_integration.entities import Problem, SubmissionRefused
+
+if TYPE_CHECKING:
+    StatusName = str
+    TypeName = str
+else:
+    # Query parameters FastAPI validates and documents as the enums' values, built from the
+    # enums at run time (a type checker cannot read a Literal built this way: str to it).
+    StatusName = Literal[tuple(s.value for s in EntityStatus)]
+    TypeName = Literal[tuple(t.value for t in EntityType)]
+NDJSON = "application/x-ndjson"
+MAX_PAGE = 1000
+
+router = APIRouter(prefix="/api", tags=["api"])
+health_router = APIRouter(tags=["health"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Detail}}
+REFUSED: dict[int | str, dict[str, Any]] = {422: {"model": Problems}}
+
+
+def service_of(request: Request) -> ServiceContext:
+    return request.app.state.service  # type: ignore[no-any-return]
+
+
+def entity_json(service: ServiceContext, detail: views.EntityDetail) -> dict[str, Any]:
+    ui = service.settings.effective_temporal_ui_url
+    namespace = service.settings.temporal_namespace
+    return {
+        **detail.to_json(),
+        "workflow_url": f"{ui}/namespaces/{namespace}/workflows/{detail.workflow_id}",
+    }
+
+
+def audit_json(record: Any) -> dict[str, Any]:
+    data: dict[str, Any] = record.to_json()
+    finished, started = record.finished_at, record.started_at
+    data["duration_ms"] = (
+        round((finished - started).total_seconds() * 1000, 1) if finished else None
+    )
+    return data
+
+
+@router.post(
+    "/batches",
+    status_code=201,
+    response_model=SubmitAnswer,
+    responses=REFUSED,
+    summary="Submit an entity file",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                NDJSON: {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def post_batch(
+    request: Request,
+    batch: str | None = Query(None, description="batch name; required for JSON Lines"),
+) -> Any:
+    """The body is an entity file: a JSON document, or JSON Lines with
+    `Content-Type: application/x-ndjson` and `?batch=NAME`. Checked exactly as
+    `starter.py submit` checks a file: refused whole (422, every problem, nothing stored)."""
+    data = await read_capped(request.stream())
+    json_lines = request.headers.get("content-type", "").split(";")[0].strip() == NDJSON
+    if json_lines and not batch:
+        raise SubmissionRefused([Problem("JSON Lines need ?batch=NAME", field="batch")])
+    filename = f"{batch}.jsonl" if json_lines else "upload.json"
+    report = await submit_file(service_of(request), data, filename=filename, batch=batch)
+    return SubmitAnswer(
+        batch=report.batch,
+        entities=report.entities,
+        stored=report.stored,
+        unchanged=report.entities - report.stored,
+        started=report.started,
+    )
+
+
+@router.get("/batches", response_model=list[BatchOut], summary="Every batch, newest first")
+async def list_batches(request: Request) -> Any:
+    return [s.to_json() for s in await views.batch_summaries(service_of(request))]
+
+
+@router.get("/batches/{name}", response_model=BatchOut, responses=NOT_FOUND, summary="One batch")
+async def get_batch(request: Request, name: str) -> Any:
+    return (await views.batch_summary(service_of(request), name)).to_json()
+
+
+@router.get("/entities", response_model=EntityList, summary="Entities, filtered and paged")
+async def list_entities(
+    request: Request,
+    batch: str | None = None,
+    status: StatusName | None = None,
+    type: TypeName | None = None,
+    limit: int = Query(100, ge=1, le=MAX_PAGE),
+    offset: int = Query(0, ge=0),
+) -> Any:
+    page = await views.entity_page(
+        service_of(request),
+        batch=batch,
+        status=status,
+        entity_type=type,
+        limit=limit,
+        offset=offset,
+    )
+    return {
+        "items": [row.to_json() for row in page.rows],
+        "total": page.total,
+        "limit": page.limit,
+        "offset": page.offset,
+    }
+
+
+@router.get(
+    "/entities/{key}",
+    response_model=EntityDetailOut,
+    responses=NOT_FOUND,
+    summary="One entity, its payload versions, dependencies and dependants",
+)
+async def get_entity(request: Request, key: str) -> Any:
+    service = service_of(request)
+    return entity_json(service, await views.entity_detail(service, key))
+
+
+@router.get(
+    "/entities/{key}/audit",
+    response_model=list[AuditOut],
+    responses=NOT_FOUND,
+    summary="Every DSP request made for the entity",
+)
+async def get_audit(request: Request, key: str) -> Any:
+    return [audit_json(r) for r in await views.entity_audit(service_of(request), key)]
+
+
+@router.post(
+    "/entities/{key}/cancel",
+    status_code=202,
+    response_model=CancelAnswer,
+    responses={**NOT_FOUND, 409: {"model": Detail}},
+    summary="Cancel an entity (409 when it has already ended)",
+)
+async def cancel_entity(request: Request, key: str) -> Any:
+    previous = await control.cancel(service_of(request), key)
+    return {"key": key, "previous_status": previous}
+
+
+@router.post(
+    "/entities/{key}/resubmit",
+    status_code=202,
+    response_model=ResubmitAnswer,
+    responses={**NOT_FOUND, **REFUSED},
+    summary="Submit an entity again, with a new payload or the stored one",
+)
+async def resubmit_entity(request: Request, key: str, body: ResubmitBody | None = None) -> Any:
+    payload = body.payload if body is not None else None
+    report = await control.resubmit(service_of(request), key, payload)
+    return {
+        "key": report.key,
+        "payload_version": report.payload_version,
+        "previous_status": report.previous_status,
+    }
+
+
+@router.get("/budget", response_model=BudgetOut, summary="The DSP rate budget now")
+async def get_budget(request: Request) -> Any:
+    service = service_of(request)
+    waiting = await health.dsp_backlog(service)
+    return (await views.budget(service, waiting_for_slot=waiting)).to_json()
+
+
+@health_router.get(
+    "/healthz", response_model=Health, responses={503: {"model": Health}}, summary="Health"
+)
+async def healthz(request: Request) -> Any:
+    """200 when PostgreSQL and Temporal answer; 503 naming what does not."""
+    answers = await health.check_health(service_of(request))
+    body = {name: "ok" if ok else "not answering" for name, ok in answers.items()}
+    return JSONResponse(body, status_code=200 if all(answers.values()) else 503)

@@ -1,0 +1,146 @@
+"""The API's JSON shapes, for validation and for the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from dsp_integration.entities import Problem
+
+
+class ProblemOut(BaseModel):
+    entity: str | None = Field(description="the entity's key, when the problem concerns one")
+    field: str | None = Field(description="the payload field (dotted path), when known")
+    message: str
+    position: int | None = None
+    line: int | None = None
+
+
+class Problems(BaseModel):
+    problems: list[ProblemOut]
+
+
+class Detail(BaseModel):
+    detail: str
+
+
+class SubmitAnswer(BaseModel):
+    batch: str
+    entities: int
+    stored: int = Field(description="entities new to the service, stored now")
+    unchanged: int = Field(description="entities already stored with this very payload")
+    started: int = Field(description="workflows started or already running")
+
+
+class BatchOut(BaseModel):
+    name: str
+    counts: dict[str, int]
+    total: int
+    ended: int
+    created: str
+    finished: str | None
+
+
+class EntityOut(BaseModel):
+    key: str
+    type: str
+    batch: str
+    status: str
+    dsp_id: str | None
+    dsp_status: str | None
+    reason: str | None
+    blocked_by: str | None
+    payload_version: int
+    created_at: str
+    updated_at: str
+    finished_at: str | None
+
+
+class EntityList(BaseModel):
+    items: list[EntityOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class NeighbourOut(BaseModel):
+    key: str
+    status: str | None
+
+
+class PayloadVersionOut(BaseModel):
+    version: int | None
+    payload: Any
+    source: str = Field(description="`stored`: the current payload; `sent`: a body sent")
+    method: str | None
+    sent_at: str | None
+
+
+class EntityDetailOut(EntityOut):
+    payload: dict[str, Any]
+    workflow_id: str
+    workflow_url: str
+    dependencies: list[NeighbourOut]
+    dependants: list[NeighbourOut]
+    payload_versions: list[PayloadVersionOut]
+
+
+class AuditOut(BaseModel):
+    id: int
+    method: str
+    path: str
+    request_body: Any
+    idempotency_key: str | None
+    response_status: int | None
+    response_body: str | None
+    error: str | None
+    attempt: int
+    started_at: str
+    finished_at: str | None
+    duration_ms: float | None
+
+
+class ResubmitBody(BaseModel):
+    payload: dict[str, Any] | None = Field(
+        default=None, description="a new payload (`$ref`s allowed); absent: the stored one"
+    )
+
+
+class CancelAnswer(BaseModel):
+    key: str
+    previous_status: str
+
+
+class ResubmitAnswer(BaseModel):
+    key: str
+    payload_version: int
+    previous_status: str
+
+
+class BudgetOut(BaseModel):
+    used: int = Field(description="DSP requests counted in the current rolling window")
+    limit: int
+    window_seconds: float
+    throttled_total: int = Field(description="429 answers in the whole audit trail")
+    throttled_in_window: int = Field(description="429 answers in the current window")
+    paused_seconds: float = Field(description="seconds every worker still holds off after a 429")
+    waiting_for_slot: int | None = Field(
+        description="DSP calls queued in Temporal that no worker has taken yet "
+        "(approximate; null when Temporal does not answer)"
+    )
+
+
+class Health(BaseModel):
+    postgresql: str
+    temporal: str
+
+
+def problem_out(problem: Problem) -> dict[str, Any]:
+    return {
+        "entity": problem.key,
+        "field": problem.field,
+        "message": problem.message,
+        "position": problem.position,
+        "line": problem.line,
+    }

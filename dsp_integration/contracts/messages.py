@@ -1,0 +1,207 @@
+"""Inputs and results of the entity workflow, its activities, signals and query.
+
+Each call takes one model so fields can be added without breaking running workflows.
+DSP payloads travel as plain JSON objects; nothing secret is ever part of these."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from dsp_integration.contracts.statuses import EntityStatus, EntityType
+
+JsonObject = dict[str, Any]
+
+
+class PollCarry(BaseModel):
+    """What a polling run hands to its continuation after continue-as-new."""
+
+    dsp_id: str
+    dsp_status: str
+    payload_version: int
+    polls: int = 0
+    next_interval: float
+
+
+class EntityWorkflowInput(BaseModel):
+    key: str
+    carry: PollCarry | None = None
+
+
+class CancelRequest(BaseModel):
+    reason: str = "cancelled by user"
+
+
+class ResubmitRequest(BaseModel):
+    """Sent after the client stored `payload_version` in the queue table."""
+
+    payload_version: int
+
+
+class DependencyOutcome(BaseModel):
+    """Where a dependency stands, signalled to its dependants: how a payload version ended,
+    or (status `waiting`) that a new version superseded what they were told before. A newer
+    `payload_version` always wins; signals from runs recorded before the field read 0."""
+
+    key: str
+    status: EntityStatus
+    dsp_id: str | None = None
+    reason: str | None = None
+    blocked_by: str | None = None
+    payload_version: int = 0
+
+
+class EntityState(BaseModel):
+    """What the `state` query reports."""
+
+    key: str
+    entity_type: EntityType | None = None
+    status: EntityStatus
+    payload_version: int = 0
+    dsp_id: str | None = None
+    dsp_status: str | None = None
+    reason: str | None = None
+    waiting_on: list[str] = Field(default_factory=list)
+    polls: int = 0
+    next_poll_at: datetime | None = None
+
+
+class LoadEntityInput(BaseModel):
+    key: str
+
+
+class DependencySnapshot(BaseModel):
+    key: str
+    status: EntityStatus
+    dsp_id: str | None = None
+    reason: str | None = None
+    blocked_by: str | None = None
+    payload_version: int = 0
+
+
+class EntitySnapshot(BaseModel):
+    key: str
+    batch: str
+    entity_type: EntityType
+    payload: JsonObject
+    payload_version: int
+    status: EntityStatus
+    dsp_id: str | None = None
+    dsp_status: str | None = None
+    reason: str | None = None
+    dependencies: list[DependencySnapshot] = Field(default_factory=list)
+    # Open (not terminal) entities whose `depends_on` holds this key, when it was loaded: its
+    # DSP calls go before a leaf's. Histories recorded before the field read it as 0.
+    dependants: int = 0
+
+
+class RecordStatusInput(BaseModel):
+    key: str
+    status: EntityStatus
+    payload_version: int
+    dsp_id: str | None = None
+    dsp_status: str | None = None
+    reason: str | None = None
+    blocked_by: str | None = None
+    # Set by runs that tell dependants in pages (`tell_dependants`): the result then counts
+    # the dependants instead of listing them, so no list of keys enters the history.
+    count_dependants: bool = False
+
+
+class RecordStatusResult(BaseModel):
+    """For a terminal status: the dependants to tell (listed for runs recorded before
+    `count_dependants`, counted otherwise), and whether the row took the status at all (it
+    does not when a newer payload version was stored meanwhile)."""
+
+    dependants: list[str] = Field(default_factory=list)
+    dependants_to_tell: int = 0
+    recorded: bool = True
+
+
+class NotifyDependantsInput(BaseModel):
+    outcome: DependencyOutcome
+    dependants: list[str]
+
+
+class TellDependantsInput(BaseModel):
+    """Tell every dependant of `outcome.key` about `outcome`; they are read from the queue
+    table in pages, so however many there are, only this goes into the history."""
+
+    outcome: DependencyOutcome
+
+
+class TellDependantsResult(BaseModel):
+    told: int
+    superseded: bool = False
+
+
+class SubmissionCheckInput(BaseModel):
+    key: str
+    idempotency_key: str
+
+
+class ReconcileInput(BaseModel):
+    """Restart the workflow of every open entity that has none running; `grace_seconds`
+    spares entities a client is starting right now."""
+
+    task_queue: str
+    grace_seconds: float = 60.0
+
+
+class ReconcileResult(BaseModel):
+    open_entities: int
+    restarted: list[str] = Field(default_factory=list)
+
+
+class ReopenBlockedInput(BaseModel):
+    key: str
+
+
+class SubmitEntityInput(BaseModel):
+    key: str
+    entity_type: EntityType
+    body: JsonObject
+    idempotency_key: str
+
+
+class SubmitEntityResult(BaseModel):
+    dsp_id: str
+    dsp_status: str
+
+
+class PollStatusInput(BaseModel):
+    key: str
+    entity_type: EntityType
+    dsp_id: str
+
+
+class ReplaceEntityInput(BaseModel):
+    key: str
+    entity_type: EntityType
+    dsp_id: str
+    body: JsonObject
+
+
+class ArchiveEntityInput(BaseModel):
+    key: str
+    entity_type: EntityType
+    dsp_id: str
+
+
+class DspStatusResult(BaseModel):
+    dsp_status: str
+    reason: str | None = None
+
+
+class PollPlanInput(BaseModel):
+    key: str
+    entity_type: EntityType
+    polls: int
+
+
+class PollPlan(BaseModel):
+    """How long to wait before the next status poll."""
+
+    interval: float

@@ -1,0 +1,186 @@
+"""One DSP request as the activities make it: slot, audit row, send, audit row, tell the
+limiter, verdict."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from dsp_integration.contracts import ErrorType
+from dsp_integration.database import audit_log
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.dsp_client import (
+    DspClient,
+    DspExchange,
+    DspOutcome,
+    DspRequest,
+    OutcomeKind,
+    classify,
+)
+from dsp_integration.gateway.rate_limiter import RateSlot, SharedRateLimiter
+from dsp_integration.observability.metrics import count_dsp_request
+
+logger = logging.getLogger(__name__)
+
+UNAUTHORIZED_RETRY_DELAY = timedelta(seconds=30)
+T = TypeVar("T")
+
+
+class DspGateway:
+    def __init__(
+        self, client: DspClient, limiter: SharedRateLimiter, session_factory: SessionFactory
+    ) -> None:
+        self._client = client
+        self._limiter = limiter
+        self._sessions = session_factory
+
+    async def call(self, entity_key: str, request: DspRequest) -> DspExchange:
+        """Send `request` once and return a successful exchange, or raise for Temporal to retry
+        (429, transient faults, 401) or to fail the entity (rejected, not found).
+
+        A cancellation (the user's last word changed) ends the wait for a slot and sends
+        nothing; once the request is on its way it is finished and audited, and only a failed
+        answer is then reported as cancelled, so the workflow learns of anything created."""
+        async with self._limiter.slot() as slot:
+            if _cancel_requested():
+                await slot.complete()
+                raise asyncio.CancelledError("cancelled before the request left")
+            exchange = await _finish_even_if_cancelled(self._send_audited(entity_key, request))
+            outcome = classify(exchange)
+            await _tell_limiter(slot, exchange, outcome)
+        return _verdict(entity_key, request, exchange, outcome)
+
+    async def _send_audited(self, entity_key: str, request: DspRequest) -> DspExchange:
+        """Audit row, send, audit row: the part no cancellation may cut short."""
+        info = activity.info() if activity.in_activity() else None
+        audit_id = await self._open_audit(entity_key, request, info)
+        exchange = await self._send(request, info)
+        await self._close_audit(audit_id, exchange)
+        return exchange
+
+    async def _open_audit(
+        self, entity_key: str, request: DspRequest, info: activity.Info | None
+    ) -> int:
+        """The audit row, before anything leaves: a request that may have reached the DSP is
+        always on record."""
+        async with self._sessions.begin() as session:
+            return await audit_log.open_request(
+                session,
+                entity_key=entity_key,
+                method=request.method,
+                path=request.path,
+                request_body=request.body,
+                idempotency_key=request.idempotency_key,
+                attempt=info.attempt if info else 1,
+                workflow_id=info.workflow_id if info else None,
+                activity_id=info.activity_id if info else None,
+            )
+
+    async def _send(self, request: DspRequest, info: activity.Info | None) -> DspExchange:
+        exchange = await self._client.send(request)
+        count_dsp_request(request.method, request.path, exchange.status_code)
+        if info is not None:
+            # The activity logger carries the workflow id (so the entity key) and the attempt.
+            activity.logger.info(
+                "DSP %s %s -> %s",
+                request.method,
+                request.path,
+                exchange.status_code if exchange.status_code is not None else exchange.error,
+            )
+        return exchange
+
+    async def _close_audit(self, audit_id: int, exchange: DspExchange) -> None:
+        async with self._sessions.begin() as session:
+            await audit_log.close_request(
+                session,
+                audit_id,
+                response_status=exchange.status_code,
+                response_body=exchange.body_text if exchange.status_code is not None else None,
+                error=exchange.error,
+            )
+
+
+async def _tell_limiter(slot: RateSlot, exchange: DspExchange, outcome: DspOutcome) -> None:
+    """Complete the slot with what the DSP said about the budget."""
+    if outcome.kind is OutcomeKind.RATE_LIMITED:
+        # Every worker holds off, not just this one: the budget is the token's.
+        await slot.pause(outcome.retry_after or 1.0)
+    else:
+        await slot.observe(exchange.rate_limit_remaining, exchange.rate_limit_reset)
+
+
+def _verdict(
+    entity_key: str, request: DspRequest, exchange: DspExchange, outcome: DspOutcome
+) -> DspExchange:
+    """The exchange if the DSP said yes; otherwise the error Temporal acts on (a failed
+    answer to a cancelled call is reported as the cancellation)."""
+    if outcome.kind is not OutcomeKind.OK and _cancel_requested():
+        raise asyncio.CancelledError("cancelled; the request did not succeed")
+    if outcome.kind is OutcomeKind.RATE_LIMITED:
+        retry_after = outcome.retry_after or 1.0
+        raise ApplicationError(
+            f"{request.method} {request.path}: 429 {outcome.message}",
+            type=ErrorType.DSP_RATE_LIMITED,
+            next_retry_delay=timedelta(seconds=retry_after),
+        )
+    _raise_unless_ok(entity_key, request, outcome)
+    return exchange
+
+
+def _cancel_requested() -> bool:
+    return activity.in_activity() and activity.is_cancelled()
+
+
+async def _finish_even_if_cancelled(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` to its end even if this task is cancelled meanwhile (the cancellation is
+    absorbed: the caller looks at `activity.is_cancelled()` afterwards)."""
+    task = asyncio.ensure_future(work)
+    current = asyncio.current_task()
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if current is not None:
+                current.uncancel()
+            if task.done():
+                return task.result()
+
+
+def _raise_unless_ok(key: str, request: DspRequest, outcome: DspOutcome) -> None:
+    where = f"{request.method} {request.path}"
+    match outcome.kind:
+        case OutcomeKind.OK:
+            return
+        case OutcomeKind.TRANSIENT:
+            delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else None
+            raise ApplicationError(
+                f"{where}: {outcome.message}",
+                type=ErrorType.DSP_TRANSIENT,
+                next_retry_delay=delay,
+            )
+        case OutcomeKind.UNAUTHORIZED:
+            logger.error(
+                "DSP refused our token (401) for %s of entity %s: check DSP_API_TOKEN; "
+                "entities keep waiting until it is fixed",
+                where,
+                key,
+            )
+            raise ApplicationError(
+                f"{where}: 401 unauthorized: DSP_API_TOKEN is missing or wrong",
+                type=ErrorType.DSP_UNAUTHORIZED,
+                next_retry_delay=UNAUTHORIZED_RETRY_DELAY,
+            )
+        case OutcomeKind.NOT_FOUND:
+            raise ApplicationError(
+                f"{where}: not found at the DSP",
+                type=ErrorType.DSP_NOT_FOUND,
+                non_retryable=True,
+            )
+        case OutcomeKind.REJECTED:
+            raise ApplicationError(outcome.message, type=ErrorType.DSP_REJECTED, non_retryable=True)

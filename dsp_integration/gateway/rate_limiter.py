@@ -1,0 +1,171 @@
+"""The shared DSP budget as the activities see it: wait for a slot, honour the DSP's word.
+
+    async with limiter.slot() as slot:   # waits for a slot in the shared ledger
+        ...send the request...
+        await slot.observe(remaining, reset)   # or `await slot.pause(retry_after)` on a 429
+
+The slot is the request's: completing it (`observe`, `pause` or `complete`) moves its count in
+the ledger from "may still be in flight" to "a window after its answer"; leaving the block
+completes it if nothing did."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+from temporalio import activity
+
+from dsp_integration.database import rate_ledger
+from dsp_integration.database.engine import SessionFactory
+
+logger = logging.getLogger(__name__)
+
+# Longest single sleep between slot attempts, so the activity keeps heartbeating.
+MAX_SLEEP_SECONDS = 2.0
+
+# The limiter's policy, from the DSP settings (`SharedRateLimiter.for_dsp`).
+# The window is widened by this share of itself, for clocks that drift apart (the DSP's
+# against PostgreSQL's). Delays between a slot and the DSP seeing the request need no margin:
+# the ledger counts each request until a window after its answer (database/rate_ledger.py).
+CLOCK_MARGIN_SHARE = 0.001
+# How many DSP timeouts after its slot a request can still reach the DSP: a pooled
+# connection, a connect and a write, each bounded by the timeout (only a crashed worker,
+# which never completes its slot, ever needs it).
+SLOT_HOLD_TIMEOUTS = 3
+
+
+def rate_margin(window: float) -> float:
+    """Seconds added to the window, for clocks that drift apart."""
+    return window * CLOCK_MARGIN_SHARE
+
+
+def slot_hold(timeout: float) -> float:
+    """How long after its slot a request can still reach the DSP."""
+    return SLOT_HOLD_TIMEOUTS * timeout
+
+
+class RateSlot:
+    """One granted request slot, counted whether or not its request lands: from the moment
+    the request may reach the DSP until a window after its answer came back. Complete it once
+    (`observe`, `pause` or `complete`); later calls do nothing."""
+
+    def __init__(
+        self, limiter: SharedRateLimiter, slot_id: int, granted_at: datetime, asked_at: float
+    ) -> None:
+        self._limiter = limiter
+        self._slot_id = slot_id
+        self._granted_at = granted_at  # the database clock at the grant
+        self._asked_at = asked_at  # the monotonic clock just before it was asked for
+        self.completed = False
+
+    async def complete(self) -> None:
+        """The answer to this slot's request is back (whatever it was), or nothing was sent."""
+        if self.completed:
+            return
+        self.completed = True
+        arrived_by = self._granted_at + timedelta(seconds=time.monotonic() - self._asked_at)
+        await self._limiter.complete_slot(self._slot_id, arrived_by)
+
+    async def observe(self, remaining: int | None, reset: float | None) -> None:
+        """Complete the slot with the DSP's rate headers: when the DSP counts requests we
+        did not make (another client on the token), every worker follows it."""
+        await self.complete()
+        await self._limiter.follow_dsp_count(remaining, reset)
+
+    async def pause(self, seconds: float) -> None:
+        """Complete the slot after a 429: every worker holds off for `seconds`, not just this
+        one, for the budget is the token's."""
+        await self.complete()
+        await self._limiter.pause(seconds)
+
+
+class SharedRateLimiter:
+    def __init__(
+        self,
+        session_factory: SessionFactory,
+        *,
+        limit: int,
+        window: float,
+        margin: float = 0.0,
+        hold: float = 30.0,
+    ) -> None:
+        self._sessions = session_factory
+        self._limit = limit
+        self._window = window
+        self._margin = margin
+        self._hold = hold
+
+    @classmethod
+    def for_dsp(
+        cls, session_factory: SessionFactory, *, limit: int, window: float, timeout: float
+    ) -> SharedRateLimiter:
+        """The limiter of a DSP allowing `limit` requests per rolling `window` seconds, each
+        request bounded by `timeout`: the margin and hold of this module's policy."""
+        return cls(
+            session_factory,
+            limit=limit,
+            window=window,
+            margin=rate_margin(window),
+            hold=slot_hold(timeout),
+        )
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[RateSlot]:
+        """Wait for a slot (a cancellation ends the wait, and no slot is taken) and hold it for
+        the block; a slot the block did not complete is completed when it ends."""
+        slot = await self.acquire()
+        try:
+            yield slot
+        except BaseException:
+            if not slot.completed:
+                try:
+                    await slot.complete()
+                except Exception:
+                    # The ledger lets go of it a hold after the grant all the same.
+                    logger.warning("could not complete a DSP rate slot", exc_info=True)
+            raise
+        else:
+            await slot.complete()
+
+    async def acquire(self) -> RateSlot:
+        """Return once a request slot is ours (prefer `slot()`, which completes it)."""
+        while True:
+            asked_at = time.monotonic()
+            async with self._sessions.begin() as session:
+                decision = await rate_ledger.try_take_slot(
+                    session,
+                    limit=self._limit,
+                    window=self._window,
+                    margin=self._margin,
+                    hold=self._hold,
+                )
+            if decision.granted:
+                assert decision.slot_id is not None and decision.now is not None
+                return RateSlot(self, decision.slot_id, decision.now, asked_at)
+            if activity.in_activity():
+                activity.heartbeat("waiting for a DSP request slot")
+            await asyncio.sleep(min(decision.wait_seconds, MAX_SLEEP_SECONDS))
+
+    async def complete_slot(self, slot_id: int, arrived_by: datetime) -> None:
+        async with self._sessions.begin() as session:
+            await rate_ledger.complete_slot(session, slot_id, arrived_by)
+
+    async def pause(self, seconds: float) -> None:
+        """Every worker holds off for `seconds`."""
+        async with self._sessions.begin() as session:
+            await rate_ledger.pause_until(session, seconds)
+
+    async def follow_dsp_count(self, remaining: int | None, reset: float | None) -> None:
+        """The DSP reports no requests remaining although ours do not fill the window:
+        somebody else's do (another client on the token), so pause until its reset."""
+        if remaining != 0 or not reset:
+            return
+        async with self._sessions() as session:
+            ours = await rate_ledger.granted_in_window(session, self._window)
+        if ours < self._limit:
+            logger.info("DSP reports no requests remaining; pausing %.2f s", reset)
+            await self.pause(reset)

@@ -1,0 +1,140 @@
+"""Prometheus metrics of a worker process, on one endpoint.
+
+The Temporal SDK's Prometheus exporter (in its Rust core) serves `METRICS_PORT`; the
+service's own metrics go through the same runtime's metric meter, so one scrape returns
+the SDK's metrics (`temporal_*`) and the service's (`dsp_*`). prometheus-client's own HTTP
+server would need a second port, and mirroring one registry into the other would need a
+scraper in the worker.
+
+Activities record through `activity.metric_meter()`, the worker's gauges through
+`runtime.metric_meter`; both are no-ops when the runtime has no metrics configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from datetime import datetime
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import MetricMeter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from dsp_integration.contracts import EntityStatus
+from dsp_integration.database import queue_store, rate_ledger
+from dsp_integration.database.engine import SessionFactory
+
+logger = logging.getLogger(__name__)
+
+DSP_REQUESTS = "dsp_requests"
+DSP_RATE_LIMITED = "dsp_rate_limited"
+DSP_BUDGET_USED = "dsp_budget_used_ratio"
+DSP_ENTITIES = "dsp_entities"
+DSP_TIME_TO_TERMINAL = "dsp_entity_time_to_terminal_seconds"
+COLLECT_SECONDS = 5.0
+# Seconds: from advertisers done in a second to creatives reviewed over days.
+TIME_TO_TERMINAL_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 86400, 4 * 86400]
+
+_ID_SEGMENT = re.compile(r"^(/v1/[^/]+)/[^/]+")
+
+
+def install_runtime(port: int | None, host: str = "0.0.0.0") -> Runtime | None:
+    """With a port, make a runtime exporting Prometheus metrics on it the default runtime,
+    so the clients connected after this (the worker's) report through it."""
+    if port is None:
+        return None
+    prometheus = PrometheusConfig(
+        bind_address=f"{host}:{port}",
+        histogram_bucket_overrides={DSP_TIME_TO_TERMINAL: TIME_TO_TERMINAL_BUCKETS},
+    )
+    try:
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    except ValueError as error:  # the core reports a port in use this way
+        raise OSError(f"cannot serve metrics on METRICS_PORT={port}: {error}") from error
+    Runtime.set_default(runtime, error_if_already_set=False)
+    logger.info("Prometheus metrics on http://%s:%d/metrics", host, port)
+    return runtime
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """`GET /v1/creatives/cre_8f3/status` -> `GET /v1/creatives/{id}/status`: one series per
+    endpoint, not per entity."""
+    template = _ID_SEGMENT.sub(r"\1/{id}", path)
+    return f"{method} {template}"
+
+
+def _activity_meter() -> MetricMeter:
+    return activity.metric_meter() if activity.in_activity() else MetricMeter.noop
+
+
+def count_dsp_request(method: str, path: str, status_code: int | None) -> None:
+    """One request that reached (or tried to reach) the DSP; status `none` when no answer."""
+    meter = _activity_meter()
+    attributes = {
+        "endpoint": endpoint_of(method, path),
+        "status": str(status_code) if status_code is not None else "none",
+    }
+    meter.create_counter(DSP_REQUESTS, "DSP requests by endpoint and status").add(1, attributes)
+    if status_code == 429:
+        meter.create_counter(DSP_RATE_LIMITED, "DSP answers 429 rate_limited").add(
+            1, {"endpoint": attributes["endpoint"]}
+        )
+
+
+def observe_entity_finished(
+    entity_type: str, status: str, submitted_at: datetime, finished_at: datetime
+) -> None:
+    """Time from the submit that stored the entity to its terminal status."""
+    seconds = max(0.0, (finished_at - submitted_at).total_seconds())
+    _activity_meter().create_histogram_float(
+        DSP_TIME_TO_TERMINAL, "Seconds from submit to a terminal status", "s"
+    ).record(seconds, {"entity_type": entity_type, "status": status})
+
+
+class WorkerGauges:
+    """Gauges read from PostgreSQL every `interval` seconds: entities by status and the
+    share of the DSP budget used in the current window. Every worker reports the same
+    values (they are facts of the shared database): aggregate them with max, not sum."""
+
+    def __init__(
+        self,
+        meter: MetricMeter,
+        sessions: SessionFactory,
+        *,
+        limit: int,
+        window: float,
+        interval: float = COLLECT_SECONDS,
+    ) -> None:
+        self._sessions = sessions
+        self._limit = limit
+        self._window = window
+        self._interval = interval
+        self._entities = meter.create_gauge(DSP_ENTITIES, "Entities by service status")
+        self._budget = meter.create_gauge_float(
+            DSP_BUDGET_USED, "DSP requests granted in the current window / DSP_RATE_LIMIT"
+        )
+
+    async def collect(self) -> None:
+        async with self._sessions() as session:
+            counts = await queue_store.count_by_status(session)
+            granted = await rate_ledger.granted_in_window(session, self._window)
+        for status in EntityStatus:
+            self._entities.set(counts.get(status.value, 0), {"status": status.value})
+        self._budget.set(granted / self._limit)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.collect()
+            except Exception:  # a database hiccup must not stop the worker
+                logger.warning("collecting metrics failed", exc_info=True)
+            try:
+                await asyncio.wait_for(stop.wait(), self._interval)
+            except TimeoutError:
+                pass
+
+
+def client_meter(client: Client) -> MetricMeter:
+    """The metric meter of the runtime the client (and its workers) report through."""
+    return (client.service_client.config.runtime or Runtime.default()).metric_meter

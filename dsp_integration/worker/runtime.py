@@ -1,0 +1,175 @@
+"""The worker process: the workflow worker and the rate-limited DSP-activity worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from dsp_integration.activities.dsp_calls import DspActivities
+from dsp_integration.activities.fan_out import DependantFanOut
+from dsp_integration.activities.poll_planner import ADAPTIVE, PollPlanner, PollStrategy
+from dsp_integration.activities.queue_records import QueueActivities
+from dsp_integration.activities.reconciler import OrphanReconciler
+from dsp_integration.client.temporal_client import connect_temporal
+from dsp_integration.config import Settings
+from dsp_integration.database.engine import open_database
+from dsp_integration.dsp_client import DspClient, build_http_client
+from dsp_integration.gateway.dsp_gateway import DspGateway
+from dsp_integration.gateway.rate_limiter import SharedRateLimiter
+from dsp_integration.observability.metrics import WorkerGauges, client_meter, install_runtime
+from dsp_integration.worker.reconcile_schedule import ensure_reconcile_schedule
+from dsp_integration.workflows.entity import EntityWorkflow
+from dsp_integration.workflows.reconcile import ReconcileWorkflow
+
+logger = logging.getLogger(__name__)
+
+# Temporal's task-queue limit is a token bucket (about one second of rate as burst); the
+# PostgreSQL ledger is the exact limit. A little headroom keeps Temporal from holding the
+# budget below 100% while the backlog (and its priorities) still waits in the server.
+TEMPORAL_RATE_HEADROOM = 1.1
+# Few DSP tasks per worker: a task that left the server waits for its ledger slot in no
+# particular order, so every one held here escapes the server's priority ordering (the fewer,
+# the larger new submissions' share of the budget behind waiting polls: devkit/bench/RESULTS.md).
+# A handful still covers slow answers at the DSP's rate.
+DSP_MAX_CONCURRENT_ACTIVITIES = 4
+# On SIGTERM in-flight DSP requests may finish (each is bounded by DSP_TIMEOUT) before the
+# worker stops; what is still running then is retried elsewhere, idempotently.
+GRACEFUL_SHUTDOWN = timedelta(seconds=15)
+
+
+class WorkerTuning(BaseSettings):
+    """Switches of the worker process for the benchmarks' comparisons, not for production:
+    `DSP_POLL_STRATEGY=fixed` polls every DSP_POLL_MIN_INTERVAL instead of planning,
+    `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority, and
+    `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache.
+
+    Why a model of its own, read by the worker entry point: the benchmarks compare real
+    worker processes, so the switches must reach `python worker.py` through its environment,
+    and the worker must read them; but they are not part of the service's configuration
+    (`config.Settings`, which docker-compose and .env.example mirror field by field), whose
+    defaults are the only values production runs. The bench writes them from this model
+    (`dsp_integration.config.settings.as_environment`), so a switch cannot be spelled two ways.
+
+    The sticky cache keeps workflows in memory between their tasks, least recently used
+    evicted: it bounds a worker's memory however many entities sleep (a creative in a
+    days-long review is evicted while others work; its next poll replays its history, bounded
+    by continue-as-new, in milliseconds). Too small a cache costs throughput: evicted
+    workflows' tasks leave the sticky queue and replay (devkit/bench/RESULTS.md)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DSP_", env_file=".env", extra="ignore", env_ignore_empty=True
+    )
+
+    poll_strategy: PollStrategy = ADAPTIVE
+    dependant_priority: bool = True
+    max_cached_workflows: int = Field(default=1000, ge=0)
+
+
+async def run_worker(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    client: Client | None = None,
+    tuning: WorkerTuning | None = None,
+) -> None:
+    """Run both workers until `stop` is set, then drain and close everything. Without
+    `tuning`, the switches are read from the environment (`WorkerTuning`)."""
+    if tuning is None:
+        tuning = WorkerTuning()
+    if client is None:
+        install_runtime(settings.metrics_port)  # before connecting: the client reports through it
+    temporal = client or await connect_temporal(settings)
+    async with (
+        open_database(settings.effective_database_url) as sessions,
+        build_http_client(settings.effective_dsp_base_url, settings.dsp_timeout) as http,
+    ):
+        limiter = SharedRateLimiter.for_dsp(
+            sessions,
+            limit=settings.dsp_rate_limit,
+            window=settings.dsp_rate_window,
+            timeout=settings.dsp_timeout,
+        )
+        dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_token()), limiter, sessions))
+        queue = QueueActivities(
+            sessions,
+            temporal,
+            settings.temporal_task_queue,
+            dependant_priority=tuning.dependant_priority,
+        )
+        planner = PollPlanner(
+            sessions,
+            min_interval=settings.dsp_poll_min_interval,
+            max_interval=settings.dsp_poll_max_interval,
+            requests_per_second=settings.dsp_requests_per_second,
+            strategy=tuning.poll_strategy,
+        )
+        fan_out = DependantFanOut(sessions, temporal, settings.temporal_task_queue)
+        reconciler = OrphanReconciler(sessions, temporal)
+        workers = build_workers(
+            temporal, settings, tuning, dsp, queue, planner, fan_out, reconciler
+        )
+        if settings.dsp_reconcile_interval > 0:
+            await ensure_reconcile_schedule(temporal, settings)
+        gauges = WorkerGauges(
+            client_meter(temporal),
+            sessions,
+            limit=settings.dsp_rate_limit,
+            window=settings.dsp_rate_window,
+        )
+        async with workers[0], workers[1], asyncio.TaskGroup() as background:
+            if settings.metrics_port is not None:
+                background.create_task(gauges.run(stop))
+            logger.info(
+                "worker running: workflows on %r, DSP calls on %r at %.3f/s",
+                settings.temporal_task_queue,
+                settings.dsp_task_queue,
+                settings.dsp_requests_per_second,
+            )
+            await stop.wait()
+            logger.info("worker stopping")
+
+
+def build_workers(
+    client: Client,
+    settings: Settings,
+    tuning: WorkerTuning,
+    dsp: DspActivities,
+    queue: QueueActivities,
+    planner: PollPlanner,
+    fan_out: DependantFanOut,
+    reconciler: OrphanReconciler,
+) -> Sequence[Worker]:
+    workflow_worker = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[EntityWorkflow, ReconcileWorkflow],
+        activities=[
+            queue.load_entity,
+            queue.record_status,
+            queue.submission_may_have_landed,
+            queue.notify_dependants,
+            queue.reopen_blocked,
+            planner.plan_next_poll,
+            fan_out.tell_dependants,
+            reconciler.restart_orphaned_entities,
+        ],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        max_cached_workflows=tuning.max_cached_workflows,
+    )
+    dsp_worker = Worker(
+        client,
+        task_queue=settings.dsp_task_queue,
+        activities=dsp.all(),
+        max_concurrent_activities=DSP_MAX_CONCURRENT_ACTIVITIES,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        max_task_queue_activities_per_second=settings.dsp_requests_per_second
+        * TEMPORAL_RATE_HEADROOM,
+    )
+    return workflow_worker, dsp_worker

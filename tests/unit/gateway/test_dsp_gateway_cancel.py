@@ -1,0 +1,131 @@
+"""A DSP call cancelled by the user's last word: nothing leaves while it waits for its slot,
+and a request already on its way is finished and audited, its success reported as such
+(the workflow then archives or replaces what it created). Real PostgreSQL, mocked DSP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+import respx
+from pydantic import SecretStr
+from sqlalchemy import select
+from temporalio.testing import ActivityEnvironment
+
+from dsp_integration.contracts import EntityType
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.models import AuditRecord
+from dsp_integration.dsp_client import DspClient, build_http_client, create_request
+from dsp_integration.gateway.dsp_gateway import DspGateway
+from dsp_integration.gateway.rate_limiter import SharedRateLimiter
+
+BASE_URL = "http://dsp.test"
+BODY = {"name": "Acme", "domain": "acme.example", "currency": "USD"}
+CREATED = {"id": "adv_1", "type": "advertisers", "status": "active", "created_at": "2026-12-01"}
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with build_http_client(BASE_URL, 5.0) as client:
+        yield client
+
+
+def gateway(http: httpx.AsyncClient, sessions: SessionFactory, limit: int) -> DspGateway:
+    limiter = SharedRateLimiter(sessions, limit=limit, window=60.0, hold=5.0)
+    return DspGateway(DspClient(http, SecretStr("token")), limiter, sessions)
+
+
+async def audit_rows(sessions: SessionFactory) -> list[AuditRecord]:
+    async with sessions() as session:
+        return list(await session.scalars(select(AuditRecord).order_by(AuditRecord.id)))
+
+
+async def cancel_when(env: ActivityEnvironment, ready: asyncio.Event) -> None:
+    await ready.wait()
+    env.cancel()
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_a_call_cancelled_while_it_waits_for_its_slot_sends_nothing(
+    respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
+) -> None:
+    route = respx_mock.post("/v1/advertisers").respond(201, json=CREATED)
+    calls = gateway(http, clean_database, limit=1)
+    await SharedRateLimiter(clean_database, limit=1, window=60.0).acquire()  # the only slot
+    env = ActivityEnvironment()
+    request = create_request(EntityType.ADVERTISERS, BODY, "adv:v1")
+
+    async def cancel_soon() -> None:
+        await asyncio.sleep(0.3)
+        env.cancel()
+
+    canceller = asyncio.create_task(cancel_soon())
+    with pytest.raises(asyncio.CancelledError):
+        await env.run(calls.call, "adv", request)
+    await canceller
+    assert not route.called
+    assert await audit_rows(clean_database) == []
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_a_request_on_its_way_is_finished_and_its_success_returned(
+    respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
+) -> None:
+    sent, answer = asyncio.Event(), asyncio.Event()
+
+    async def slow_dsp(request: httpx.Request) -> httpx.Response:
+        sent.set()
+        await answer.wait()
+        return httpx.Response(201, json=CREATED)
+
+    respx_mock.post("/v1/advertisers").mock(side_effect=slow_dsp)
+    env = ActivityEnvironment()
+    canceller = asyncio.create_task(cancel_when(env, sent))
+    call = asyncio.create_task(
+        env.run(
+            gateway(http, clean_database, limit=10).call,
+            "adv",
+            create_request(EntityType.ADVERTISERS, BODY, "adv:v1"),
+        )
+    )
+    await canceller
+    await asyncio.sleep(0.1)
+    answer.set()
+
+    exchange = await call
+    assert exchange.status_code == 201
+    [row] = await audit_rows(clean_database)
+    assert row.response_status == 201 and row.finished_at is not None
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_a_failed_answer_to_a_cancelled_call_reports_the_cancellation(
+    respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
+) -> None:
+    sent, answer = asyncio.Event(), asyncio.Event()
+
+    async def failing_dsp(request: httpx.Request) -> httpx.Response:
+        sent.set()
+        await answer.wait()
+        return httpx.Response(503, json={"error": {"code": "unavailable", "message": "down"}})
+
+    respx_mock.post("/v1/advertisers").mock(side_effect=failing_dsp)
+    env = ActivityEnvironment()
+    canceller = asyncio.create_task(cancel_when(env, sent))
+    call = asyncio.create_task(
+        env.run(
+            gateway(http, clean_database, limit=10).call,
+            "adv",
+            create_request(EntityType.ADVERTISERS, BODY, "adv:v1"),
+        )
+    )
+    await canceller
+    answer.set()
+
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    [row] = await audit_rows(clean_database)
+    assert row.response_status == 503  # audited all the same: it may have reached the DSP

@@ -1,0 +1,150 @@
+"""The service's own metrics, read back through a Temporal runtime's metric buffer."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from temporalio import activity
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
+from temporalio.testing import ActivityEnvironment
+
+from dsp_integration.database import queue_store
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.models import RateLedgerEntry
+from dsp_integration.observability.metrics import (
+    DSP_BUDGET_USED,
+    DSP_ENTITIES,
+    DSP_RATE_LIMITED,
+    DSP_REQUESTS,
+    DSP_TIME_TO_TERMINAL,
+    WorkerGauges,
+    count_dsp_request,
+    endpoint_of,
+    install_runtime,
+    observe_entity_finished,
+)
+from dsp_integration.worker.logging_setup import JsonFormatter
+
+
+def buffered_runtime() -> tuple[Runtime, MetricBuffer]:
+    buffer = MetricBuffer(10_000)
+    return Runtime(telemetry=TelemetryConfig(metrics=buffer)), buffer
+
+
+def updates(buffer: MetricBuffer, name: str) -> list[tuple[dict, float]]:
+    return [
+        (dict(u.attributes), u.value) for u in buffer.retrieve_updates() if u.metric.name == name
+    ]
+
+
+def test_endpoints_name_the_path_template_not_the_entity() -> None:
+    assert endpoint_of("POST", "/v1/campaigns") == "POST /v1/campaigns"
+    assert endpoint_of("GET", "/v1/creatives/cre_8f/status") == "GET /v1/creatives/{id}/status"
+    assert endpoint_of("PUT", "/v1/ad_groups/agr_1") == "PUT /v1/ad_groups/{id}"
+    assert endpoint_of("DELETE", "/v1/ad_groups/agr_1") == "DELETE /v1/ad_groups/{id}"
+
+
+async def test_dsp_requests_are_counted_by_endpoint_and_status_429s_apart() -> None:
+    runtime, buffer = buffered_runtime()
+    env = ActivityEnvironment()
+    env.metric_meter = runtime.metric_meter
+
+    @activity.defn
+    async def calls() -> None:
+        count_dsp_request("GET", "/v1/creatives/cre_1/status", 200)
+        count_dsp_request("GET", "/v1/creatives/cre_2/status", 429)
+        count_dsp_request("POST", "/v1/creatives", None)
+
+    await env.run(calls)
+    got = buffer.retrieve_updates()
+    requests = [(dict(u.attributes), u.value) for u in got if u.metric.name == DSP_REQUESTS]
+    assert [(a["endpoint"], a["status"], v) for a, v in requests] == [
+        ("GET /v1/creatives/{id}/status", "200", 1),
+        ("GET /v1/creatives/{id}/status", "429", 1),
+        ("POST /v1/creatives", "none", 1),
+    ]
+    limited = [dict(u.attributes) for u in got if u.metric.name == DSP_RATE_LIMITED]
+    assert [a["endpoint"] for a in limited] == ["GET /v1/creatives/{id}/status"]
+
+
+def test_outside_an_activity_metrics_are_a_no_op() -> None:
+    count_dsp_request("GET", "/v1/campaigns/cmp_1/status", 200)
+    now = datetime.now(UTC)
+    observe_entity_finished("campaigns", "succeeded", now, now)
+
+
+async def test_time_to_terminal_is_recorded_in_seconds() -> None:
+    runtime, buffer = buffered_runtime()
+    env = ActivityEnvironment()
+    env.metric_meter = runtime.metric_meter
+    finished = datetime.now(UTC)
+
+    @activity.defn
+    async def finish() -> None:
+        observe_entity_finished("creatives", "rejected", finished - timedelta(hours=2), finished)
+
+    await env.run(finish)
+    [(attributes, value)] = updates(buffer, DSP_TIME_TO_TERMINAL)
+    assert value == 7200.0
+    assert attributes["entity_type"] == "creatives" and attributes["status"] == "rejected"
+
+
+async def test_gauges_report_entities_by_status_and_the_budget_used(
+    clean_database: SessionFactory,
+) -> None:
+    async with clean_database.begin() as session:
+        await queue_store.insert_new_entities(
+            session,
+            [
+                queue_store.NewEntity(f"g{i}", "gauges", "advertisers", {}, "fp", [])
+                for i in range(3)
+            ],
+        )
+        now = await session.scalar(select(func.clock_timestamp()))
+        session.add_all(RateLedgerEntry(granted_at=now) for _ in range(5))
+    runtime, buffer = buffered_runtime()
+    gauges = WorkerGauges(runtime.metric_meter, clean_database, limit=20, window=60.0)
+
+    await gauges.collect()
+
+    entities = {a["status"]: v for a, v in updates(buffer, DSP_ENTITIES)}
+    assert entities["waiting"] == 3
+    assert entities["succeeded"] == 0 and entities["blocked"] == 0
+    await gauges.collect()
+    assert [v for _, v in updates(buffer, DSP_BUDGET_USED)] == [0.25]
+
+
+def test_json_logs_carry_the_entity_key_workflow_id_and_attempt() -> None:
+    record = logging.LogRecord("activities", logging.INFO, __file__, 1, "DSP %s", ("GET",), None)
+    record.temporal_activity = {
+        "workflow_id": "dsp-entity-acme-spring",
+        "activity_type": "poll_status",
+        "activity_id": "7",
+        "attempt": 3,
+    }
+
+    entry = json.loads(JsonFormatter().format(record))
+
+    assert entry["message"] == "DSP GET"
+    assert entry["entity_key"] == "acme-spring"
+    assert entry["workflow_id"] == "dsp-entity-acme-spring"
+    assert entry["attempt"] == 3
+    assert entry["level"] == "info"
+
+
+def test_a_metrics_port_in_use_is_an_os_error_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"METRICS_PORT={port}"):
+            install_runtime(port, host="127.0.0.1")
+
+
+def test_without_a_metrics_port_there_is_no_runtime() -> None:
+    assert install_runtime(None) is None
