@@ -95,6 +95,9 @@ FAILING_DSP_ERRORS = (ErrorType.DSP_REJECTED, ErrorType.DSP_NOT_FOUND)
 FAN_OUT_START_TO_CLOSE = timedelta(hours=1)
 FAN_OUT_HEARTBEAT = timedelta(seconds=30)
 FAN_OUT_RETRY_POLICY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Up to this many dependants are told in a local activity (a few signals, well within its
+# timeout); more in a regular, heartbeating activity that resumes where it stopped.
+LOCAL_FAN_OUT_LIMIT = 50
 DEFAULT_CANCEL_REASON = CancelRequest().reason
 ARCHIVED = "archived"
 
@@ -531,12 +534,25 @@ class EntityWorkflow:
                 return INTERRUPTED
             raise
 
-    async def _tell_dependants(self, snapshot: EntitySnapshot, outcome: DependencyOutcome) -> None:
-        """Tell dependants (read in pages by the activity) where this key stands; a resubmit
-        arriving meanwhile stops it, since the outcome no longer holds."""
+    async def _tell_dependants(
+        self, snapshot: EntitySnapshot, outcome: DependencyOutcome, count: int | None = None
+    ) -> None:
+        """Tell dependants (read from the queue table by the activity) where this key stands.
+        A few are told in a local activity, as cheap as the rest of the queue records; many
+        (or an unknown number) in a regular one that heartbeats after each page and that a
+        resubmit arriving meanwhile cancels, since the outcome no longer holds."""
+        request = TellDependantsInput(outcome=outcome)
+        if count is not None and count <= LOCAL_FAN_OUT_LIMIT:
+            await workflow.execute_local_activity_method(
+                DependantFanOut.tell_dependants,
+                request,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY_POLICY,
+            )
+            return
         handle = workflow.start_activity_method(
             DependantFanOut.tell_dependants,
-            TellDependantsInput(outcome=outcome),
+            request,
             start_to_close_timeout=FAN_OUT_START_TO_CLOSE,
             heartbeat_timeout=FAN_OUT_HEARTBEAT,
             retry_policy=FAN_OUT_RETRY_POLICY,
@@ -582,7 +598,7 @@ class EntityWorkflow:
         if self._last_word_wins:
             # An outcome of a superseded version goes nowhere.
             if result.recorded and result.dependants_to_tell and not self._resubmitted(snapshot):
-                await self._tell_dependants(snapshot, outcome)
+                await self._tell_dependants(snapshot, outcome, result.dependants_to_tell)
             return
         if result.dependants:
             await _queue_activity(
