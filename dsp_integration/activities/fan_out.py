@@ -15,6 +15,7 @@ from temporalio.client import Client
 from dsp_integration.contracts import (
     ENTITY_WORKFLOW_NAME,
     SIGNAL_DEPENDENCY_FINISHED,
+    DependencyOutcome,
     EntityWorkflowInput,
     TellDependantsInput,
     TellDependantsResult,
@@ -27,6 +28,22 @@ from dsp_integration.database.engine import SessionFactory
 PAGE_SIZE = 500
 # Signals in flight at once; the Temporal server, not this worker, is the limit.
 SIGNAL_CONCURRENCY = 32
+
+
+async def tell_dependant(
+    client: Client, task_queue: str, key: str, outcome: DependencyOutcome
+) -> None:
+    """Signal-with-start `dependency_finished` to the workflow of `key`: one that is not
+    running starts and reads the news (so a dependant whose start was lost still wakes up)."""
+    await client.start_workflow(
+        ENTITY_WORKFLOW_NAME,
+        EntityWorkflowInput(key=key),
+        id=workflow_id_for(key),
+        task_queue=task_queue,
+        search_attributes=entity_search_attributes(key),
+        start_signal=SIGNAL_DEPENDENCY_FINISHED,
+        start_signal_args=[outcome],
+    )
 
 
 class DependantFanOut:
@@ -59,15 +76,7 @@ class DependantFanOut:
 
         async def tell(key: str) -> None:
             async with gate:
-                await self._client.start_workflow(
-                    ENTITY_WORKFLOW_NAME,
-                    EntityWorkflowInput(key=key),
-                    id=workflow_id_for(key),
-                    task_queue=self._task_queue,
-                    search_attributes=entity_search_attributes(key),
-                    start_signal=SIGNAL_DEPENDENCY_FINISHED,
-                    start_signal_args=[outcome],
-                )
+                await tell_dependant(self._client, self._task_queue, key, outcome)
 
         while True:
             async with self._sessions() as session:

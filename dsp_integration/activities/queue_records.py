@@ -10,9 +10,9 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from dsp_integration.activities.fan_out import tell_dependant
 from dsp_integration.contracts import (
     ENTITY_WORKFLOW_NAME,
-    SIGNAL_DEPENDENCY_FINISHED,
     TERMINAL_STATUSES,
     EntitySnapshot,
     EntityStatus,
@@ -108,15 +108,7 @@ class QueueActivities:
         running (signal-with-start), so a dependant whose start was lost still wakes up.
         Repeating it delivers a duplicate signal, which the workflow ignores."""
         for key in request.dependants:
-            await self._client.start_workflow(
-                ENTITY_WORKFLOW_NAME,
-                EntityWorkflowInput(key=key),
-                id=workflow_id_for(key),
-                task_queue=self._task_queue,
-                search_attributes=entity_search_attributes(key),
-                start_signal=SIGNAL_DEPENDENCY_FINISHED,
-                start_signal_args=[request.outcome],
-            )
+            await tell_dependant(self._client, self._task_queue, key, request.outcome)
 
     @activity.defn
     async def reopen_blocked(self, request: ReopenBlockedInput) -> list[str]:
