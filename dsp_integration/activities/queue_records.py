@@ -72,8 +72,14 @@ class QueueActivities:
         counted when the caller tells them in pages, listed for runs recorded before that."""
         async with self._sessions.begin() as session:
             changed = await queue_store.record_status(session, change)
+            # The row's priority now: a `prioritise` reaches the workflow's next DSP call.
+            priority = (
+                queue_store.stored_level(changed.priority)
+                if changed is not None
+                else await queue_store.priority_of(session, change.key)
+            )
             if change.status not in TERMINAL_STATUSES:
-                return RecordStatusResult(recorded=changed is not None)
+                return RecordStatusResult(recorded=changed is not None, priority=priority)
             if changed is not None and changed.finished_at is not None:
                 observe_entity_finished(
                     changed.entity_type, changed.status, changed.created_at, changed.finished_at
@@ -82,15 +88,17 @@ class QueueActivities:
                 return RecordStatusResult(
                     dependants=await queue_store.open_dependants(session, change.key),
                     recorded=changed is not None,
+                    priority=priority,
                 )
             if changed is None:
-                return RecordStatusResult(recorded=False)
+                return RecordStatusResult(recorded=False, priority=priority)
             return RecordStatusResult(
                 dependants_to_tell=await queue_store.count_dependants_to_tell(
                     session,
                     change.key,
                     include_blocked=change.status is EntityStatus.SUCCEEDED,
-                )
+                ),
+                priority=priority,
             )
 
     @activity.defn
