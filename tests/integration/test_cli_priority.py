@@ -52,7 +52,10 @@ async def test_priority_through_the_cli(
 
     # The advertiser ends at once; the creatives stay under review.
     async with asyncio.timeout(30):
-        while (await queries.entity_views(stack.service, keys=["pr-adv"]))[0].finished_at is None:
+        while True:
+            (adv,) = await queries.entity_views(stack.service, keys=["pr-adv"])
+            if adv.finished_at is not None:
+                break
             await asyncio.sleep(0.1)
     lowered = await run_cli(["prioritise", "pr", "low"], env)
     assert lowered.code == 0, lowered
