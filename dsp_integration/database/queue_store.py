@@ -134,6 +134,10 @@ def stored_level(stored: str | None) -> PriorityLevel:
         return DEFAULT_PRIORITY_LEVEL
 
 
+async def stored_status(session: AsyncSession, key: str) -> str | None:
+    return await session.scalar(select(QueuedEntity.status).where(QueuedEntity.key == key))
+
+
 async def priority_of(session: AsyncSession, key: str) -> PriorityLevel | None:
     """The entity's priority now (None for an unknown key)."""
     stored = await session.scalar(select(QueuedEntity.priority).where(QueuedEntity.key == key))
