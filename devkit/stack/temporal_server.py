@@ -31,13 +31,17 @@ SEARCH_ATTRIBUTES: Mapping[str, str] = {
 # priorities are exact (with the default 4 partitions each one enforces its own share and
 # orders only its own tasks), and the priority matcher, which orders a partition's backlog by
 # priority key (it raises new entities' share of the budget behind waiting polls: see
-# devkit/bench/RESULTS.md). `--dynamic-config-value` takes plain KEY=JSON values: the dev
+# devkit/bench/RESULTS.md), and fairness: within one priority key the matcher hands each
+# fairness key (the DSP calls' batch) a share of the dispatches by weight, instead of first
+# come, first served (`matching.enableFairness` implies the new matcher; the fairness backlog
+# keeps the priority order). `--dynamic-config-value` takes plain KEY=JSON values: the dev
 # server puts them into a StaticClient as unconstrained values, so they apply to every task
 # queue. That is fine for a dev server; docker-compose constrains them by queue name.
 DYNAMIC_CONFIG: Mapping[str, int | bool] = {
     "matching.numTaskqueueReadPartitions": 1,
     "matching.numTaskqueueWritePartitions": 1,
     "matching.useNewMatcher": True,
+    "matching.enableFairness": True,
 }
 
 

@@ -50,16 +50,19 @@ class PollPlanner:
 
     @activity.defn
     async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
-        """Read-only: counts the entities being polled (cached briefly per worker). The `fixed`
-        strategy polls every `min_interval` whatever the load; it exists for comparison."""
+        """Read-only: counts the entities being polled (cached briefly per worker), and reads
+        the entity's priority for the poll that follows the wait. The `fixed` strategy polls
+        every `min_interval` whatever the load; it exists for comparison."""
+        async with self._sessions() as session:
+            priority = await queue_store.priority_of(session, request.key)
         if self._strategy == FIXED:
-            return PollPlan(interval=self._min)
+            return PollPlan(interval=self._min, priority=priority)
         in_flight = await self._polling_count()
         backoff = min(self._max, self._min * BACKOFF_FACTOR**request.polls)
         fair_share = in_flight / (self._rate * POLL_SHARE)
         interval = max(backoff, fair_share)
         interval *= 1 + random.uniform(-JITTER, JITTER)
-        return PollPlan(interval=max(self._min, interval))
+        return PollPlan(interval=max(self._min, interval), priority=priority)
 
     async def _polling_count(self) -> int:
         now = time.monotonic()

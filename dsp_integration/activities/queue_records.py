@@ -71,10 +71,26 @@ class QueueActivities:
         For a terminal status of the version the row holds, returns the dependants to tell:
         counted when the caller tells them in pages, listed for runs recorded before that."""
         async with self._sessions.begin() as session:
+            ended_before = (
+                await queue_store.stored_status(session, change.key)
+                if change.status in TERMINAL_STATUSES
+                else None
+            )
             changed = await queue_store.record_status(session, change)
+            # The row's priority now: a `prioritise` reaches the workflow's next DSP call.
+            priority = (
+                queue_store.stored_level(changed.priority)
+                if changed is not None
+                else await queue_store.priority_of(session, change.key)
+            )
             if change.status not in TERMINAL_STATUSES:
-                return RecordStatusResult(recorded=changed is not None)
-            if changed is not None and changed.finished_at is not None:
+                return RecordStatusResult(recorded=changed is not None, priority=priority)
+            # A blocked entity that looked again and is still blocked ends once, not twice.
+            if (
+                changed is not None
+                and changed.finished_at is not None
+                and ended_before != change.status.value
+            ):
                 observe_entity_finished(
                     changed.entity_type, changed.status, changed.created_at, changed.finished_at
                 )
@@ -82,15 +98,17 @@ class QueueActivities:
                 return RecordStatusResult(
                     dependants=await queue_store.open_dependants(session, change.key),
                     recorded=changed is not None,
+                    priority=priority,
                 )
             if changed is None:
-                return RecordStatusResult(recorded=False)
+                return RecordStatusResult(recorded=False, priority=priority)
             return RecordStatusResult(
                 dependants_to_tell=await queue_store.count_dependants_to_tell(
                     session,
                     change.key,
                     include_blocked=change.status is EntityStatus.SUCCEEDED,
-                )
+                ),
+                priority=priority,
             )
 
     @activity.defn

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.activities.reconciler import restart_orphans as _restart_orphans
 from dsp_integration.client.context import ServiceContext
-from dsp_integration.client.errors import EntityEnded, UnknownEntity
+from dsp_integration.client.errors import EntityEnded, UnknownBatch, UnknownEntity
 from dsp_integration.client.workflow_starts import start_entity_workflow
 from dsp_integration.contracts import (
     SIGNAL_CANCEL,
@@ -19,6 +19,7 @@ from dsp_integration.contracts import (
     CancelRequest,
     EntityStatus,
     EntityType,
+    PriorityLevel,
     ReconcileInput,
     ReconcileResult,
     ResubmitRequest,
@@ -35,6 +36,15 @@ class ResubmitReport:
     payload_version: int
     previous_status: str
     reopened: list[str] = field(default_factory=list)
+    priority: PriorityLevel | None = None
+
+
+@dataclass(frozen=True)
+class PrioritiseReport:
+    batch: str
+    priority: PriorityLevel
+    changed: int
+    """The batch's entities that had not ended, which now have `priority`."""
 
 
 async def _row(service: ServiceContext, key: str) -> QueuedEntity:
@@ -80,11 +90,15 @@ async def _referenced_ancestors(session: AsyncSession, keys: list[str]) -> set[s
 
 
 async def resubmit(
-    service: ServiceContext, key: str, payload: dict[str, Any] | None = None
+    service: ServiceContext,
+    key: str,
+    payload: dict[str, Any] | None = None,
+    priority: PriorityLevel | None = None,
 ) -> ResubmitReport:
     """Store a new payload version (optionally a new payload) and hand it to the workflow:
     a running one re-PUTs or re-POSTs it, an ended one is started again. Everything blocked
-    downstream of this entity goes back to waiting, in the same transaction.
+    downstream of this entity goes back to waiting, in the same transaction. With
+    `priority`, the entity's DSP calls from now on go at that level.
 
     The checks and the write run in one transaction under `DEPENDENCY_GRAPH_LOCK`, so
     concurrent resubmits are serialised: each sees what the one before it stored."""
@@ -117,6 +131,7 @@ async def resubmit(
             payload=payload,
             payload_fingerprint=fingerprint,
             depends_on=depends_on,
+            priority=priority,
         )
     await start_entity_workflow(
         await service.temporal(),
@@ -130,7 +145,21 @@ async def resubmit(
         payload_version=stored.payload_version,
         previous_status=previous_status,
         reopened=stored.reopened,
+        priority=priority,
     )
+
+
+async def prioritise(
+    service: ServiceContext, batch: str, priority: PriorityLevel
+) -> PrioritiseReport:
+    """Give the batch's entities that have not ended `priority`. Nothing is signalled: each
+    workflow reads its row's level in the local activity before its next DSP call (a call
+    already waiting in the DSP queue keeps the place it was given)."""
+    async with service.sessions.begin() as session:
+        changed = await queue_store.prioritise_batch(session, batch, priority)
+    if changed is None:
+        raise UnknownBatch(batch)
+    return PrioritiseReport(batch=batch, priority=priority, changed=changed)
 
 
 async def restart_orphans(service: ServiceContext, grace_seconds: float) -> ReconcileResult:

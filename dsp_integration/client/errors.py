@@ -15,3 +15,15 @@ class UnknownEntity(ServiceError):
 
 class EntityEnded(ServiceError):
     pass
+
+
+class UnknownBatch(ServiceError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"unknown batch {name!r}")
+        self.name = name
+
+
+class UnknownPriority(ServiceError):
+    def __init__(self, text: str) -> None:
+        super().__init__(f"unknown priority {text!r}: use high, normal or low")
+        self.text = text

@@ -23,6 +23,7 @@ class EntityView:
     reason: str | None
     blocked_by: str | None
     payload_version: int
+    priority: str
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -81,6 +82,7 @@ async def entity_views(
             reason=row.reason,
             blocked_by=row.blocked_by,
             payload_version=row.payload_version,
+            priority=row.priority,
             created_at=row.created_at,
             updated_at=row.updated_at,
             finished_at=row.finished_at,

@@ -6,8 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsp_integration.client.context import ServiceContext
+from dsp_integration.client.errors import UnknownPriority
 from dsp_integration.client.workflow_starts import start_entity_workflows
-from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus
+from dsp_integration.contracts import (
+    DEFAULT_PRIORITY_LEVEL,
+    TERMINAL_STATUSES,
+    EntityStatus,
+    PriorityLevel,
+    parse_priority_level,
+)
 from dsp_integration.contracts.search_attributes import entity_search_attributes
 from dsp_integration.database import queue_store
 from dsp_integration.database.models import QueuedEntity
@@ -29,6 +36,7 @@ class SubmitReport:
     stored: int
     started: int
     already_ended: int
+    priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL
 
 
 def read_submission(path: Path, batch: str | None = None) -> Submission:
@@ -36,13 +44,28 @@ def read_submission(path: Path, batch: str | None = None) -> Submission:
     return parse_submission(path.read_bytes(), filename=path.name, batch=batch)
 
 
+def priority_level(text: str | None) -> PriorityLevel:
+    """`high`, `normal` or `low` (any case; None is normal); raises `UnknownPriority`."""
+    if text is None:
+        return DEFAULT_PRIORITY_LEVEL
+    level = parse_priority_level(text)
+    if level is None:
+        raise UnknownPriority(text)
+    return level
+
+
 def _existing(row: QueuedEntity) -> ExistingEntity:
     return ExistingEntity(key=row.key, type=row.entity_type, payload=row.payload, batch=row.batch)
 
 
-async def submit(service: ServiceContext, submission: Submission) -> SubmitReport:
-    """Validate against what is stored, store new entities, start every open workflow.
-    Submitting the same file again stores nothing and starts only what is not running."""
+async def submit(
+    service: ServiceContext,
+    submission: Submission,
+    priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
+) -> SubmitReport:
+    """Validate against what is stored, store new entities at `priority`, start every open
+    workflow. Submitting the same file again stores nothing and starts only what is not
+    running (entities stored before keep their priority: `control.prioritise` changes it)."""
     async with service.sessions.begin() as session:
         rows = await queue_store.fetch_entities(session, keys_to_look_up(submission))
         check_submission(submission, {key: _existing(row) for key, row in rows.items()})
@@ -57,6 +80,7 @@ async def submit(service: ServiceContext, submission: Submission) -> SubmitRepor
                 payload=spec.payload,
                 payload_fingerprint=payload_fingerprint(spec.payload),
                 depends_on=dependencies_of(spec.payload, spec.depends_on),
+                priority=priority,
             )
             for spec in ordered
             if spec.key not in rows
@@ -89,4 +113,5 @@ async def submit(service: ServiceContext, submission: Submission) -> SubmitRepor
         stored=stored,
         started=started,
         already_ended=len(ended),
+        priority=priority,
     )

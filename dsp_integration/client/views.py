@@ -12,20 +12,21 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from dsp_integration.client.context import ServiceContext
-from dsp_integration.client.errors import ServiceError, UnknownEntity
+from dsp_integration.client.errors import UnknownBatch, UnknownEntity
 from dsp_integration.client.queries import AuditView, EntityView, audit_views
-from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus, workflow_id_for
+from dsp_integration.contracts import (
+    DEFAULT_PRIORITY_LEVEL,
+    TERMINAL_STATUSES,
+    EntityStatus,
+    PriorityLevel,
+    workflow_id_for,
+)
 from dsp_integration.database import rate_ledger
 from dsp_integration.database.models import AuditRecord, QueuedEntity, RatePause
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 THROTTLED = 429
-
-
-class UnknownBatch(ServiceError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"unknown batch {name!r}")
-        self.name = name
+__all__ = ["UnknownBatch"]  # raised here, defined with the client's other errors
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class BatchSummary:
     created: datetime
     finished: datetime | None
     """When the last entity ended, once every entity has ended."""
+    priority: str = DEFAULT_PRIORITY_LEVEL.value
+    """The level most of its open entities have (of all of them, once every one has ended)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -46,6 +49,7 @@ class BatchSummary:
             "ended": self.ended,
             "created": self.created.isoformat(),
             "finished": self.finished.isoformat() if self.finished else None,
+            "priority": self.priority,
         }
 
 
@@ -139,20 +143,35 @@ def entity_view(row: QueuedEntity) -> EntityView:
         reason=row.reason,
         blocked_by=row.blocked_by,
         payload_version=row.payload_version,
+        priority=row.priority,
         created_at=row.created_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
     )
 
 
-def _batch_query() -> Select[str, str, int, datetime, datetime | None]:
+def _batch_query() -> Select[str, str, int, datetime, datetime | None, str]:
     return select(
         QueuedEntity.batch,
         QueuedEntity.status,
         func.count(),
         func.min(QueuedEntity.created_at),
         func.max(QueuedEntity.finished_at),
-    ).group_by(QueuedEntity.batch, QueuedEntity.status)
+        QueuedEntity.priority,
+    ).group_by(QueuedEntity.batch, QueuedEntity.status, QueuedEntity.priority)
+
+
+def _batch_level(group: list[Any]) -> str:
+    """The level most open entities have (all entities once none is open); a tie goes to the
+    higher level."""
+    open_rows = [r for r in group if r[1] not in _TERMINAL] or group
+    votes: dict[str, int] = {}
+    for row in open_rows:
+        votes[row[5]] = votes.get(row[5], 0) + int(row[2])
+    order = [level.value for level in PriorityLevel]
+    return max(
+        votes, key=lambda level: (votes[level], -order.index(level) if level in order else -9)
+    )
 
 
 def _summaries(rows: list[Any]) -> list[BatchSummary]:
@@ -161,7 +180,9 @@ def _summaries(rows: list[Any]) -> list[BatchSummary]:
         grouped.setdefault(row[0], []).append(row)
     summaries = []
     for name, group in grouped.items():
-        counts = {status: int(count) for _, status, count, _, _ in group}
+        counts: dict[str, int] = {}
+        for row in group:
+            counts[row[1]] = counts.get(row[1], 0) + int(row[2])
         ended = sum(n for status, n in counts.items() if status in _TERMINAL)
         total = sum(counts.values())
         last_end = max((r[4] for r in group if r[4] is not None), default=None)
@@ -173,6 +194,7 @@ def _summaries(rows: list[Any]) -> list[BatchSummary]:
                 ended=ended,
                 created=min(r[3] for r in group),
                 finished=last_end if ended == total else None,
+                priority=_batch_level(group),
             )
         )
     return sorted(summaries, key=lambda s: (s.created, s.name), reverse=True)

@@ -19,9 +19,10 @@ from dsp_integration.client import control, queries
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.errors import ServiceError
 from dsp_integration.client.progress import describe_counts, wait_for_batch
-from dsp_integration.client.submission import read_submission, submit
+from dsp_integration.client.submission import priority_level, read_submission, submit
 from dsp_integration.client.temporal_client import TemporalUnavailable
 from dsp_integration.config import Settings
+from dsp_integration.contracts import PriorityLevel
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.entities import SubmissionRefused
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit_cmd.add_argument("file", type=Path)
     submit_cmd.add_argument("--batch", help="batch name (JSON Lines files; default: file name)")
     submit_cmd.add_argument("--wait", action="store_true", help="follow the batch to the end")
+    submit_cmd.add_argument("--priority", metavar="LEVEL", help="high, normal (the default) or low")
     status_cmd = commands.add_parser("status", help="where entities stand")
     status_cmd.add_argument("keys", nargs="*", metavar="KEY")
     status_cmd.add_argument("--batch")
@@ -51,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     resubmit_cmd = commands.add_parser("resubmit", help="submit an entity again")
     resubmit_cmd.add_argument("key", metavar="KEY")
     resubmit_cmd.add_argument("--payload", type=Path, help="JSON file with the new payload")
+    resubmit_cmd.add_argument(
+        "--priority", metavar="LEVEL", help="high, normal or low (default: unchanged)"
+    )
+    prioritise_cmd = commands.add_parser(
+        "prioritise", help="change the priority of a batch's entities that have not ended"
+    )
+    prioritise_cmd.add_argument("batch", metavar="BATCH")
+    prioritise_cmd.add_argument("level", metavar="LEVEL", help="high, normal or low")
     reconcile_cmd = commands.add_parser(
         "reconcile", help="start the workflow of every open entity that has none running"
     )
@@ -127,12 +137,14 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from dsp_integration.console.server import serve  # the web stack loads only for `serve`
 
         return await serve(settings, args.host, args.port)
+    # Arguments are checked before anything is opened: a wrong level is refused at once.
+    level = priority_level(getattr(args, "priority", None) or getattr(args, "level", None))
     if args.command == "submit":
         submission = _read_submission(args.file, args.batch)
     async with open_service(settings) as service:
         match args.command:
             case "submit":
-                return await _submit(service, submission, args.wait)
+                return await _submit(service, submission, args.wait, level)
             case "status":
                 return await _status(service, args.keys, args.batch, args.json)
             case "cancel":
@@ -141,13 +153,23 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_OK
             case "resubmit":
                 payload = _read_payload(args.payload) if args.payload else None
-                report = await control.resubmit(service, args.key, payload)
+                report = await control.resubmit(
+                    service, args.key, payload, level if args.priority else None
+                )
                 print(
                     f"resubmitted {report.key} as payload version {report.payload_version} "
                     f"(was {report.previous_status})"
+                    + (f" at priority {report.priority}" if report.priority else "")
                 )
                 if report.reopened:
                     print(f"back to waiting: {', '.join(report.reopened)}")
+                return EXIT_OK
+            case "prioritise":
+                changed = await control.prioritise(service, args.batch, level)
+                print(
+                    f"batch {changed.batch}: {changed.changed} entities that have not ended "
+                    f"now at priority {changed.priority}"
+                )
                 return EXIT_OK
             case "reconcile":
                 grace = settings.dsp_reconcile_grace if args.grace is None else args.grace
@@ -184,11 +206,14 @@ def _read_payload(path: Path) -> dict[str, Any]:
     return payload
 
 
-async def _submit(service: ServiceContext, submission: Any, wait: bool) -> int:
-    report = await submit(service, submission)
+async def _submit(
+    service: ServiceContext, submission: Any, wait: bool, priority: PriorityLevel
+) -> int:
+    report = await submit(service, submission, priority)
     print(
-        f"batch {report.batch}: {report.entities} entities, {report.stored} new, "
-        f"{report.started} workflows started or running, {report.already_ended} already ended"
+        f"batch {report.batch}: {report.entities} entities, {report.stored} new "
+        f"(priority {report.priority}), {report.started} workflows started or running, "
+        f"{report.already_ended} already ended"
     )
     if not wait:
         return EXIT_OK
@@ -208,7 +233,10 @@ async def _print_summary(service: ServiceContext, batch: str) -> None:
     for view in views:
         counts[view.status] = counts.get(view.status, 0) + 1
     console = Console(highlight=False)
-    console.print(f"[bold]{batch}[/]: {len(views)} entities  {describe_counts(counts)}")
+    console.print(
+        f"[bold]{batch}[/]: {len(views)} entities  {describe_counts(counts)}  "
+        f"priority {_levels_of(views)}"
+    )
     unsuccessful = [v for v in views if v.status != "succeeded"]
     if unsuccessful:
         table = Table("key", "type", "status", "reason", title="did not succeed")
@@ -224,6 +252,17 @@ async def _print_summary(service: ServiceContext, batch: str) -> None:
         console.print(table)
 
 
+def _levels_of(views: list[queries.EntityView]) -> str:
+    """The batch's priority: of its open entities (all of them once every one has ended)."""
+    open_views = [v for v in views if v.finished_at is None] or views
+    levels: dict[str, int] = {}
+    for view in open_views:
+        levels[view.priority] = levels.get(view.priority, 0) + 1
+    if len(levels) <= 1:
+        return next(iter(levels), "normal")
+    return ", ".join(f"{level} {count}" for level, count in sorted(levels.items()))
+
+
 async def _status(
     service: ServiceContext, keys: list[str], batch: str | None, as_json: bool
 ) -> int:
@@ -234,12 +273,13 @@ async def _status(
     if batch and not keys:
         await _print_summary(service, batch)
         return EXIT_OK
-    table = Table("key", "type", "batch", "status", "dsp_id", "dsp_status", "reason")
+    table = Table("key", "type", "batch", "priority", "status", "dsp_id", "dsp_status", "reason")
     for view in views:
         table.add_row(
             view.key,
             view.type,
             view.batch,
+            view.priority,
             view.status,
             view.dsp_id or "",
             view.dsp_status or "",

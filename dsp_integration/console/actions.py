@@ -8,6 +8,7 @@ from typing import Any
 
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.submission import SubmitReport, submit
+from dsp_integration.contracts import DEFAULT_PRIORITY_LEVEL, PriorityLevel
 from dsp_integration.entities import MAX_FILE_BYTES, Problem, SubmissionRefused, parse_submission
 
 
@@ -22,7 +23,12 @@ async def read_capped(chunks: AsyncIterator[bytes]) -> bytes:
 
 
 async def submit_file(
-    service: ServiceContext, data: bytes, *, filename: str, batch: str | None = None
+    service: ServiceContext,
+    data: bytes,
+    *,
+    filename: str,
+    batch: str | None = None,
+    priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
 ) -> SubmitReport:
     """Check the whole file as `starter.py submit` does, then store and start it; raises
     `SubmissionRefused` listing every problem (nothing stored)."""
@@ -35,7 +41,7 @@ async def submit_file(
                 )
             ]
         )
-    return await submit(service, parse_submission(data, filename=filename, batch=batch))
+    return await submit(service, parse_submission(data, filename=filename, batch=batch), priority)
 
 
 def parse_payload(text: str) -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -19,12 +19,19 @@ from dsp_integration.console.schemas import (
     EntityDetailOut,
     EntityList,
     Health,
+    PrioritiseAnswer,
+    PrioritiseBody,
     Problems,
     ResubmitAnswer,
     ResubmitBody,
     SubmitAnswer,
 )
-from dsp_integration.contracts import EntityStatus, EntityType
+from dsp_integration.contracts import (
+    DEFAULT_PRIORITY_LEVEL,
+    EntityStatus,
+    EntityType,
+    PriorityLevel,
+)
 from dsp_integration.entities import Problem, SubmissionRefused
 
 if TYPE_CHECKING:
@@ -86,6 +93,9 @@ def audit_json(record: Any) -> dict[str, Any]:
 async def post_batch(
     request: Request,
     batch: str | None = Query(None, description="batch name; required for JSON Lines"),
+    priority: Annotated[
+        PriorityLevel, Query(description="high, normal or low")
+    ] = DEFAULT_PRIORITY_LEVEL,
 ) -> Any:
     """The body is an entity file: a JSON document, or JSON Lines with
     `Content-Type: application/x-ndjson` and `?batch=NAME`. Checked exactly as
@@ -95,13 +105,16 @@ async def post_batch(
     if json_lines and not batch:
         raise SubmissionRefused([Problem("JSON Lines need ?batch=NAME", field="batch")])
     filename = f"{batch}.jsonl" if json_lines else "upload.json"
-    report = await submit_file(service_of(request), data, filename=filename, batch=batch)
+    report = await submit_file(
+        service_of(request), data, filename=filename, batch=batch, priority=priority
+    )
     return SubmitAnswer(
         batch=report.batch,
         entities=report.entities,
         stored=report.stored,
         unchanged=report.entities - report.stored,
         started=report.started,
+        priority=report.priority.value,
     )
 
 
@@ -113,6 +126,20 @@ async def list_batches(request: Request) -> Any:
 @router.get("/batches/{name}", response_model=BatchOut, responses=NOT_FOUND, summary="One batch")
 async def get_batch(request: Request, name: str) -> Any:
     return (await views.batch_summary(service_of(request), name)).to_json()
+
+
+@router.post(
+    "/batches/{name}/priority",
+    status_code=202,
+    response_model=PrioritiseAnswer,
+    responses={**NOT_FOUND, **REFUSED},
+    summary="Change the priority of a batch's entities that have not ended",
+)
+async def prioritise_batch(request: Request, name: str, body: PrioritiseBody) -> Any:
+    """Each open entity's next DSP call goes at the new level (a call already waiting in the
+    DSP queue keeps its place)."""
+    report = await control.prioritise(service_of(request), name, body.priority)
+    return {"batch": report.batch, "priority": report.priority.value, "changed": report.changed}
 
 
 @router.get("/entities", response_model=EntityList, summary="Entities, filtered and paged")

@@ -13,9 +13,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from temporalio.service import RPCError
 
-from dsp_integration.client.errors import EntityEnded, ServiceError, UnknownEntity
+from dsp_integration.client.errors import (
+    EntityEnded,
+    ServiceError,
+    UnknownBatch,
+    UnknownEntity,
+    UnknownPriority,
+)
 from dsp_integration.client.temporal_client import TemporalUnavailable
-from dsp_integration.client.views import UnknownBatch
 from dsp_integration.console.schemas import problem_out
 from dsp_integration.console.templating import render
 from dsp_integration.entities import SubmissionRefused
@@ -56,6 +61,15 @@ async def _service_error(request: Request, error: Exception) -> Response:
         status = 404
     elif isinstance(error, EntityEnded):
         status = 409
+    elif isinstance(error, UnknownPriority):
+        problem = {
+            "entity": None,
+            "field": "priority",
+            "message": str(error),
+            "position": None,
+            "line": None,
+        }
+        return _answer(request, 422, {"problems": [problem]})
     return _answer(request, status, {"detail": str(error)})
 
 

@@ -11,15 +11,17 @@ from starlette.responses import RedirectResponse, Response
 
 from dsp_integration.client import control, views
 from dsp_integration.client.errors import EntityEnded
+from dsp_integration.client.submission import priority_level
 from dsp_integration.console.actions import parse_payload, submit_file
 from dsp_integration.console.api import audit_json, entity_json, service_of
 from dsp_integration.console.auth import CSRF_FIELD, Guard
 from dsp_integration.console.templating import render
-from dsp_integration.contracts import EntityStatus, EntityType
+from dsp_integration.contracts import EntityStatus, EntityType, PriorityLevel
 from dsp_integration.entities import MAX_FILE_BYTES, Problem, SubmissionRefused
 
 router = APIRouter(include_in_schema=False)
 STATUSES = [s.value for s in EntityStatus]
+LEVELS = [level.value for level in PriorityLevel]
 TYPES = [t.value for t in EntityType]
 BATCH_PAGE_ROWS = 1000
 
@@ -63,8 +65,22 @@ async def batch_page(
         "type": entity_type or "",
         "statuses": STATUSES,
         "types": TYPES,
+        "levels": LEVELS,
     }
     return render(request, "batch.html", context)
+
+
+@router.post("/batches/{name}/priority")
+async def prioritise_batch(
+    request: Request,
+    name: str,
+    priority: str = Form(""),
+    csrf: str = Form("", alias=CSRF_FIELD),
+) -> Response:
+    if (refusal := _stale_form(request, csrf)) is not None:
+        return refusal
+    await control.prioritise(service_of(request), name, priority_level(priority))
+    return RedirectResponse(f"/batches/{quote(name, safe='')}", status_code=303)
 
 
 async def _entity_page(
@@ -136,7 +152,7 @@ async def resubmit_entity(
 
 @router.get("/submit")
 async def submit_page(request: Request) -> Response:
-    return render(request, "submit.html", {"problems": [], "filename": None})
+    return render(request, "submit.html", {"problems": [], "filename": None, "levels": LEVELS})
 
 
 @router.post("/submit")
@@ -144,6 +160,7 @@ async def submit_upload(
     request: Request,
     file: Annotated[UploadFile, File()],
     batch: str = Form(""),
+    priority: str = Form("normal"),
     csrf: str = Form("", alias=CSRF_FIELD),
 ) -> Response:
     if (refusal := _stale_form(request, csrf)) is not None:
@@ -152,9 +169,13 @@ async def submit_upload(
     data = await file.read(MAX_FILE_BYTES + 1)
     try:
         report = await submit_file(
-            service_of(request), data, filename=filename, batch=batch.strip() or None
+            service_of(request),
+            data,
+            filename=filename,
+            batch=batch.strip() or None,
+            priority=priority_level(priority),
         )
     except SubmissionRefused as refused:
-        context = {"problems": refused.problems, "filename": filename}
+        context = {"problems": refused.problems, "filename": filename, "levels": LEVELS}
         return render(request, "submit.html", context, status_code=422)
     return RedirectResponse(f"/batches/{quote(report.batch, safe='')}", status_code=303)

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dsp_integration.contracts import PriorityLevel
 from dsp_integration.entities import Problem
 
 
@@ -31,6 +32,7 @@ class SubmitAnswer(BaseModel):
     stored: int = Field(description="entities new to the service, stored now")
     unchanged: int = Field(description="entities already stored with this very payload")
     started: int = Field(description="workflows started or already running")
+    priority: str = Field(description="the priority the new entities were stored with")
 
 
 class BatchOut(BaseModel):
@@ -40,6 +42,9 @@ class BatchOut(BaseModel):
     ended: int
     created: str
     finished: str | None
+    priority: str = Field(
+        description="the level most of its open entities have (of all, once every one ended)"
+    )
 
 
 class EntityOut(BaseModel):
@@ -52,6 +57,7 @@ class EntityOut(BaseModel):
     reason: str | None
     blocked_by: str | None
     payload_version: int
+    priority: str
     created_at: str
     updated_at: str
     finished_at: str | None
@@ -105,6 +111,16 @@ class ResubmitBody(BaseModel):
     payload: dict[str, Any] | None = Field(
         default=None, description="a new payload (`$ref`s allowed); absent: the stored one"
     )
+
+
+class PrioritiseBody(BaseModel):
+    priority: PriorityLevel = Field(description="high, normal or low")
+
+
+class PrioritiseAnswer(BaseModel):
+    batch: str
+    priority: str
+    changed: int = Field(description="the batch's entities that had not ended, now at it")
 
 
 class CancelAnswer(BaseModel):

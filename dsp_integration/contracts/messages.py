@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from dsp_integration.contracts.names import DEFAULT_PRIORITY_LEVEL, PriorityLevel
 from dsp_integration.contracts.statuses import EntityStatus, EntityType
 
 JsonObject = dict[str, Any]
@@ -66,6 +67,7 @@ class EntityState(BaseModel):
     waiting_on: list[str] = Field(default_factory=list)
     polls: int = 0
     next_poll_at: datetime | None = None
+    priority: PriorityLevel | None = None
 
 
 class LoadEntityInput(BaseModel):
@@ -95,6 +97,8 @@ class EntitySnapshot(BaseModel):
     # Open (not terminal) entities whose `depends_on` holds this key, when it was loaded: its
     # DSP calls go before a leaf's. Histories recorded before the field read it as 0.
     dependants: int = 0
+    # The priority users gave it (`submit --priority`, `prioritise`), when it was loaded.
+    priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL
 
 
 class RecordStatusInput(BaseModel):
@@ -118,6 +122,9 @@ class RecordStatusResult(BaseModel):
     dependants: list[str] = Field(default_factory=list)
     dependants_to_tell: int = 0
     recorded: bool = True
+    # The entity's priority as the row holds it now, so a `prioritise` reaches the next DSP
+    # call of a running workflow. None in results recorded before the field (keep the level).
+    priority: PriorityLevel | None = None
 
 
 class NotifyDependantsInput(BaseModel):
@@ -202,6 +209,8 @@ class PollPlanInput(BaseModel):
 
 
 class PollPlan(BaseModel):
-    """How long to wait before the next status poll."""
+    """How long to wait before the next status poll, and the entity's priority now (None in
+    plans recorded before the field, or when the planner did not read it)."""
 
     interval: float
+    priority: PriorityLevel | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 
 ENTITY_WORKFLOW_NAME = "EntityWorkflow"
@@ -14,14 +15,50 @@ SIGNAL_CANCEL = "cancel"
 SIGNAL_RESUBMIT = "resubmit"
 QUERY_STATE = "state"
 
-# Temporal priority keys of DSP activities: lower runs first. The calls of an entity others
-# wait for go first (its submission, then the polls that see it decided), then a leaf's
-# submission, then a leaf's polls. Polls never take more than half the budget however they
-# are ordered (dsp_integration/activities/poll_planner.py), so submissions keep the other half.
-DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT = 1
-DSP_ACTIVITY_PRIORITY_POLL_PARENT = 2
+
+class PriorityLevel(StrEnum):
+    """The priority users give a batch (`submit --priority`, `prioritise`): a high batch's
+    DSP calls go before a normal one's, and a low batch's use what is left."""
+
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+DEFAULT_PRIORITY_LEVEL = PriorityLevel.NORMAL
+
+
+def parse_priority_level(text: str) -> PriorityLevel | None:
+    """The level named by `text` (any case), or None when it names none."""
+    try:
+        return PriorityLevel(text.strip().lower())
+    except ValueError:
+        return None
+
+
+# Temporal priority keys of DSP activities: lower runs first, 1 to 5 (the server's default
+# `matching.priorityLevels`, and the only range Temporal Cloud offers). Every call of a high
+# batch takes 1 and every call of a low batch 5, so the levels never mix; inside the normal
+# level the calls of an entity others wait for go first (its submission and the polls that
+# see it decided), then a leaf's submission, then a leaf's polls. Polls never take more than
+# half the budget however they are ordered (dsp_integration/activities/poll_planner.py), so
+# submissions keep the other half.
+DSP_ACTIVITY_PRIORITY_HIGH = 1
+DSP_ACTIVITY_PRIORITY_PARENT = 2
 DSP_ACTIVITY_PRIORITY_SUBMIT = 3
 DSP_ACTIVITY_PRIORITY_POLL = 4
+DSP_ACTIVITY_PRIORITY_LOW = 5
+# What runs recorded before the levels used for a normal parent's submission and polls; kept
+# for the tests that read those histories.
+DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT = DSP_ACTIVITY_PRIORITY_PARENT
+DSP_ACTIVITY_PRIORITY_POLL_PARENT = DSP_ACTIVITY_PRIORITY_PARENT
+
+# Fairness between batches: every DSP call carries its batch as the fairness key, so the
+# server hands each batch with calls waiting at one priority key a share of the dispatches by
+# weight (`matching.enableFairness`). Equal weights: each waiting batch gets an equal share.
+DSP_FAIRNESS_WEIGHT = 1.0
+# Temporal refuses fairness keys longer than 64 bytes.
+MAX_FAIRNESS_KEY_BYTES = 64
 
 
 class DspCallKind(StrEnum):
@@ -32,20 +69,37 @@ class DspCallKind(StrEnum):
     ARCHIVE = "archive"
 
 
-def dsp_priority(kind: DspCallKind, dependants: int) -> int:
-    """The priority key of a DSP call of an entity that `dependants` open entities wait for.
+def dsp_priority(
+    kind: DspCallKind, dependants: int, level: PriorityLevel = DEFAULT_PRIORITY_LEVEL
+) -> int:
+    """The priority key of a DSP call of an entity of a batch at `level` that `dependants`
+    open entities wait for.
 
-    A parent's submission unblocks them, and so does the poll that sees it decided (a
-    creative in review holds its ad groups, a pending campaign its ad groups): both go before
-    any leaf's call. Archiving unblocks nobody (the dependants of a cancelled entity end
-    blocked either way), so it keeps the leaf submissions' key."""
-    if kind is DspCallKind.SUBMIT:
-        return (
-            DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT if dependants > 0 else DSP_ACTIVITY_PRIORITY_SUBMIT
-        )
+    High and low take one key each, so a high batch's calls all go before a normal one's and
+    a low one's after. Inside the normal level a parent's submission unblocks its dependants,
+    and so does the poll that sees it decided (a creative in review holds its ad groups, a
+    pending campaign its ad groups): both go before any leaf's call. Archiving unblocks nobody
+    (the dependants of a cancelled entity end blocked either way), so it keeps the leaf
+    submissions' key."""
+    if level is PriorityLevel.HIGH:
+        return DSP_ACTIVITY_PRIORITY_HIGH
+    if level is PriorityLevel.LOW:
+        return DSP_ACTIVITY_PRIORITY_LOW
     if kind is DspCallKind.POLL:
-        return DSP_ACTIVITY_PRIORITY_POLL_PARENT if dependants > 0 else DSP_ACTIVITY_PRIORITY_POLL
+        return DSP_ACTIVITY_PRIORITY_PARENT if dependants > 0 else DSP_ACTIVITY_PRIORITY_POLL
+    if kind is DspCallKind.SUBMIT and dependants > 0:
+        return DSP_ACTIVITY_PRIORITY_PARENT
     return DSP_ACTIVITY_PRIORITY_SUBMIT
+
+
+def fairness_key_for(batch: str) -> str:
+    """The batch's fairness key: its name, or, for a name over 64 bytes, its first characters
+    and a digest of the whole name (distinct names keep distinct keys)."""
+    if len(batch.encode("utf-8")) <= MAX_FAIRNESS_KEY_BYTES:
+        return batch
+    digest = hashlib.sha256(batch.encode("utf-8")).hexdigest()[:16]
+    prefix = batch.encode("utf-8")[: MAX_FAIRNESS_KEY_BYTES - len(digest) - 1]
+    return f"{prefix.decode('utf-8', errors='ignore')}~{digest}"
 
 
 def workflow_id_for(key: str) -> str:

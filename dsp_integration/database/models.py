@@ -31,6 +31,9 @@ class QueuedEntity(Base):
     dsp_status: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
     blocked_by: Mapped[str | None] = mapped_column(String(128), index=True)
+    # high, normal or low (contracts.PriorityLevel): set by submit and resubmit, changed for
+    # a batch's open entities by prioritise, read by the workflow before each DSP call.
+    priority: Mapped[str] = mapped_column(String(8), server_default="normal")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -12,11 +12,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.contracts import (
+    DEFAULT_PRIORITY_LEVEL,
     TERMINAL_STATUSES,
     DependencySnapshot,
     EntitySnapshot,
     EntityStatus,
     EntityType,
+    PriorityLevel,
     RecordStatusInput,
     polled_after_post,
 )
@@ -33,6 +35,7 @@ class NewEntity:
     payload: dict[str, Any]
     payload_fingerprint: str
     depends_on: list[str]
+    priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL
 
 
 async def fetch_entities(session: AsyncSession, keys: Iterable[str]) -> dict[str, QueuedEntity]:
@@ -67,6 +70,7 @@ async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntit
                 "payload_fingerprint": e.payload_fingerprint,
                 "depends_on": e.depends_on,
                 "status": EntityStatus.WAITING.value,
+                "priority": e.priority.value,
             }
             for e in entities
         ],
@@ -118,7 +122,43 @@ async def load_snapshot(
             for dep in dependencies.values()
         ],
         dependants=dependants,
+        priority=stored_level(row.priority),
     )
+
+
+def stored_level(stored: str | None) -> PriorityLevel:
+    """A stored priority as a level (normal for anything else)."""
+    try:
+        return PriorityLevel(stored or DEFAULT_PRIORITY_LEVEL)
+    except ValueError:
+        return DEFAULT_PRIORITY_LEVEL
+
+
+async def stored_status(session: AsyncSession, key: str) -> str | None:
+    return await session.scalar(select(QueuedEntity.status).where(QueuedEntity.key == key))
+
+
+async def priority_of(session: AsyncSession, key: str) -> PriorityLevel | None:
+    """The entity's priority now (None for an unknown key)."""
+    stored = await session.scalar(select(QueuedEntity.priority).where(QueuedEntity.key == key))
+    return None if stored is None else stored_level(stored)
+
+
+async def prioritise_batch(session: AsyncSession, batch: str, level: PriorityLevel) -> int | None:
+    """Give the batch's entities that have not ended `level`; returns how many are open, or
+    None when no entity of that batch was ever stored."""
+    known = await session.scalar(
+        select(QueuedEntity.key).where(QueuedEntity.batch == batch).limit(1)
+    )
+    if known is None:
+        return None
+    changed = await session.execute(
+        update(QueuedEntity)
+        .where(QueuedEntity.batch == batch, QueuedEntity.status.not_in(_TERMINAL))
+        .values(priority=level.value)
+        .returning(QueuedEntity.key)
+    )
+    return len(changed.scalars().all())
 
 
 async def record_status(session: AsyncSession, change: RecordStatusInput) -> QueuedEntity | None:
@@ -283,6 +323,7 @@ async def store_resubmission(
     payload: dict[str, Any] | None,
     payload_fingerprint: str | None,
     depends_on: list[str] | None,
+    priority: PriorityLevel | None = None,
 ) -> StoredResubmission:
     """Bump the payload version (storing a new payload when given), mark the entity waiting
     for its workflow to pick the new version up, and put everything blocked downstream of it
@@ -299,6 +340,8 @@ async def store_resubmission(
         values.update(
             payload=payload, payload_fingerprint=payload_fingerprint, depends_on=depends_on
         )
+    if priority is not None:
+        values["priority"] = priority.value
     result = await session.execute(
         update(QueuedEntity)
         .where(QueuedEntity.key == key)

@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from dsp_integration.activities.poll_planner import PollPlanner
     from dsp_integration.activities.queue_records import QueueActivities
     from dsp_integration.contracts import (
+        DEFAULT_PRIORITY_LEVEL,
+        DSP_FAIRNESS_WEIGHT,
         ENTITY_WORKFLOW_NAME,
         TERMINAL_STATUSES,
         ArchiveEntityInput,
@@ -41,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         PollCarry,
         PollPlanInput,
         PollStatusInput,
+        PriorityLevel,
         RecordStatusInput,
         ReopenBlockedInput,
         ReplaceEntityInput,
@@ -50,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SubmitEntityResult,
         TellDependantsInput,
         dsp_priority,
+        fairness_key_for,
         service_status_for,
     )
     from dsp_integration.contracts.search_attributes import (
@@ -136,6 +140,9 @@ class EntityWorkflow:
         self._dsp_ids: dict[str, str] = {}
         self._dependencies: dict[str, DependencyOutcome] = {}
         self._last_word_wins = False
+        # The batch's priority as last read from the row (load_entity, record_status,
+        # plan_next_poll): each DSP call is scheduled with it.
+        self._level: PriorityLevel = DEFAULT_PRIORITY_LEVEL
 
     @workflow.signal
     def dependency_finished(self, outcome: DependencyOutcome) -> None:
@@ -461,6 +468,7 @@ class EntityWorkflow:
             PollPlanInput(key=snapshot.key, entity_type=snapshot.entity_type, polls=polls),
             start_to_close_timeout=timedelta(seconds=10),
         )
+        self._set_level(plan.priority)
         self._state.next_poll_at = workflow.now() + timedelta(seconds=plan.interval)
         try:
             await workflow.wait_condition(
@@ -519,7 +527,7 @@ class EntityWorkflow:
             start_to_close_timeout=DSP_START_TO_CLOSE,
             heartbeat_timeout=DSP_HEARTBEAT,
             retry_policy=DSP_RETRY_POLICY,
-            priority=_priority(kind, snapshot),
+            priority=_priority(kind, snapshot, self._level),
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
         if interrupt is None or not self._last_word_wins:
@@ -618,12 +626,20 @@ class EntityWorkflow:
             dsp_status=snapshot.dsp_status,
             reason=snapshot.reason,
         )
+        self._set_level(snapshot.priority)
         return snapshot
+
+    def _set_level(self, level: PriorityLevel | None) -> None:
+        """The priority a local activity just read from the row (None: it did not say, as in
+        results recorded before the field), for the DSP calls from now on."""
+        if level is not None:
+            self._level = level
+        self._state.priority = self._level
 
     async def _record(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
         self._state.status = status
         self._publish_status(snapshot, status)
-        await _queue_activity(
+        result = await _queue_activity(
             QueueActivities.record_status,
             RecordStatusInput(
                 key=snapshot.key,
@@ -633,6 +649,7 @@ class EntityWorkflow:
                 dsp_status=self._state.dsp_status,
             ),
         )
+        self._set_level(result.priority)
 
     def _publish_status(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
         """Upsert `DspStatus` (and type and batch when the starter did not set them) for the
@@ -700,10 +717,17 @@ def _live(dsp_id: str | None, dsp_status: str | None) -> bool:
     return bool(dsp_id) and dsp_status != ARCHIVED
 
 
-def _priority(kind: DspCallKind, snapshot: EntitySnapshot) -> Priority:
-    """Priority is not part of the replay check (sdk-core compares an activity's id and type
-    only), and `dependants` comes from the recorded `load_entity` result, so it replays."""
-    return Priority(priority_key=dsp_priority(kind, snapshot.dependants))
+def _priority(kind: DspCallKind, snapshot: EntitySnapshot, level: PriorityLevel) -> Priority:
+    """The priority key by the batch's level and the call's kind, the batch as fairness key.
+
+    Priority is not part of the replay check (sdk-core compares an activity's id and type
+    only), and `dependants`, the level and the batch all come from recorded local-activity
+    results (`load_entity`, `record_status`, `plan_next_poll`), so it replays."""
+    return Priority(
+        priority_key=dsp_priority(kind, snapshot.dependants, level),
+        fairness_key=fairness_key_for(snapshot.batch),
+        fairness_weight=DSP_FAIRNESS_WEIGHT,
+    )
 
 
 def _failure_from(err: ActivityError) -> _Ending:

@@ -139,6 +139,7 @@ async def test_submit_follow_cancel_and_resubmit(stack: Stack, mock_dsp: MockDsp
             "stored": 6,
             "unchanged": 0,
             "started": 0,
+            "priority": "normal",
         }
         again = await api.post("/api/batches", content=_file("api", entities))
         assert again.status_code == 201 and again.json()["stored"] == 0

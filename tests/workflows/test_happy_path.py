@@ -9,7 +9,13 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from dsp_integration.contracts import EntityState, EntityStatus, EntityType, EntityWorkflowInput
+from dsp_integration.contracts import (
+    EntityState,
+    EntityStatus,
+    EntityType,
+    EntityWorkflowInput,
+    PriorityLevel,
+)
 from dsp_integration.workflows.entity import MAX_POLLS_PER_RUN
 from tests.workflows.world import World, backoff_interval
 
@@ -46,6 +52,7 @@ async def test_advertiser_is_active_at_once_without_a_poll(world: World) -> None
         payload_version=1,
         dsp_id="adv_1",
         dsp_status="active",
+        priority=PriorityLevel.NORMAL,
     )
     assert world.statuses(acme) == SUBMITTED_AND_SUCCEEDED
     [post] = world.dsp_calls(acme)

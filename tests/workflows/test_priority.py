@@ -1,18 +1,25 @@
 """The DSP calls of an entity others wait for carry a lower (earlier) priority key than a
-leaf's: its submission 1 and polls 2, a leaf's submission 3 and polls 4."""
+leaf's: in a normal batch its submission and polls 2, a leaf's submission 3 and polls 4; every
+call of a high batch 1, of a low batch 5; each call carries its batch as fairness key; and a
+`prioritise` reaches the next DSP call of an entity already running."""
 
 from __future__ import annotations
 
 from temporalio.api.enums.v1 import EventType
 
 from dsp_integration.contracts import (
+    DSP_ACTIVITY_PRIORITY_HIGH,
+    DSP_ACTIVITY_PRIORITY_LOW,
     DSP_ACTIVITY_PRIORITY_POLL,
     DSP_ACTIVITY_PRIORITY_POLL_PARENT,
     DSP_ACTIVITY_PRIORITY_SUBMIT,
     DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT,
     EntityStatus,
     EntityType,
+    PriorityLevel,
+    fairness_key_for,
 )
+from dsp_integration.database import queue_store
 from tests.workflows.world import World
 
 
@@ -66,3 +73,68 @@ async def test_dependants_that_have_ended_do_not_count(world: World) -> None:
     assert [call.priority for call in world.dsp_calls(acme, "submit")] == [
         DSP_ACTIVITY_PRIORITY_SUBMIT
     ]
+
+
+async def test_each_call_carries_its_batchs_level_and_the_batch_as_fairness_key(
+    world: World,
+) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    long_batch = "a-batch-name-far-longer-than-the-sixty-four-bytes-temporal-allows-for-keys"
+    urgent = await world.add(
+        "urgent", EntityType.CREATIVES, refs=["acme"], batch="fix", priority="high"
+    )
+    later = await world.add(
+        "later", EntityType.CREATIVES, refs=["acme"], batch=long_batch, priority="low"
+    )
+    usual = await world.add("usual", EntityType.CREATIVES, refs=["acme"], batch="spring")
+    for key in (urgent, later, usual):
+        await world.start(key)
+    for key in (urgent, later, usual):
+        assert (await world.result(key)).status is EntityStatus.SUCCEEDED
+
+    def seen(key: str) -> set[tuple[str, int | None, str | None]]:
+        return {(c.op, c.priority, c.fairness_key) for c in world.dsp_calls(key)}
+
+    assert seen(urgent) == {
+        ("submit", DSP_ACTIVITY_PRIORITY_HIGH, "fix"),
+        ("poll", DSP_ACTIVITY_PRIORITY_HIGH, "fix"),
+    }
+    hashed = fairness_key_for(long_batch)
+    assert len(hashed.encode()) <= 64
+    assert seen(later) == {
+        ("submit", DSP_ACTIVITY_PRIORITY_LOW, hashed),
+        ("poll", DSP_ACTIVITY_PRIORITY_LOW, hashed),
+    }
+    assert seen(usual) == {
+        ("submit", DSP_ACTIVITY_PRIORITY_SUBMIT, "spring"),
+        ("poll", DSP_ACTIVITY_PRIORITY_POLL, "spring"),
+    }
+    assert (await world.result(urgent)).priority is PriorityLevel.HIGH
+
+
+async def test_a_prioritise_reaches_the_next_call_of_a_running_entity(world: World) -> None:
+    await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
+    banner = await world.add(
+        "banner",
+        EntityType.CREATIVES,
+        refs=["acme"],
+        batch="spring",
+        timelines=[[(0, "pending_review", None), (100, "approved", None)]],
+    )
+    world.plan = lambda polls: 0.01 if polls == 0 else 30.0  # the first poll at once
+    first_poll = world.gate(banner, "poll")
+    await world.start(banner)
+    await world.until(lambda: len(world.dsp_calls(banner, "poll")) == 1)
+
+    # While the first poll waits for its slot, the user raises the batch.
+    async with world.sessions.begin() as session:
+        assert await queue_store.prioritise_batch(session, "spring", PriorityLevel.HIGH) == 1
+    first_poll.set()
+
+    assert (await world.result(banner)).status is EntityStatus.SUCCEEDED
+    keys = [call.priority for call in world.dsp_calls(banner, "poll")]
+    assert len(keys) >= 3
+    # The poll already scheduled keeps its place; every one after it goes at the new level.
+    assert keys[0] == DSP_ACTIVITY_PRIORITY_POLL
+    assert set(keys[1:]) == {DSP_ACTIVITY_PRIORITY_HIGH}
+    assert [c.priority for c in world.dsp_calls(banner, "submit")] == [DSP_ACTIVITY_PRIORITY_SUBMIT]

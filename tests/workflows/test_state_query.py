@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from dsp_integration.contracts import EntityState, EntityStatus, EntityType
+from dsp_integration.contracts import EntityState, EntityStatus, EntityType, PriorityLevel
 from dsp_integration.workflows.entity import MAX_POLLS_PER_RUN
 from tests.workflows.world import World, backoff_interval
 
@@ -26,6 +26,7 @@ async def test_state_while_waiting_lists_the_open_dependencies(world: World) -> 
         status=EntityStatus.WAITING,
         payload_version=1,
         waiting_on=[spring, banner],
+        priority=PriorityLevel.NORMAL,
     )
     assert world.calls == []
 

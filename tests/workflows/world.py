@@ -223,6 +223,7 @@ class DspCall:
     body: dict[str, Any] | None = None
     outcome: str = "ok"
     priority: int | None = None  # the Temporal priority key the workflow scheduled it with
+    fairness_key: str | None = None  # and the fairness key (its batch)
 
 
 class World:
@@ -517,14 +518,23 @@ class World:
         """`activities.poll_planner` jitters every interval (and stretches it by the load),
         with no constructor argument to turn that off: the tests set `plan` instead."""
         self.plans.append(request)
-        return PollPlan(interval=self.plan(request.polls))
+        # The entity's priority now, read from the row as the real planner reads it.
+        async with self.sessions() as session:
+            priority = await queue_store.priority_of(session, request.key)
+        return PollPlan(interval=self.plan(request.polls), priority=priority)
 
     # --- DSP activities ----------------------------------------------------------------
     async def _enter(self, op: str, key: str, **details: Any) -> DspCall:
         """Record the attempt, then fail or hang it as the key's script says."""
         info = activity.info()
         call = DspCall(
-            op, key, info.attempt, info.started_time, priority=info.priority.priority_key, **details
+            op,
+            key,
+            info.attempt,
+            info.started_time,
+            priority=info.priority.priority_key,
+            fairness_key=info.priority.fairness_key,
+            **details,
         )
         self.calls.append(call)
         script = self.scripts[key]

@@ -1,17 +1,29 @@
-"""Priority keys of the DSP calls: lower runs first on the DSP task queue."""
+"""Priority keys of the DSP calls (lower runs first on the DSP task queue) by the batch's
+level and the call's kind, and the batch's fairness key."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from dsp_integration.contracts import DspCallKind, dsp_priority
+from dsp_integration.contracts import (
+    MAX_FAIRNESS_KEY_BYTES,
+    DspCallKind,
+    PriorityLevel,
+    dsp_priority,
+    fairness_key_for,
+    parse_priority_level,
+)
+
+HIGH, NORMAL, LOW = PriorityLevel.HIGH, PriorityLevel.NORMAL, PriorityLevel.LOW
 
 
 @pytest.mark.parametrize(
     ("kind", "dependants", "key"),
     [
-        (DspCallKind.SUBMIT, 3, 1),
-        (DspCallKind.SUBMIT, 1, 1),
+        (DspCallKind.SUBMIT, 3, 2),
+        (DspCallKind.SUBMIT, 1, 2),
         (DspCallKind.SUBMIT, 0, 3),
         (DspCallKind.POLL, 5, 2),
         (DspCallKind.POLL, 0, 4),
@@ -19,11 +31,41 @@ from dsp_integration.contracts import DspCallKind, dsp_priority
         (DspCallKind.ARCHIVE, 4, 3),
     ],
 )
-def test_priority_key(kind: DspCallKind, dependants: int, key: int) -> None:
+def test_priority_key_of_a_normal_batch(kind: DspCallKind, dependants: int, key: int) -> None:
     assert dsp_priority(kind, dependants) == key
+    assert dsp_priority(kind, dependants, NORMAL) == key
 
 
 def test_a_parents_calls_go_before_a_leafs_and_submissions_before_polls() -> None:
     parent = [dsp_priority(kind, 2) for kind in (DspCallKind.SUBMIT, DspCallKind.POLL)]
     leaf = [dsp_priority(kind, 0) for kind in (DspCallKind.SUBMIT, DspCallKind.POLL)]
-    assert parent[0] < parent[1] < leaf[0] < leaf[1]
+    assert parent[0] <= parent[1] < leaf[0] < leaf[1]
+
+
+def test_every_high_call_goes_before_every_normal_one_and_low_after_all() -> None:
+    calls = list(itertools.product(DspCallKind, (0, 3)))
+    high = {dsp_priority(kind, n, HIGH) for kind, n in calls}
+    normal = {dsp_priority(kind, n, NORMAL) for kind, n in calls}
+    low = {dsp_priority(kind, n, LOW) for kind, n in calls}
+    assert max(high) < min(normal) and max(normal) < min(low)
+    # Within Temporal's default five priority levels (and Temporal Cloud's).
+    assert high | normal | low <= {1, 2, 3, 4, 5}
+
+
+@pytest.mark.parametrize(
+    ("text", "level"),
+    [("high", HIGH), ("NORMAL", NORMAL), (" low ", LOW), ("urgent", None), ("", None)],
+)
+def test_levels_are_named(text: str, level: PriorityLevel | None) -> None:
+    assert parse_priority_level(text) == level
+
+
+def test_the_fairness_key_is_the_batch_or_a_digest_within_64_bytes() -> None:
+    assert fairness_key_for("spring-launch") == "spring-launch"
+    long_a = "é" * 40 + "a"  # 81 bytes
+    long_b = "é" * 40 + "b"
+    key_a, key_b = fairness_key_for(long_a), fairness_key_for(long_b)
+    assert key_a != key_b
+    assert len(key_a.encode()) <= MAX_FAIRNESS_KEY_BYTES
+    assert key_a.startswith("é" * 10)
+    assert fairness_key_for(long_a) == key_a  # the same every time, as a replay needs
