@@ -10,6 +10,7 @@ from typing import Any
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import UnknownEntity
 from dsp_integration.database import audit_log, queue_store
+from dsp_integration.database.models import QueuedEntity
 
 
 @dataclass(frozen=True)
@@ -71,24 +72,25 @@ async def entity_views(
     missing = set(keys) - {row.key for row in rows}
     if missing:
         raise UnknownEntity(sorted(missing)[0])
-    return [
-        EntityView(
-            key=row.key,
-            type=row.entity_type,
-            batch=row.batch,
-            status=row.status,
-            dsp_id=row.dsp_id,
-            dsp_status=row.dsp_status,
-            reason=row.reason,
-            blocked_by=row.blocked_by,
-            payload_version=row.payload_version,
-            priority=row.priority,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            finished_at=row.finished_at,
-        )
-        for row in rows
-    ]
+    return [entity_view(row) for row in rows]
+
+
+def entity_view(row: QueuedEntity) -> EntityView:
+    return EntityView(
+        key=row.key,
+        type=row.entity_type,
+        batch=row.batch,
+        status=row.status,
+        dsp_id=row.dsp_id,
+        dsp_status=row.dsp_status,
+        reason=row.reason,
+        blocked_by=row.blocked_by,
+        payload_version=row.payload_version,
+        priority=row.priority,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        finished_at=row.finished_at,
+    )
 
 
 async def status_counts(service: ServiceContext, batch: str | None = None) -> dict[str, int]:

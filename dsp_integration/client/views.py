@@ -13,7 +13,7 @@ from sqlalchemy import Select, func, select
 
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import UnknownBatch, UnknownEntity
-from dsp_integration.client.queries import AuditView, EntityView, audit_views
+from dsp_integration.client.queries import AuditView, EntityView, audit_views, entity_view
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
     TERMINAL_STATUSES,
@@ -130,24 +130,6 @@ class Budget:
             "paused_seconds": self.paused_seconds,
             "waiting_for_slot": self.waiting_for_slot,
         }
-
-
-def entity_view(row: QueuedEntity) -> EntityView:
-    return EntityView(
-        key=row.key,
-        type=row.entity_type,
-        batch=row.batch,
-        status=row.status,
-        dsp_id=row.dsp_id,
-        dsp_status=row.dsp_status,
-        reason=row.reason,
-        blocked_by=row.blocked_by,
-        payload_version=row.payload_version,
-        priority=row.priority,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        finished_at=row.finished_at,
-    )
 
 
 def _batch_query() -> Select[str, str, int, datetime, datetime | None, str]:

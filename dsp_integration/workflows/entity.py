@@ -254,6 +254,20 @@ class EntityWorkflow:
             await self._record(snapshot, EntityStatus.POLLING)
             return await self._poll_until_decided(snapshot, dsp_id, dsp_status, 0)
 
+    def _know_dependencies(self, snapshot: EntitySnapshot) -> None:
+        """Start from the dependencies as loaded; signals of their versions overlay them."""
+        self._dependencies = {
+            dep.key: DependencyOutcome(
+                key=dep.key,
+                status=dep.status,
+                dsp_id=dep.dsp_id,
+                reason=dep.reason,
+                blocked_by=dep.blocked_by,
+                payload_version=dep.payload_version,
+            )
+            for dep in snapshot.dependencies
+        }
+
     def _dependency_view(self) -> list[DependencyOutcome]:
         """Each dependency as last heard of: the loaded row, or a signal of the same or a
         newer payload version."""
@@ -273,17 +287,7 @@ class EntityWorkflow:
         )
 
     async def _wait_for_dependencies(self, snapshot: EntitySnapshot) -> _Ending | _Restart | None:
-        self._dependencies = {
-            dep.key: DependencyOutcome(
-                key=dep.key,
-                status=dep.status,
-                dsp_id=dep.dsp_id,
-                reason=dep.reason,
-                blocked_by=dep.blocked_by,
-                payload_version=dep.payload_version,
-            )
-            for dep in snapshot.dependencies
-        }
+        self._know_dependencies(snapshot)
 
         def settled() -> bool:
             deps = self._dependency_view()
@@ -324,17 +328,7 @@ class EntityWorkflow:
         dependency still ends it (one may have been blocked by a superseded outcome)."""
         if not self._last_word_wins or snapshot.status is not EntityStatus.BLOCKED:
             return False
-        self._dependencies = {
-            dep.key: DependencyOutcome(
-                key=dep.key,
-                status=dep.status,
-                dsp_id=dep.dsp_id,
-                reason=dep.reason,
-                blocked_by=dep.blocked_by,
-                payload_version=dep.payload_version,
-            )
-            for dep in snapshot.dependencies
-        }
+        self._know_dependencies(snapshot)
         return _blocking_dependency(self._dependency_view()) is None
 
     def _unblocked_since(self, ending: _Ending) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -70,30 +71,42 @@ async def test_a_call_cancelled_while_it_waits_for_its_slot_sends_nothing(
     assert await audit_rows(clean_database) == []
 
 
-@respx.mock(base_url=BASE_URL)
-async def test_a_request_on_its_way_is_finished_and_its_success_returned(
-    respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
-) -> None:
-    sent, answer = asyncio.Event(), asyncio.Event()
+async def cancelled_on_its_way(
+    respx_mock: respx.MockRouter,
+    http: httpx.AsyncClient,
+    sessions: SessionFactory,
+    answer: httpx.Response,
+) -> asyncio.Task[Any]:
+    """A POST that the DSP has received when the call is cancelled; the DSP then answers."""
+    sent, answered = asyncio.Event(), asyncio.Event()
 
     async def slow_dsp(request: httpx.Request) -> httpx.Response:
         sent.set()
-        await answer.wait()
-        return httpx.Response(201, json=CREATED)
+        await answered.wait()
+        return answer
 
     respx_mock.post("/v1/advertisers").mock(side_effect=slow_dsp)
     env = ActivityEnvironment()
-    canceller = asyncio.create_task(cancel_when(env, sent))
     call = asyncio.create_task(
         env.run(
-            gateway(http, clean_database, limit=10).call,
+            gateway(http, sessions, limit=10).call,
             "adv",
             create_request(EntityType.ADVERTISERS, BODY, "adv:v1"),
         )
     )
-    await canceller
+    await cancel_when(env, sent)
     await asyncio.sleep(0.1)
-    answer.set()
+    answered.set()
+    return call
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_a_request_on_its_way_is_finished_and_its_success_returned(
+    respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
+) -> None:
+    call = await cancelled_on_its_way(
+        respx_mock, http, clean_database, httpx.Response(201, json=CREATED)
+    )
 
     exchange = await call
     assert exchange.status_code == 201
@@ -105,25 +118,10 @@ async def test_a_request_on_its_way_is_finished_and_its_success_returned(
 async def test_a_failed_answer_to_a_cancelled_call_reports_the_cancellation(
     respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
 ) -> None:
-    sent, answer = asyncio.Event(), asyncio.Event()
-
-    async def failing_dsp(request: httpx.Request) -> httpx.Response:
-        sent.set()
-        await answer.wait()
-        return httpx.Response(503, json={"error": {"code": "unavailable", "message": "down"}})
-
-    respx_mock.post("/v1/advertisers").mock(side_effect=failing_dsp)
-    env = ActivityEnvironment()
-    canceller = asyncio.create_task(cancel_when(env, sent))
-    call = asyncio.create_task(
-        env.run(
-            gateway(http, clean_database, limit=10).call,
-            "adv",
-            create_request(EntityType.ADVERTISERS, BODY, "adv:v1"),
-        )
+    failure = {"error": {"code": "unavailable", "message": "down"}}
+    call = await cancelled_on_its_way(
+        respx_mock, http, clean_database, httpx.Response(503, json=failure)
     )
-    await canceller
-    answer.set()
 
     with pytest.raises(asyncio.CancelledError):
         await call
