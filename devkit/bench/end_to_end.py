@@ -25,10 +25,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from devkit.bench.cost import BackendCpu, cpu_seconds, database_counters, per_entity_lines
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.submit_10k import entity_lines, write_jsonl
 from dsp_integration.client.progress import wait_for_batch
@@ -36,12 +37,9 @@ from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import workflow_id_for
 
 BATCH = "bench-e2e"
+# PostgreSQL backends report their statistics at most every 10 s while idle.
+STATS_FLUSH_SECONDS = 11
 UNLIMITED = 100_000  # requests per 1 s window: the DSP limit out of the way
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -99,6 +97,7 @@ async def history_figures(client: Client, keys: list[str]) -> tuple[Counter[str]
             ).fetch_history()
             totals["events"] += len(history.events)
             for event in history.events:
+                totals[f"event:{EventType.Name(event.event_type).removeprefix('EVENT_TYPE_')}"] += 1
                 if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
                     totals["workflow_tasks"] += 1
                 elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
@@ -131,6 +130,11 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
     pids = [pid for pid in stack.workers.pids if pid is not None]
     server = temporal_pid(stack.settings.temporal_address)
     await asyncio.sleep(3)  # workers connected and polling
+    database = make_url(stack.settings.effective_database_url).database or ""
+    backends = BackendCpu(database)
+    backends.start()
+    async with stack.service.sessions() as session:
+        counters_before = await database_counters(session)
     cpu_before = {pid: cpu_seconds(pid) for pid in [*pids, *([server] if server else [])]}
     own_before = time.process_time()
     peak_rss = dict.fromkeys(pids, 0.0)
@@ -142,12 +146,15 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
             await asyncio.sleep(1)
 
     watcher = asyncio.create_task(watch_memory())
+    backend_watcher = asyncio.create_task(backends.watch())
     began = time.perf_counter()
     report = await submit(stack.service, read_submission(path, BATCH))
     submitted = time.perf_counter() - began
     counts = await wait_for_batch(stack.service, report.batch, on_update=lambda _: None)
     elapsed = time.perf_counter() - began
     watcher.cancel()
+    backends.sample()
+    backend_watcher.cancel()
     cpu = {pid: cpu_seconds(pid) - before for pid, before in cpu_before.items()}
     own_cpu = time.process_time() - own_before
 
@@ -157,6 +164,10 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
     answers = Counter(r.status for r in stack.mock.dsp.request_log)
     async with stack.service.sessions() as session:
         stages = (await session.execute(STAGES, {"batch": BATCH})).all()
+    await asyncio.sleep(STATS_FLUSH_SECONDS)
+    async with stack.service.sessions() as session:
+        counters = await database_counters(session)
+    counters.subtract(counters_before)
 
     print(f"entities: {entities} on {len(pids)} workers; final statuses {dict(counts)}")
     print(f"submit (store + start): {submitted:.1f} s")
@@ -182,7 +193,26 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
         )
     if server:
         print(f"temporal dev server CPU: {cpu[server]:.1f} s")
+    print(f"PostgreSQL backends of the run's database CPU: {backends.seconds:.1f} s")
     print(f"bench process (mock DSP, submit, progress) CPU: {own_cpu:.1f} s")
+    print(
+        "CPU ms per entity: "
+        + ", ".join(
+            [
+                *(f"worker {pid} {1000 * cpu[pid] / entities:.1f}" for pid in pids),
+                *([f"dev server {1000 * cpu[server] / entities:.1f}"] if server else []),
+                f"PostgreSQL {1000 * backends.seconds / entities:.1f}",
+                f"bench {1000 * own_cpu / entities:.1f}",
+            ]
+        )
+    )
+    print("history events per entity by type:")
+    for name, count in sorted(totals.items(), key=lambda item: -item[1]):
+        if name.startswith("event:"):
+            print(f"  {name.removeprefix('event:'):<40} {count / len(keys):6.2f}")
+    print("database work per entity (the run's database, incl. submit and progress):")
+    for line in per_entity_lines(counters, entities):
+        print(line)
     ok = sum(counts.values()) == entities and set(counts) <= {"succeeded"}
     return 0 if ok else 1
 
