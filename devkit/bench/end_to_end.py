@@ -109,8 +109,9 @@ async def history_figures(client: Client, keys: list[str]) -> tuple[Counter[str]
     return totals, runs
 
 
-async def run(entities: int, workers: int, sample: int) -> int:
+async def run(entities: int, workers: int, sample: int, sandbox: bool) -> int:
     options = StackOptions(
+        workflow_sandbox=sandbox,
         workers=workers,
         rate_limit=UNLIMITED,
         rate_window=1.0,
@@ -271,10 +272,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--sample", type=int, default=100)
     parser.add_argument("--review-days", type=float)
+    parser.add_argument(
+        "--sandbox", action="store_true", help="run the workflows in Temporal's sandbox"
+    )
     args = parser.parse_args()
     if args.review_days is not None:
         return asyncio.run(long_review(args.review_days))
-    return asyncio.run(run(args.entities, args.workers, args.sample))
+    return asyncio.run(run(args.entities, args.workers, args.sample, args.sandbox))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from datetime import timedelta
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from dsp_integration.activities.dsp_calls import DspActivities
 from dsp_integration.activities.fan_out import DependantFanOut
@@ -47,8 +48,9 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 class WorkerTuning(BaseSettings):
     """Switches of the worker process for the benchmarks' comparisons, not for production:
     `DSP_POLL_STRATEGY=fixed` polls every DSP_POLL_MIN_INTERVAL instead of planning,
-    `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority, and
-    `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache.
+    `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority,
+    `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache and `DSP_WORKFLOW_SANDBOX=1` runs the
+    workflows in Temporal's sandbox.
 
     Why a model of its own, read by the worker entry point: the benchmarks compare real
     worker processes, so the switches must reach `python worker.py` through its environment,
@@ -61,7 +63,13 @@ class WorkerTuning(BaseSettings):
     evicted: it bounds a worker's memory however many entities sleep (a creative in a
     days-long review is evicted while others work; its next poll replays its history, bounded
     by continue-as-new, in milliseconds). Too small a cache costs throughput: evicted
-    workflows' tasks leave the sticky queue and replay (devkit/bench/RESULTS.md)."""
+    workflows' tasks leave the sticky queue and replay (devkit/bench/RESULTS.md).
+
+    The sandbox re-imports the workflow module for every workflow run it starts (compiling
+    it where no bytecode is cached) and guards each activation: a fifth of a worker's CPU in
+    the end-to-end bench (devkit/bench/RESULTS.md, "Cost per entity"). The worker runs the
+    workflows without it; the workflow tests and the replay test keep it, and they run every
+    path of the workflow, so a non-deterministic call still fails there."""
 
     model_config = SettingsConfigDict(
         env_prefix="DSP_", env_file=".env", extra="ignore", env_ignore_empty=True
@@ -70,6 +78,7 @@ class WorkerTuning(BaseSettings):
     poll_strategy: PollStrategy = ADAPTIVE
     dependant_priority: bool = True
     max_cached_workflows: int = Field(default=1000, ge=0)
+    workflow_sandbox: bool = False
 
 
 async def run_worker(
@@ -162,6 +171,9 @@ def build_workers(
         ],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_cached_workflows=tuning.max_cached_workflows,
+        workflow_runner=(
+            SandboxedWorkflowRunner() if tuning.workflow_sandbox else UnsandboxedWorkflowRunner()
+        ),
     )
     dsp_worker = Worker(
         client,

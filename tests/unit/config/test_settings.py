@@ -113,13 +113,18 @@ def test_worker_env_for_the_mock_dsp_names_it_and_its_token(
 
 def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     tuning = WorkerTuning(  # type: ignore[call-arg]
-        _env_file=None, poll_strategy="fixed", dependant_priority=False, max_cached_workflows=250
+        _env_file=None,
+        poll_strategy="fixed",
+        dependant_priority=False,
+        max_cached_workflows=250,
+        workflow_sandbox=True,
     )
     env = as_environment(tuning)
     assert env == {
         "DSP_POLL_STRATEGY": "fixed",
         "DSP_DEPENDANT_PRIORITY": "0",
         "DSP_MAX_CACHED_WORKFLOWS": "250",
+        "DSP_WORKFLOW_SANDBOX": "1",
     }
     assert read_back(env, WorkerTuning, monkeypatch) == tuning
 
