@@ -77,6 +77,12 @@ LOCAL_QUEUE_RECORDS_PATCH = "local-queue-records"
 # by a resubmit and blocked dependants looking again (issue 9). Decided once per run, at its
 # start, so a run recorded before keeps the old behaviour from its first command to its last.
 LAST_WORD_WINS_PATCH = "last-word-wins"
+# Fewer history events per entity (issue 13). Decided once per run, at its start, and it
+# stands for the three patches above: a new run records one patch marker and one
+# `TemporalChangeVersion` upsert instead of three of each. An entity whose POST answer
+# already decides it (an advertiser, active at once) goes to its ending without recording
+# `polling` first.
+LEAN_HISTORY_PATCH = "lean-history"
 
 RECORD_TIMEOUT = timedelta(seconds=30)
 RECORD_RETRY_POLICY = RetryPolicy(
@@ -140,6 +146,7 @@ class EntityWorkflow:
         self._dsp_ids: dict[str, str] = {}
         self._dependencies: dict[str, DependencyOutcome] = {}
         self._last_word_wins = False
+        self._lean_history = False
         # The batch's priority as last read from the row (load_entity, record_status,
         # plan_next_poll): each DSP call is scheduled with it.
         self._level: PriorityLevel = DEFAULT_PRIORITY_LEVEL
@@ -171,7 +178,8 @@ class EntityWorkflow:
     @workflow.run
     async def run(self, request: EntityWorkflowInput) -> EntityState:
         self._state.key = request.key
-        self._last_word_wins = workflow.patched(LAST_WORD_WINS_PATCH)
+        self._lean_history = workflow.patched(LEAN_HISTORY_PATCH)
+        self._last_word_wins = self._lean_history or workflow.patched(LAST_WORD_WINS_PATCH)
         snapshot = await self._load(request.key)
         carry = request.carry
         if carry is not None and carry.payload_version != snapshot.payload_version:
@@ -204,7 +212,7 @@ class EntityWorkflow:
         is cancelled); the client has already put what the older one blocked back to waiting.
         Runs recorded before the patch reopen the entities blocked because of this one."""
         if not self._last_word_wins:
-            await _queue_activity(
+            await self._queue_activity(
                 QueueActivities.reopen_blocked, ReopenBlockedInput(key=snapshot.key)
             )
             return
@@ -251,7 +259,9 @@ class EntityWorkflow:
             if self._cancel is not None and not self._resubmitted(snapshot):
                 # Cancelled while the POST was in flight: it exists at the DSP now, so archive it.
                 return await self._archive(snapshot, dsp_id)
-            await self._record(snapshot, EntityStatus.POLLING)
+            decided = service_status_for(snapshot.entity_type, dsp_status) is not None
+            if not (self._lean_history and decided):
+                await self._record(snapshot, EntityStatus.POLLING)
             return await self._poll_until_decided(snapshot, dsp_id, dsp_status, 0)
 
     def _know_dependencies(self, snapshot: EntitySnapshot) -> None:
@@ -573,7 +583,7 @@ class EntityWorkflow:
         self._state.status = ending.status
         self._state.reason = ending.reason
         self._publish_status(snapshot, ending.status)
-        result = await _queue_activity(
+        result = await self._queue_activity(
             QueueActivities.record_status,
             RecordStatusInput(
                 key=snapshot.key,
@@ -603,13 +613,13 @@ class EntityWorkflow:
                 await self._tell_dependants(snapshot, outcome, result.dependants_to_tell)
             return
         if result.dependants:
-            await _queue_activity(
+            await self._queue_activity(
                 QueueActivities.notify_dependants,
                 NotifyDependantsInput(outcome=outcome, dependants=result.dependants),
             )
 
     async def _load(self, key: str) -> EntitySnapshot:
-        snapshot = await _queue_activity(QueueActivities.load_entity, LoadEntityInput(key=key))
+        snapshot = await self._queue_activity(QueueActivities.load_entity, LoadEntityInput(key=key))
         self._dsp_ids = {}
         self._state = EntityState(
             key=snapshot.key,
@@ -633,7 +643,7 @@ class EntityWorkflow:
     async def _record(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
         self._state.status = status
         self._publish_status(snapshot, status)
-        result = await _queue_activity(
+        result = await self._queue_activity(
             QueueActivities.record_status,
             RecordStatusInput(
                 key=snapshot.key,
@@ -654,7 +664,7 @@ class EntityWorkflow:
         # a Collection of key-value pairs (hence the ignores).
         if DSP_ENTITY_KEY not in attributes or attributes.get(DSP_STATUS) == status.value:  # type: ignore[comparison-overlap]
             return
-        if not workflow.patched(SEARCH_ATTRIBUTES_PATCH):
+        if not (self._lean_history or workflow.patched(SEARCH_ATTRIBUTES_PATCH)):
             return
         updates = [DSP_STATUS.value_set(status.value)]
         if DSP_ENTITY_TYPE not in attributes:  # type: ignore[comparison-overlap]
@@ -676,26 +686,26 @@ class EntityWorkflow:
         # The DSP queue is derived from the workflow queue, as the worker derives it.
         return f"{workflow.info().task_queue}-dsp"
 
+    async def _queue_activity(
+        self, method: Callable[[QueueActivities, InputT], Awaitable[ResultT]], arg: InputT
+    ) -> ResultT:
+        """A queue-table activity: local once the patch is in the history (or the run is
+        new), a regular activity on the workflow queue while replaying a run recorded before
+        it."""
+        if self._lean_history or workflow.patched(LOCAL_QUEUE_RECORDS_PATCH):
+            return await workflow.execute_local_activity_method(
+                method,
+                arg,
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY_POLICY,
+            )
+        return await workflow.execute_activity_method(
+            method, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY_POLICY
+        )
+
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT")
-
-
-async def _queue_activity(
-    method: Callable[[QueueActivities, InputT], Awaitable[ResultT]], arg: InputT
-) -> ResultT:
-    """A queue-table activity: local once the patch is in the history (or the run is new),
-    a regular activity on the workflow queue while replaying a run recorded before it."""
-    if workflow.patched(LOCAL_QUEUE_RECORDS_PATCH):
-        return await workflow.execute_local_activity_method(
-            method,
-            arg,
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=RECORD_RETRY_POLICY,
-        )
-    return await workflow.execute_activity_method(
-        method, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY_POLICY
-    )
 
 
 def _blocking_dependency(deps: list[DependencyOutcome]) -> DependencyOutcome | None:
