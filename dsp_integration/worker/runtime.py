@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -40,6 +41,12 @@ TEMPORAL_RATE_HEADROOM = 1.1
 # the larger new submissions' share of the budget behind waiting polls: devkit/bench/RESULTS.md).
 # A handful still covers slow answers at the DSP's rate.
 DSP_MAX_CONCURRENT_ACTIVITIES = 4
+# A budget larger than a handful can spend needs more (Little's law: rate x time a DSP task
+# spends at the worker, slot to answer, about a quarter second on the bench's loaded machine):
+# with the limit out of the way, 4 per worker made the DSP queue the bottleneck
+# (devkit/bench/RESULTS.md, "Cost per entity"). At the production rate it stays 4.
+DSP_TASK_SECONDS = 0.25
+DSP_CONCURRENCY_CEILING = 32
 # On SIGTERM in-flight DSP requests may finish (each is bounded by DSP_TIMEOUT) before the
 # worker stops; what is still running then is retried elsewhere, idempotently.
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
@@ -179,9 +186,15 @@ def build_workers(
         client,
         task_queue=settings.dsp_task_queue,
         activities=dsp.all(),
-        max_concurrent_activities=DSP_MAX_CONCURRENT_ACTIVITIES,
+        max_concurrent_activities=dsp_concurrency(settings.dsp_requests_per_second),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_task_queue_activities_per_second=settings.dsp_requests_per_second
         * TEMPORAL_RATE_HEADROOM,
     )
     return workflow_worker, dsp_worker
+
+
+def dsp_concurrency(requests_per_second: float) -> int:
+    """DSP tasks a worker holds at once: a handful, or as many as the budget keeps busy."""
+    needed = math.ceil(requests_per_second * DSP_TASK_SECONDS)
+    return min(DSP_CONCURRENCY_CEILING, max(DSP_MAX_CONCURRENT_ACTIVITIES, needed))
