@@ -34,9 +34,10 @@ from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.submit_10k import entity_lines, write_jsonl
 from dsp_integration.client.progress import wait_for_batch
 from dsp_integration.client.submission import read_submission, submit
-from dsp_integration.contracts import workflow_id_for
+from dsp_integration.contracts import TERMINAL_STATUSES, workflow_id_for
 
 BATCH = "bench-e2e"
+ENDED = {status.value for status in TERMINAL_STATUSES}
 # PostgreSQL backends report their statistics at most every 10 s while idle.
 STATS_FLUSH_SECONDS = 11
 UNLIMITED = 100_000  # requests per 1 s window: the DSP limit out of the way
@@ -139,11 +140,19 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
     cpu_before = {pid: cpu_seconds(pid) for pid in [*pids, *([server] if server else [])]}
     own_before = time.process_time()
     peak_rss = dict.fromkeys(pids, 0.0)
+    idle_rss = {pid: rss_mib(pid) for pid in pids}
+    in_flight = [0]  # entities stored and not yet ended, as the progress last counted
+    peak_in_flight = 0
+
+    def count_in_flight(counts: dict[str, int]) -> None:
+        in_flight[0] = sum(n for status, n in counts.items() if status not in ENDED)
 
     async def watch_memory() -> None:
+        nonlocal peak_in_flight
         while True:
             for pid in pids:
                 peak_rss[pid] = max(peak_rss[pid], rss_mib(pid))
+            peak_in_flight = max(peak_in_flight, in_flight[0])
             await asyncio.sleep(1)
 
     watcher = asyncio.create_task(watch_memory())
@@ -151,7 +160,7 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
     began = time.perf_counter()
     report = await submit(stack.service, read_submission(path, BATCH))
     submitted = time.perf_counter() - began
-    counts = await wait_for_batch(stack.service, report.batch, on_update=lambda _: None)
+    counts = await wait_for_batch(stack.service, report.batch, on_update=count_in_flight)
     elapsed = time.perf_counter() - began
     watcher.cancel()
     backends.sample()
@@ -186,6 +195,16 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
         f"{totals['activities'] / len(keys):.1f} activities, "
         f"{totals['markers'] / len(keys):.1f} markers, "
         f"{totals['workflow_task_failures']} workflow task failures"
+    )
+    print(
+        f"in flight at most {peak_in_flight} entities; worker RSS before the run "
+        + ", ".join(f"{idle_rss[pid]:.0f}" for pid in pids)
+        + " MiB; growth to the peak per 1,000 in flight (each worker holds about half, its "
+        "sticky cache at most DSP_MAX_CACHED_WORKFLOWS): "
+        + ", ".join(
+            f"{(peak_rss[pid] - idle_rss[pid]) / max(peak_in_flight, 1) * 1000:.0f}" for pid in pids
+        )
+        + " MiB"
     )
     for pid in pids:
         print(
