@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from dsp_integration.contracts import ENTITY_WORKFLOW_NAME, EntityWorkflowInput, workflow_id_for
 from dsp_integration.contracts.search_attributes import entity_search_attributes
@@ -66,3 +66,31 @@ async def start_entity_workflows(
     except* RPCError as failures:
         raise failures.exceptions[0] from None
     return len(keys)
+
+
+async def signal_running_workflows(
+    client: Client, keys: Iterable[str], signal: str, signal_arg: Any
+) -> int:
+    """Signal the running workflow of each key, concurrently; returns how many were running.
+    A key whose workflow is not running is skipped: it reads the row when it starts."""
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+    running = 0
+
+    async def send(key: str) -> None:
+        nonlocal running
+        async with gate:
+            try:
+                await client.get_workflow_handle(workflow_id_for(key)).signal(signal, signal_arg)
+            except RPCError as error:
+                if error.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                return
+            running += 1
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for key in keys:
+                group.create_task(send(key))
+    except* RPCError as failures:
+        raise failures.exceptions[0] from None
+    return running

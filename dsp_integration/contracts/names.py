@@ -13,6 +13,7 @@ WORKFLOW_ID_PREFIX = "dsp-entity-"
 SIGNAL_DEPENDENCY_FINISHED = "dependency_finished"
 SIGNAL_CANCEL = "cancel"
 SIGNAL_RESUBMIT = "resubmit"
+SIGNAL_REPRIORITISE = "reprioritise"
 QUERY_STATE = "state"
 
 
@@ -55,8 +56,12 @@ DSP_ACTIVITY_PRIORITY_POLL_PARENT = DSP_ACTIVITY_PRIORITY_PARENT
 
 # Fairness between batches: every DSP call carries its batch as the fairness key, so the
 # server hands each batch with calls waiting at one priority key a share of the dispatches by
-# weight (`matching.enableFairness`). Equal weights: each waiting batch gets an equal share.
+# weight (`matching.enableFairness`). Equal weights by default: each waiting batch gets an
+# equal share; users give a batch another weight (`submit --weight`, `prioritise --weight`).
 DSP_FAIRNESS_WEIGHT = 1.0
+# Temporal's recommended range of fairness weights (temporal/api common/v1 Priority).
+MIN_FAIRNESS_WEIGHT = 0.001
+MAX_FAIRNESS_WEIGHT = 1000.0
 # Temporal refuses fairness keys longer than 64 bytes.
 MAX_FAIRNESS_KEY_BYTES = 64
 
@@ -90,6 +95,18 @@ def dsp_priority(
     if kind is DspCallKind.SUBMIT and dependants > 0:
         return DSP_ACTIVITY_PRIORITY_PARENT
     return DSP_ACTIVITY_PRIORITY_SUBMIT
+
+
+def parse_fairness_weight(text: str) -> float | None:
+    """The weight written in `text`, or None when it is not a number within
+    [MIN_FAIRNESS_WEIGHT, MAX_FAIRNESS_WEIGHT]."""
+    try:
+        weight = float(text.strip())
+    except ValueError:
+        return None
+    if not MIN_FAIRNESS_WEIGHT <= weight <= MAX_FAIRNESS_WEIGHT:  # also refuses nan and inf
+        return None
+    return weight
 
 
 def fairness_key_for(batch: str) -> str:
