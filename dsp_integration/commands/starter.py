@@ -27,7 +27,7 @@ from dsp_integration.client.submission import (
 )
 from dsp_integration.client.temporal_client import TemporalUnavailable
 from dsp_integration.config import Settings
-from dsp_integration.contracts import PriorityLevel
+from dsp_integration.contracts import DSP_FAIRNESS_WEIGHT, PriorityLevel
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.entities import SubmissionRefused
 
@@ -302,6 +302,13 @@ def _weights_of(views: list[queries.EntityView]) -> str:
     return ", ".join(f"{weight:g}" for weight in weights) or "1"
 
 
+def _share_of(view: queries.EntityView) -> str:
+    """The priority, and the weight when it is not the default (a narrow column)."""
+    if view.fairness_weight == DSP_FAIRNESS_WEIGHT:
+        return view.priority
+    return f"{view.priority} w{view.fairness_weight:g}"
+
+
 async def _status(
     service: ServiceContext, keys: list[str], batch: str | None, as_json: bool
 ) -> int:
@@ -312,16 +319,13 @@ async def _status(
     if batch and not keys:
         await _print_summary(service, batch)
         return EXIT_OK
-    table = Table(
-        "key", "type", "batch", "priority", "weight", "status", "dsp_id", "dsp_status", "reason"
-    )
+    table = Table("key", "type", "batch", "priority", "status", "dsp_id", "dsp_status", "reason")
     for view in views:
         table.add_row(
             view.key,
             view.type,
             view.batch,
-            view.priority,
-            f"{view.fairness_weight:g}",
+            _share_of(view),
             view.status,
             view.dsp_id or "",
             view.dsp_status or "",
