@@ -7,7 +7,9 @@ small batch has ended.
     python -m devkit.bench.fairness --limit 40 --window 60 --arrival 60 --rows alone,normal
 
 Rows: `alone` (the small batch on an idle stack), `normal` and `high` (behind the large
-batch), `fifo` (normal, with the server's fairness off: first come, first served).
+batch), `flat` (normal, with `DSP_CALL_TIERS=0`: one priority key for every normal call, so
+fairness alone orders the batches), `fifo` (normal, with the server's fairness off: first
+come, first served; one priority key too).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus, PriorityLevel
 
-ROWS = ("alone", "normal", "high", "fifo")
+ROWS = ("alone", "normal", "high", "flat", "fifo")
 LARGE, SMALL = "fair-large", "fair-small"
 
 
@@ -98,6 +100,7 @@ async def run_row(row: str, args: argparse.Namespace) -> RowResult:
         rate_limit=args.limit,
         rate_window=args.window,
         temporal_dynamic_config=("matching.enableFairness=false",) if row == "fifo" else (),
+        call_tiers=row not in ("flat", "fifo"),
     )
     level = PriorityLevel.HIGH if row == "high" else PriorityLevel.NORMAL
     async with open_bench_stack(options) as stack:

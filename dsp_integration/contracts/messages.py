@@ -111,6 +111,9 @@ class EntitySnapshot(BaseModel):
     # Its batch's fairness weight, when it was loaded. None in results recorded before the
     # field (the default weight).
     fairness_weight: float | None = None
+    # Whether normal calls take the parent/submission/poll tiers of priority keys
+    # (`dsp_priority`), as the worker is set (`DSP_CALL_TIERS`).
+    call_tiers: bool = True
 
 
 class RecordStatusInput(BaseModel):

@@ -75,7 +75,10 @@ class DspCallKind(StrEnum):
 
 
 def dsp_priority(
-    kind: DspCallKind, dependants: int, level: PriorityLevel = DEFAULT_PRIORITY_LEVEL
+    kind: DspCallKind,
+    dependants: int,
+    level: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
+    tiers: bool = True,
 ) -> int:
     """The priority key of a DSP call of an entity of a batch at `level` that `dependants`
     open entities wait for.
@@ -85,11 +88,18 @@ def dsp_priority(
     and so does the poll that sees it decided (a creative in review holds its ad groups, a
     pending campaign its ad groups): both go before any leaf's call. Archiving unblocks nobody
     (the dependants of a cancelled entity end blocked either way), so it keeps the leaf
-    submissions' key."""
+    submissions' key.
+
+    Without `tiers` every normal call takes the leaves' submission key: the server orders
+    priority keys before fairness keys, so tiers shared by all batches put every batch's
+    parents and submissions before any batch's leaves and polls, and a small batch's ad
+    groups wait for a large batch's whole tree (devkit/bench/RESULTS.md, "Fair shares")."""
     if level is PriorityLevel.HIGH:
         return DSP_ACTIVITY_PRIORITY_HIGH
     if level is PriorityLevel.LOW:
         return DSP_ACTIVITY_PRIORITY_LOW
+    if not tiers:
+        return DSP_ACTIVITY_PRIORITY_SUBMIT
     if kind is DspCallKind.POLL:
         return DSP_ACTIVITY_PRIORITY_PARENT if dependants > 0 else DSP_ACTIVITY_PRIORITY_POLL
     if kind is DspCallKind.SUBMIT and dependants > 0:

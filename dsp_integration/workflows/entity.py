@@ -779,7 +779,7 @@ def _priority(
     local-activity results (`load_entity`, `record_status`, `plan_next_poll`) or signals, so
     it replays."""
     return Priority(
-        priority_key=dsp_priority(kind, snapshot.dependants, level),
+        priority_key=dsp_priority(kind, snapshot.dependants, level, snapshot.call_tiers),
         fairness_key=fairness_key_for(snapshot.batch),
         fairness_weight=weight,
     )

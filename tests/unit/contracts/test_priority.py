@@ -86,3 +86,14 @@ def test_a_weight_within_temporals_range_is_read(text: str, weight: float) -> No
 def test_a_weight_outside_the_range_or_not_a_number_is_refused(text: str) -> None:
     assert parse_fairness_weight(text) is None
     assert MIN_FAIRNESS_WEIGHT == 0.001 and MAX_FAIRNESS_WEIGHT == 1000.0
+
+
+def test_without_tiers_every_normal_call_takes_one_key_and_the_levels_stay_apart() -> None:
+    keys = {
+        dsp_priority(kind, dependants, NORMAL, tiers=False)
+        for kind in DspCallKind
+        for dependants in (0, 3)
+    }
+    assert keys == {3}
+    assert dsp_priority(DspCallKind.POLL, 3, HIGH, tiers=False) == 1
+    assert dsp_priority(DspCallKind.SUBMIT, 0, LOW, tiers=False) == 5
