@@ -113,12 +113,17 @@ def test_worker_env_for_the_mock_dsp_names_it_and_its_token(
 
 def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     tuning = WorkerTuning(  # type: ignore[call-arg]
-        _env_file=None, poll_strategy="fixed", dependant_priority=False, max_cached_workflows=250
+        _env_file=None,
+        poll_strategy="fixed",
+        dependant_priority=False,
+        call_tiers=False,
+        max_cached_workflows=250,
     )
     env = as_environment(tuning)
     assert env == {
         "DSP_POLL_STRATEGY": "fixed",
         "DSP_DEPENDANT_PRIORITY": "0",
+        "DSP_CALL_TIERS": "0",
         "DSP_MAX_CACHED_WORKFLOWS": "250",
     }
     assert read_back(env, WorkerTuning, monkeypatch) == tuning
