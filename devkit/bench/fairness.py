@@ -25,7 +25,7 @@ from typing import Any
 
 from devkit.bench.metrics import busy_utilisation
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
-from devkit.bench.workloads import Entity, ad_group, advertiser, campaign, creative
+from devkit.bench.workloads import Entity, advertiser_trees
 from devkit.mock_dsp.request_log import RequestRecord, max_in_window
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
@@ -33,18 +33,6 @@ from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus, PriorityL
 
 ROWS = ("alone", "normal", "high", "flat", "fifo")
 LARGE, SMALL = "fair-large", "fair-small"
-
-
-def trees(prefix: str, count: int) -> list[Entity]:
-    """`count` advertiser trees of five: advertiser, campaign, two creatives, an ad group."""
-    entities: list[Entity] = []
-    for i in range(count):
-        a = f"{prefix}-a{i}"
-        creatives = [f"{a}-c{j}" for j in range(2)]
-        entities += [advertiser(a), campaign(f"{a}-cp", a)]
-        entities += [creative(c, a) for c in creatives]
-        entities.append(ad_group(f"{a}-ag", f"{a}-cp", creatives))
-    return entities
 
 
 @dataclass
@@ -107,10 +95,12 @@ async def run_row(row: str, args: argparse.Namespace) -> RowResult:
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(scratch)
             if row != "alone":
-                await _submit(stack, folder, LARGE, trees(LARGE, 200), PriorityLevel.NORMAL)
+                await _submit(
+                    stack, folder, LARGE, advertiser_trees(LARGE, 200), PriorityLevel.NORMAL
+                )
                 await asyncio.sleep(args.arrival)
             started = time.monotonic()
-            await _submit(stack, folder, SMALL, trees(SMALL, 2), level)
+            await _submit(stack, folder, SMALL, advertiser_trees(SMALL, 2), level)
             await _ended(stack, SMALL, args.give_up)
             ended = time.monotonic()
         records = [r for r in stack.mock.dsp.request_log if r.at <= ended]

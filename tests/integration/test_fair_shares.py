@@ -11,52 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest_asyncio
 from sqlalchemy import func, select
-from temporalio.client import Client
 
-from devkit.mock_dsp.server import MockDspServer
-from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.client import control, queries
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import PriorityLevel
-from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import AuditRecord
-from tests.integration.conftest import mock_config
 from tests.integration.dag import advertiser
-from tests.integration.harness import Stack, open_stack, stack_settings, write_entities
+from tests.integration.harness import Stack, end_times, write_entities
 
 # 4 requests a second: a 100-advertiser backlog (one POST each) takes about 25 s alone.
-LIMIT = 8
-WINDOW = 2.0
 BACKLOG = 100
 SMALL = 30
-
-
-@pytest_asyncio.fixture
-async def slow_stack(
-    clean_database: SessionFactory,
-    database_url: str,
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    mock_dsp: MockDspServer,
-) -> AsyncIterator[Stack]:
-    mock_dsp.dsp.config = mock_config().model_copy(
-        update={"rate_limit": LIMIT, "rate_window": WINDOW}
-    )
-    settings = stack_settings(
-        database_url=database_url,
-        temporal_address=temporal_server.address,
-        dsp_base_url=mock_dsp.base_url,
-        dsp_rate_limit=LIMIT,
-        dsp_rate_window=WINDOW,
-    )
-    async with open_stack(settings, temporal_client) as opened:
-        yield opened
 
 
 async def _submit(
@@ -70,17 +39,6 @@ async def _submit(
     entities = [advertiser(f"{batch}-{i:03d}") for i in range(count)]
     path = write_entities(tmp_path / f"{batch}.json", batch, entities)
     await submit(stack.service, read_submission(path), level, weight)
-
-
-async def _finished(stack: Stack, batch: str, within: float = 120) -> list[datetime]:
-    deadline = time.monotonic() + within
-    while True:
-        views = await queries.entity_views(stack.service, batch=batch)
-        if views and all(v.finished_at is not None for v in views):
-            assert {v.status for v in views} == {"succeeded"}, views
-            return sorted(v.finished_at for v in views if v.finished_at is not None)
-        assert time.monotonic() < deadline, f"batch {batch} not finished in {within:.0f} s"
-        await asyncio.sleep(0.2)
 
 
 async def _all_queued(stack: Stack, batch: str, within: float = 60) -> datetime:
@@ -99,8 +57,8 @@ async def _shares(stack: Stack, small: str) -> tuple[int, int, int]:
     its last end): how many of the backlog and of the small batch ended; and how many of the
     backlog were still open when the small batch had ended."""
     since = await _all_queued(stack, small)
-    small_done = await _finished(stack, small)
-    backlog_done = await _finished(stack, "bk")
+    small_done = await end_times(stack, small)
+    backlog_done = await end_times(stack, "bk")
     until = small_done[-1]
     backlog = sum(1 for at in backlog_done if since <= at <= until)
     mine = sum(1 for at in small_done if since <= at)
@@ -153,8 +111,8 @@ async def test_prioritise_moves_calls_already_waiting_in_the_dsp_queue(
     report = await control.prioritise(stack.service, "late", PriorityLevel.HIGH, 2.0)
     assert (report.changed, report.signalled) == (10, 10)
 
-    late_done = await _finished(stack, "late")
-    backlog_done = await _finished(stack, "bk")
+    late_done = await end_times(stack, "late")
+    backlog_done = await end_times(stack, "bk")
     after = sum(1 for at in backlog_done if at > late_done[-1])
     print("REKEY", after)
     # Left low, the batch would wait for the whole backlog; raised, its queued POSTs go
