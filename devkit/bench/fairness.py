@@ -1,9 +1,11 @@
 """Fair shares between batches (issue 11): a 1,000-entity batch, then, `--arrival` seconds
-after it was stored and started, a 10-entity batch at normal or high priority. How long the
+after it was stored and started, a 10-entity batch at normal or high priority (`--small
+trees`: two advertiser trees, whose creatives and campaigns are polled; `--small
+advertisers`: ten advertisers, one POST each, so only the DSP queue decides). How long the
 small batch takes, against the same batch alone; each row on a fresh stack, stopped once the
 small batch has ended.
 
-    python -m devkit.bench.fairness --limit 40 --window 6 --arrival 6
+    python -m devkit.bench.fairness --limit 40 --window 6 --arrival 6 [--small advertisers]
     python -m devkit.bench.fairness --limit 40 --window 60 --arrival 60 --rows alone,normal
 
 Rows: `alone` (the small batch on an idle stack), `normal` and `high` (behind the large
@@ -25,7 +27,7 @@ from typing import Any
 
 from devkit.bench.metrics import busy_utilisation
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
-from devkit.bench.workloads import Entity, advertiser_trees
+from devkit.bench.workloads import Entity, advertiser, advertiser_trees
 from devkit.mock_dsp.request_log import RequestRecord, max_in_window
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
@@ -104,7 +106,12 @@ async def run_row(row: str, args: argparse.Namespace) -> RowResult:
                 )
                 await asyncio.sleep(args.arrival)
             started = time.monotonic()
-            await _submit(stack, folder, SMALL, advertiser_trees(SMALL, 2), level)
+            small_batch = (
+                advertiser_trees(SMALL, 2)
+                if args.small == "trees"
+                else [advertiser(f"{SMALL}-a{i}") for i in range(10)]
+            )
+            await _submit(stack, folder, SMALL, small_batch, level)
             finished = await _ended(stack, SMALL, args.give_up)
             ended = time.monotonic()
         records = [r for r in stack.mock.dsp.request_log if r.at <= ended]
@@ -133,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--arrival", type=float, default=6.0, help="seconds between the two submissions"
     )
     parser.add_argument("--rows", default=",".join(ROWS[:3]), help=f"some of {','.join(ROWS)}")
+    parser.add_argument("--small", choices=("trees", "advertisers"), default="trees")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--give-up", type=float, default=900.0)
     parser.add_argument("--json", type=Path, help="write the figures here too")
@@ -145,7 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def main_async(args: argparse.Namespace) -> list[RowResult]:
     print(
-        f"fairness: 1,000 entities, then after {args.arrival:g} s 10 entities; "
+        f"fairness: 1,000 entities, then after {args.arrival:g} s 10 entities ({args.small}); "
         f"{args.limit} requests per {args.window:g} s, {args.workers} worker process(es)",
         flush=True,
     )
