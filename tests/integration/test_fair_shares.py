@@ -121,7 +121,6 @@ async def test_prioritise_moves_calls_already_waiting_in_the_dsp_queue(
     late_done = await end_times(stack, "late")
     backlog_done = await end_times(stack, "bk")
     after = sum(1 for at in backlog_done if at > late_done[-1])
-    print("REKEY", after)
     # Left low, the batch would wait for the whole backlog; raised, its queued POSTs go
     # first (the ones the worker already holds aside).
     assert after >= BACKLOG // 2, after
