@@ -42,6 +42,7 @@ class StackOptions:
     poll_max_interval: float = 30.0
     poll_strategy: PollStrategy = ADAPTIVE
     dependant_priority: bool = True
+    call_tiers: bool = True
     workflow_sandbox: bool = False
     temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None
@@ -84,6 +85,7 @@ def bench_worker_env(settings: Settings, options: StackOptions) -> Mapping[str, 
         _env_file=None,  # type: ignore[call-arg]
         poll_strategy=options.poll_strategy,
         dependant_priority=options.dependant_priority,
+        call_tiers=options.call_tiers,
         workflow_sandbox=options.workflow_sandbox,
     )
     return {**worker_env(settings), **as_environment(tuning)}

@@ -110,17 +110,24 @@ def review(limit: int, creatives: int = 200, newcomers: int | None = None) -> Wo
     )
 
 
-def dag(limit: int, advertisers: int | None = None) -> Workload:
-    """Parents with dependants and leaves: each advertiser has a campaign, two creatives and
-    an ad group using both."""
-    advertisers = advertisers if advertisers is not None else max(2, limit // 2)
+def advertiser_trees(prefix: str, count: int) -> list[Entity]:
+    """`count` trees of five: an advertiser, its campaign, two creatives and an ad group
+    using both."""
     entities: list[Entity] = []
-    for i in range(advertisers):
-        a = f"dg-a{i}"
+    for i in range(count):
+        a = f"{prefix}-a{i}"
         creatives = [f"{a}-c{j}" for j in range(2)]
         entities += [advertiser(a), campaign(f"{a}-cp", a)]
         entities += [creative(c, a) for c in creatives]
         entities.append(ad_group(f"{a}-ag", f"{a}-cp", creatives))
+    return entities
+
+
+def dag(limit: int, advertisers: int | None = None) -> Workload:
+    """Parents with dependants and leaves: each advertiser has a campaign, two creatives and
+    an ad group using both."""
+    advertisers = advertisers if advertisers is not None else max(2, limit // 2)
+    entities = advertiser_trees("dg", advertisers)
     return Workload(
         "dag",
         [Phase("dg", entities)],

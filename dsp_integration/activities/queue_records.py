@@ -40,6 +40,7 @@ class QueueActivities:
         task_queue: str,
         *,
         dependant_priority: bool = True,
+        call_tiers: bool = True,
     ) -> None:
         self._sessions = session_factory
         self._client = client
@@ -48,6 +49,7 @@ class QueueActivities:
         # of parents and leaves share the same priority keys. The workflow only reads the
         # recorded result, so switching it never breaks a replay.
         self._dependant_priority = dependant_priority
+        self._call_tiers = call_tiers
 
     @activity.defn
     async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
@@ -63,6 +65,7 @@ class QueueActivities:
                 type=ErrorType.UNKNOWN_ENTITY,
                 non_retryable=True,
             )
+        snapshot.call_tiers = self._call_tiers
         return snapshot
 
     @activity.defn

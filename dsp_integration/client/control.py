@@ -11,9 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dsp_integration.activities.reconciler import restart_orphans as _restart_orphans
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import EntityEnded, UnknownBatch, UnknownEntity
-from dsp_integration.client.workflow_starts import start_entity_workflow
+from dsp_integration.client.workflow_starts import (
+    signal_running_workflows,
+    start_entity_workflow,
+)
 from dsp_integration.contracts import (
     SIGNAL_CANCEL,
+    SIGNAL_REPRIORITISE,
     SIGNAL_RESUBMIT,
     TERMINAL_STATUSES,
     CancelRequest,
@@ -22,6 +26,7 @@ from dsp_integration.contracts import (
     PriorityLevel,
     ReconcileInput,
     ReconcileResult,
+    ReprioritiseRequest,
     ResubmitRequest,
 )
 from dsp_integration.database import queue_store
@@ -42,9 +47,12 @@ class ResubmitReport:
 @dataclass(frozen=True)
 class PrioritiseReport:
     batch: str
-    priority: PriorityLevel
+    priority: PriorityLevel | None
+    fairness_weight: float | None
     changed: int
-    """The batch's entities that had not ended, which now have `priority`."""
+    """The batch's entities that had not ended, which now have `priority` and `weight`."""
+    signalled: int = 0
+    """Of those, the ones whose workflow was running and was told (the rest read the row)."""
 
 
 async def _row(service: ServiceContext, key: str) -> QueuedEntity:
@@ -150,16 +158,34 @@ async def resubmit(
 
 
 async def prioritise(
-    service: ServiceContext, batch: str, priority: PriorityLevel
+    service: ServiceContext,
+    batch: str,
+    priority: PriorityLevel | None,
+    fairness_weight: float | None = None,
 ) -> PrioritiseReport:
-    """Give the batch's entities that have not ended `priority`. Nothing is signalled: each
-    workflow reads its row's level in the local activity before its next DSP call (a call
-    already waiting in the DSP queue keeps the place it was given)."""
+    """Give the batch's entities that have not ended `priority` and `fairness_weight` (None:
+    unchanged), then signal `reprioritise` to their running workflows, so a DSP call already
+    waiting in the DSP queue is scheduled again with the new priority. The row is written
+    first: a workflow that starts meanwhile reads the new values."""
     async with service.sessions.begin() as session:
-        changed = await queue_store.prioritise_batch(session, batch, priority)
-    if changed is None:
+        keys = await queue_store.prioritise_batch(session, batch, priority, fairness_weight)
+    if keys is None:
         raise UnknownBatch(batch)
-    return PrioritiseReport(batch=batch, priority=priority, changed=changed)
+    signalled = 0
+    if keys and (priority is not None or fairness_weight is not None):
+        signalled = await signal_running_workflows(
+            await service.temporal(),
+            keys,
+            SIGNAL_REPRIORITISE,
+            ReprioritiseRequest(priority=priority, fairness_weight=fairness_weight),
+        )
+    return PrioritiseReport(
+        batch=batch,
+        priority=priority,
+        fairness_weight=fairness_weight,
+        changed=len(keys),
+        signalled=signalled,
+    )
 
 
 async def restart_orphans(service: ServiceContext, grace_seconds: float) -> ReconcileResult:

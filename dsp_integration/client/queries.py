@@ -9,6 +9,7 @@ from typing import Any
 
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import UnknownEntity
+from dsp_integration.contracts import DSP_FAIRNESS_WEIGHT
 from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.models import QueuedEntity
 
@@ -28,6 +29,7 @@ class EntityView:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    fairness_weight: float = DSP_FAIRNESS_WEIGHT
 
     @property
     def seconds_to_end(self) -> float | None:
@@ -90,6 +92,7 @@ def entity_view(row: QueuedEntity) -> EntityView:
         created_at=row.created_at,
         updated_at=row.updated_at,
         finished_at=row.finished_at,
+        fairness_weight=row.fairness_weight,
     )
 
 

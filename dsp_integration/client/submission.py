@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dsp_integration.client.context import ServiceContext
-from dsp_integration.client.errors import UnknownPriority
+from dsp_integration.client.errors import BadWeight, UnknownPriority
 from dsp_integration.client.workflow_starts import start_entity_workflows
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
+    DSP_FAIRNESS_WEIGHT,
     TERMINAL_STATUSES,
     EntityStatus,
     PriorityLevel,
+    parse_fairness_weight,
     parse_priority_level,
 )
 from dsp_integration.contracts.search_attributes import entity_search_attributes
@@ -37,6 +39,7 @@ class SubmitReport:
     started: int
     already_ended: int
     priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL
+    fairness_weight: float = DSP_FAIRNESS_WEIGHT
 
 
 def read_submission(path: Path, batch: str | None = None) -> Submission:
@@ -54,6 +57,17 @@ def priority_level(text: str | None) -> PriorityLevel:
     return level
 
 
+def fairness_weight(text: str | float | None) -> float:
+    """A batch's fairness weight, within Temporal's recommended range (None is the default
+    weight); raises `BadWeight`."""
+    if text is None:
+        return DSP_FAIRNESS_WEIGHT
+    weight = parse_fairness_weight(str(text))
+    if weight is None:
+        raise BadWeight(str(text))
+    return weight
+
+
 def _existing(row: QueuedEntity) -> ExistingEntity:
     return ExistingEntity(key=row.key, type=row.entity_type, payload=row.payload, batch=row.batch)
 
@@ -62,10 +76,12 @@ async def submit(
     service: ServiceContext,
     submission: Submission,
     priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
+    fairness_weight: float = DSP_FAIRNESS_WEIGHT,
 ) -> SubmitReport:
-    """Validate against what is stored, store new entities at `priority`, start every open
-    workflow. Submitting the same file again stores nothing and starts only what is not
-    running (entities stored before keep their priority: `control.prioritise` changes it)."""
+    """Validate against what is stored, store new entities at `priority` with
+    `fairness_weight`, start every open workflow. Submitting the same file again stores
+    nothing and starts only what is not running (entities stored before keep their priority
+    and weight: `control.prioritise` changes them)."""
     async with service.sessions.begin() as session:
         rows = await queue_store.fetch_entities(session, keys_to_look_up(submission))
         check_submission(submission, {key: _existing(row) for key, row in rows.items()})
@@ -81,6 +97,7 @@ async def submit(
                 payload_fingerprint=payload_fingerprint(spec.payload),
                 depends_on=dependencies_of(spec.payload, spec.depends_on),
                 priority=priority,
+                fairness_weight=fairness_weight,
             )
             for spec in ordered
             if spec.key not in rows
@@ -114,4 +131,5 @@ async def submit(
         started=started,
         already_ended=len(ended),
         priority=priority,
+        fairness_weight=fairness_weight,
     )

@@ -16,6 +16,7 @@ from dsp_integration.client.errors import UnknownBatch, UnknownEntity
 from dsp_integration.client.queries import AuditView, EntityView, audit_views, entity_view
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
+    DSP_FAIRNESS_WEIGHT,
     TERMINAL_STATUSES,
     EntityStatus,
     PriorityLevel,
@@ -40,6 +41,8 @@ class BatchSummary:
     """When the last entity ended, once every entity has ended."""
     priority: str = DEFAULT_PRIORITY_LEVEL.value
     """The level most of its open entities have (of all of them, once every one has ended)."""
+    fairness_weight: float = DSP_FAIRNESS_WEIGHT
+    """The fairness weight most of its open entities have (likewise)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +53,7 @@ class BatchSummary:
             "created": self.created.isoformat(),
             "finished": self.finished.isoformat() if self.finished else None,
             "priority": self.priority,
+            "fairness_weight": self.fairness_weight,
         }
 
 
@@ -132,7 +136,7 @@ class Budget:
         }
 
 
-def _batch_query() -> Select[str, str, int, datetime, datetime | None, str]:
+def _batch_query() -> Select[str, str, int, datetime, datetime | None, str, float]:
     return select(
         QueuedEntity.batch,
         QueuedEntity.status,
@@ -140,7 +144,13 @@ def _batch_query() -> Select[str, str, int, datetime, datetime | None, str]:
         func.min(QueuedEntity.created_at),
         func.max(QueuedEntity.finished_at),
         QueuedEntity.priority,
-    ).group_by(QueuedEntity.batch, QueuedEntity.status, QueuedEntity.priority)
+        QueuedEntity.fairness_weight,
+    ).group_by(
+        QueuedEntity.batch,
+        QueuedEntity.status,
+        QueuedEntity.priority,
+        QueuedEntity.fairness_weight,
+    )
 
 
 def _batch_level(group: list[Any]) -> str:
@@ -154,6 +164,16 @@ def _batch_level(group: list[Any]) -> str:
     return max(
         votes, key=lambda level: (votes[level], -order.index(level) if level in order else -9)
     )
+
+
+def _batch_weight(group: list[Any]) -> float:
+    """The weight most open entities have (all entities once none is open); a tie goes to
+    the larger weight."""
+    open_rows = [r for r in group if r[1] not in _TERMINAL] or group
+    votes: dict[float, int] = {}
+    for row in open_rows:
+        votes[row[6]] = votes.get(row[6], 0) + int(row[2])
+    return max(votes, key=lambda weight: (votes[weight], weight))
 
 
 def _summaries(rows: list[Any]) -> list[BatchSummary]:
@@ -177,6 +197,7 @@ def _summaries(rows: list[Any]) -> list[BatchSummary]:
                 created=min(r[3] for r in group),
                 finished=last_end if ended == total else None,
                 priority=_batch_level(group),
+                fairness_weight=_batch_weight(group),
             )
         )
     return sorted(summaries, key=lambda s: (s.created, s.name), reverse=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from dsp_integration.contracts import ENTITY_WORKFLOW_NAME, EntityWorkflowInput, workflow_id_for
 from dsp_integration.contracts.search_attributes import entity_search_attributes
@@ -49,20 +49,49 @@ async def start_entity_workflows(
     search_attributes: Mapping[str, TypedSearchAttributes] | None = None,
 ) -> int:
     """Start many workflows concurrently, in the order given (parents first)."""
-    gate = asyncio.Semaphore(START_CONCURRENCY)
     attributes = search_attributes or {}
+    keys = list(keys)
 
     async def start(key: str) -> None:
-        async with gate:
-            await start_entity_workflow(
-                client, key, task_queue, search_attributes=attributes.get(key)
-            )
+        await start_entity_workflow(client, key, task_queue, search_attributes=attributes.get(key))
 
-    keys = list(keys)
+    await _for_each(keys, start)
+    return len(keys)
+
+
+async def signal_running_workflows(
+    client: Client, keys: Iterable[str], signal: str, signal_arg: Any
+) -> int:
+    """Signal the running workflow of each key, concurrently; returns how many were running.
+    A key whose workflow is not running is skipped: it reads the row when it starts."""
+    running = 0
+
+    async def send(key: str) -> None:
+        nonlocal running
+        try:
+            await client.get_workflow_handle(workflow_id_for(key)).signal(signal, signal_arg)
+        except RPCError as error:
+            if error.status is not RPCStatusCode.NOT_FOUND:
+                raise
+            return
+        running += 1
+
+    await _for_each(keys, send)
+    return running
+
+
+async def _for_each(keys: Iterable[str], call: Callable[[str], Awaitable[None]]) -> None:
+    """`call` for every key in order, START_CONCURRENCY at a time; the first RPC error
+    raised is re-raised alone."""
+    gate = asyncio.Semaphore(START_CONCURRENCY)
+
+    async def one(key: str) -> None:
+        async with gate:
+            await call(key)
+
     try:
         async with asyncio.TaskGroup() as group:
             for key in keys:
-                group.create_task(start(key))
+                group.create_task(one(key))
     except* RPCError as failures:
         raise failures.exceptions[0] from None
-    return len(keys)

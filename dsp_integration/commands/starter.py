@@ -19,10 +19,15 @@ from dsp_integration.client import control, queries
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.errors import ServiceError
 from dsp_integration.client.progress import describe_counts, wait_for_batch
-from dsp_integration.client.submission import priority_level, read_submission, submit
+from dsp_integration.client.submission import (
+    fairness_weight,
+    priority_level,
+    read_submission,
+    submit,
+)
 from dsp_integration.client.temporal_client import TemporalUnavailable
 from dsp_integration.config import Settings
-from dsp_integration.contracts import PriorityLevel
+from dsp_integration.contracts import DSP_FAIRNESS_WEIGHT, PriorityLevel
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.entities import SubmissionRefused
 
@@ -44,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     submit_cmd.add_argument("--batch", help="batch name (JSON Lines files; default: file name)")
     submit_cmd.add_argument("--wait", action="store_true", help="follow the batch to the end")
     submit_cmd.add_argument("--priority", metavar="LEVEL", help="high, normal (the default) or low")
+    submit_cmd.add_argument(
+        "--weight",
+        metavar="W",
+        help="the batch's share of the budget against other waiting batches (default 1)",
+    )
     status_cmd = commands.add_parser("status", help="where entities stand")
     status_cmd.add_argument("keys", nargs="*", metavar="KEY")
     status_cmd.add_argument("--batch")
@@ -57,10 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--priority", metavar="LEVEL", help="high, normal or low (default: unchanged)"
     )
     prioritise_cmd = commands.add_parser(
-        "prioritise", help="change the priority of a batch's entities that have not ended"
+        "prioritise",
+        help="change the priority or weight of a batch's entities that have not ended",
     )
     prioritise_cmd.add_argument("batch", metavar="BATCH")
-    prioritise_cmd.add_argument("level", metavar="LEVEL", help="high, normal or low")
+    prioritise_cmd.add_argument(
+        "level", metavar="LEVEL", nargs="?", help="high, normal or low (default: unchanged)"
+    )
+    prioritise_cmd.add_argument(
+        "--weight", metavar="W", help="the batch's fairness weight (default: unchanged)"
+    )
     reconcile_cmd = commands.add_parser(
         "reconcile", help="start the workflow of every open entity that has none running"
     )
@@ -139,12 +155,15 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await serve(settings, args.host, args.port)
     # Arguments are checked before anything is opened: a wrong level is refused at once.
     level = priority_level(getattr(args, "priority", None) or getattr(args, "level", None))
+    weight = fairness_weight(getattr(args, "weight", None))
+    if args.command == "prioritise" and args.level is None and args.weight is None:
+        raise CliError("prioritise: give a LEVEL, a --weight or both")
     if args.command == "submit":
         submission = _read_submission(args.file, args.batch)
     async with open_service(settings) as service:
         match args.command:
             case "submit":
-                return await _submit(service, submission, args.wait, level)
+                return await _submit(service, submission, args.wait, level, weight)
             case "status":
                 return await _status(service, args.keys, args.batch, args.json)
             case "cancel":
@@ -165,10 +184,18 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"back to waiting: {', '.join(report.reopened)}")
                 return EXIT_OK
             case "prioritise":
-                changed = await control.prioritise(service, args.batch, level)
+                changed = await control.prioritise(
+                    service,
+                    args.batch,
+                    level if args.level else None,
+                    weight if args.weight else None,
+                )
+                now = [f"priority {changed.priority}"] if changed.priority else []
+                if changed.fairness_weight is not None:
+                    now.append(f"weight {changed.fairness_weight:g}")
                 print(
                     f"batch {changed.batch}: {changed.changed} entities that have not ended "
-                    f"now at priority {changed.priority}"
+                    f"now at {' and '.join(now)} ({changed.signalled} running workflows told)"
                 )
                 return EXIT_OK
             case "reconcile":
@@ -207,12 +234,17 @@ def _read_payload(path: Path) -> dict[str, Any]:
 
 
 async def _submit(
-    service: ServiceContext, submission: Any, wait: bool, priority: PriorityLevel
+    service: ServiceContext,
+    submission: Any,
+    wait: bool,
+    priority: PriorityLevel,
+    weight: float,
 ) -> int:
-    report = await submit(service, submission, priority)
+    report = await submit(service, submission, priority, weight)
     print(
         f"batch {report.batch}: {report.entities} entities, {report.stored} new "
-        f"(priority {report.priority}), {report.started} workflows started or running, "
+        f"(priority {report.priority}, weight {report.fairness_weight:g}), "
+        f"{report.started} workflows started or running, "
         f"{report.already_ended} already ended"
     )
     if not wait:
@@ -235,7 +267,7 @@ async def _print_summary(service: ServiceContext, batch: str) -> None:
     console = Console(highlight=False)
     console.print(
         f"[bold]{batch}[/]: {len(views)} entities  {describe_counts(counts)}  "
-        f"priority {_levels_of(views)}"
+        f"priority {_levels_of(views)}  weight {_weights_of(views)}"
     )
     unsuccessful = [v for v in views if v.status != "succeeded"]
     if unsuccessful:
@@ -263,6 +295,20 @@ def _levels_of(views: list[queries.EntityView]) -> str:
     return ", ".join(f"{level} {count}" for level, count in sorted(levels.items()))
 
 
+def _weights_of(views: list[queries.EntityView]) -> str:
+    """The batch's fairness weight: of its open entities (all of them once all have ended)."""
+    open_views = [v for v in views if v.finished_at is None] or views
+    weights = sorted({view.fairness_weight for view in open_views})
+    return ", ".join(f"{weight:g}" for weight in weights) or "1"
+
+
+def _share_of(view: queries.EntityView) -> str:
+    """The priority, and the weight when it is not the default (a narrow column)."""
+    if view.fairness_weight == DSP_FAIRNESS_WEIGHT:
+        return view.priority
+    return f"{view.priority} w{view.fairness_weight:g}"
+
+
 async def _status(
     service: ServiceContext, keys: list[str], batch: str | None, as_json: bool
 ) -> int:
@@ -279,7 +325,7 @@ async def _status(
             view.key,
             view.type,
             view.batch,
-            view.priority,
+            _share_of(view),
             view.status,
             view.dsp_id or "",
             view.dsp_status or "",

@@ -8,7 +8,7 @@ from typing import Any
 
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.submission import SubmitReport, submit
-from dsp_integration.contracts import DEFAULT_PRIORITY_LEVEL, PriorityLevel
+from dsp_integration.contracts import DEFAULT_PRIORITY_LEVEL, DSP_FAIRNESS_WEIGHT, PriorityLevel
 from dsp_integration.entities import MAX_FILE_BYTES, Problem, SubmissionRefused, parse_submission
 
 
@@ -29,6 +29,7 @@ async def submit_file(
     filename: str,
     batch: str | None = None,
     priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
+    fairness_weight: float = DSP_FAIRNESS_WEIGHT,
 ) -> SubmitReport:
     """Check the whole file as `starter.py submit` does, then store and start it; raises
     `SubmissionRefused` listing every problem (nothing stored)."""
@@ -41,7 +42,8 @@ async def submit_file(
                 )
             ]
         )
-    return await submit(service, parse_submission(data, filename=filename, batch=batch), priority)
+    submission = parse_submission(data, filename=filename, batch=batch)
+    return await submit(service, submission, priority, fairness_weight)
 
 
 def parse_payload(text: str) -> dict[str, Any] | None:

@@ -9,6 +9,8 @@ from fastapi.responses import JSONResponse
 
 from dsp_integration.client import control, health, views
 from dsp_integration.client.context import ServiceContext
+from dsp_integration.client.errors import ServiceError
+from dsp_integration.client.submission import fairness_weight
 from dsp_integration.console.actions import read_capped, submit_file
 from dsp_integration.console.schemas import (
     AuditOut,
@@ -96,6 +98,9 @@ async def post_batch(
     priority: Annotated[
         PriorityLevel, Query(description="high, normal or low")
     ] = DEFAULT_PRIORITY_LEVEL,
+    weight: float | None = Query(
+        None, description="fairness weight, 0.001 to 1000 (the default share is 1)"
+    ),
 ) -> Any:
     """The body is an entity file: a JSON document, or JSON Lines with
     `Content-Type: application/x-ndjson` and `?batch=NAME`. Checked exactly as
@@ -106,7 +111,12 @@ async def post_batch(
         raise SubmissionRefused([Problem("JSON Lines need ?batch=NAME", field="batch")])
     filename = f"{batch}.jsonl" if json_lines else "upload.json"
     report = await submit_file(
-        service_of(request), data, filename=filename, batch=batch, priority=priority
+        service_of(request),
+        data,
+        filename=filename,
+        batch=batch,
+        priority=priority,
+        fairness_weight=fairness_weight(weight),
     )
     return SubmitAnswer(
         batch=report.batch,
@@ -115,6 +125,7 @@ async def post_batch(
         unchanged=report.entities - report.stored,
         started=report.started,
         priority=report.priority.value,
+        fairness_weight=report.fairness_weight,
     )
 
 
@@ -133,13 +144,22 @@ async def get_batch(request: Request, name: str) -> Any:
     status_code=202,
     response_model=PrioritiseAnswer,
     responses={**NOT_FOUND, **REFUSED},
-    summary="Change the priority of a batch's entities that have not ended",
+    summary="Change the priority or weight of a batch's entities that have not ended",
 )
 async def prioritise_batch(request: Request, name: str, body: PrioritiseBody) -> Any:
-    """Each open entity's next DSP call goes at the new level (a call already waiting in the
-    DSP queue keeps its place)."""
-    report = await control.prioritise(service_of(request), name, body.priority)
-    return {"batch": report.batch, "priority": report.priority.value, "changed": report.changed}
+    """Each open entity's DSP calls go at the new level and weight, including one already
+    waiting in the DSP queue (its workflow schedules it again)."""
+    if body.priority is None and body.fairness_weight is None:
+        raise ServiceError("give a priority, a fairness_weight or both")
+    weight = None if body.fairness_weight is None else fairness_weight(body.fairness_weight)
+    report = await control.prioritise(service_of(request), name, body.priority, weight)
+    return {
+        "batch": report.batch,
+        "priority": report.priority.value if report.priority else None,
+        "fairness_weight": report.fairness_weight,
+        "changed": report.changed,
+        "signalled": report.signalled,
+    }
 
 
 @router.get("/entities", response_model=EntityList, summary="Entities, filtered and paged")

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from temporalio.service import RPCError
 
 from dsp_integration.client.errors import (
+    BadWeight,
     EntityEnded,
     ServiceError,
     UnknownBatch,
@@ -61,10 +62,10 @@ async def _service_error(request: Request, error: Exception) -> Response:
         status = 404
     elif isinstance(error, EntityEnded):
         status = 409
-    elif isinstance(error, UnknownPriority):
+    elif isinstance(error, UnknownPriority | BadWeight):
         problem = {
             "entity": None,
-            "field": "priority",
+            "field": "priority" if isinstance(error, UnknownPriority) else "fairness_weight",
             "message": str(error),
             "position": None,
             "line": None,

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 
 from dsp_integration.client import control, views
 from dsp_integration.client.errors import EntityEnded
-from dsp_integration.client.submission import priority_level
+from dsp_integration.client.submission import fairness_weight, priority_level
 from dsp_integration.console.actions import parse_payload, submit_file
 from dsp_integration.console.api import audit_json, entity_json, service_of
 from dsp_integration.console.auth import CSRF_FIELD, Guard
@@ -75,11 +75,17 @@ async def prioritise_batch(
     request: Request,
     name: str,
     priority: str = Form(""),
+    weight: str = Form(""),
     csrf: str = Form("", alias=CSRF_FIELD),
 ) -> Response:
     if (refusal := _stale_form(request, csrf)) is not None:
         return refusal
-    await control.prioritise(service_of(request), name, priority_level(priority))
+    await control.prioritise(
+        service_of(request),
+        name,
+        priority_level(priority),
+        fairness_weight(weight) if weight.strip() else None,
+    )
     return RedirectResponse(f"/batches/{quote(name, safe='')}", status_code=303)
 
 

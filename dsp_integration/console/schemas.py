@@ -33,6 +33,7 @@ class SubmitAnswer(BaseModel):
     unchanged: int = Field(description="entities already stored with this very payload")
     started: int = Field(description="workflows started or already running")
     priority: str = Field(description="the priority the new entities were stored with")
+    fairness_weight: float = Field(description="and the fairness weight")
 
 
 class BatchOut(BaseModel):
@@ -45,6 +46,7 @@ class BatchOut(BaseModel):
     priority: str = Field(
         description="the level most of its open entities have (of all, once every one ended)"
     )
+    fairness_weight: float = Field(description="the weight most of its open entities have")
 
 
 class EntityOut(BaseModel):
@@ -58,6 +60,7 @@ class EntityOut(BaseModel):
     blocked_by: str | None
     payload_version: int
     priority: str
+    fairness_weight: float
     created_at: str
     updated_at: str
     finished_at: str | None
@@ -114,13 +117,22 @@ class ResubmitBody(BaseModel):
 
 
 class PrioritiseBody(BaseModel):
-    priority: PriorityLevel = Field(description="high, normal or low")
+    priority: PriorityLevel | None = Field(
+        default=None, description="high, normal or low (absent: unchanged)"
+    )
+    fairness_weight: float | None = Field(
+        default=None,
+        description="the batch's share against other waiting batches, 0.001 to 1000 "
+        "(absent: unchanged)",
+    )
 
 
 class PrioritiseAnswer(BaseModel):
     batch: str
-    priority: str
+    priority: str | None
+    fairness_weight: float | None
     changed: int = Field(description="the batch's entities that had not ended, now at it")
+    signalled: int = Field(description="of those, the running workflows told")
 
 
 class CancelAnswer(BaseModel):

@@ -41,6 +41,14 @@ class ResubmitRequest(BaseModel):
     payload_version: int
 
 
+class ReprioritiseRequest(BaseModel):
+    """Sent after the client stored a batch's new level or weight in the queue table: the
+    workflow re-keys its DSP call still waiting in the DSP queue (None: unchanged)."""
+
+    priority: PriorityLevel | None = None
+    fairness_weight: float | None = None
+
+
 class DependencyOutcome(BaseModel):
     """Where a dependency stands, signalled to its dependants: how a payload version ended,
     or (status `waiting`) that a new version superseded what they were told before. A newer
@@ -68,6 +76,7 @@ class EntityState(BaseModel):
     polls: int = 0
     next_poll_at: datetime | None = None
     priority: PriorityLevel | None = None
+    fairness_weight: float | None = None
 
 
 class LoadEntityInput(BaseModel):
@@ -99,6 +108,12 @@ class EntitySnapshot(BaseModel):
     dependants: int = 0
     # The priority users gave it (`submit --priority`, `prioritise`), when it was loaded.
     priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL
+    # Its batch's fairness weight, when it was loaded. None in results recorded before the
+    # field (the default weight).
+    fairness_weight: float | None = None
+    # Whether normal calls take the parent/submission/poll tiers of priority keys
+    # (`dsp_priority`), as the worker is set (`DSP_CALL_TIERS`).
+    call_tiers: bool = True
 
 
 class RecordStatusInput(BaseModel):

@@ -13,6 +13,7 @@ WORKFLOW_ID_PREFIX = "dsp-entity-"
 SIGNAL_DEPENDENCY_FINISHED = "dependency_finished"
 SIGNAL_CANCEL = "cancel"
 SIGNAL_RESUBMIT = "resubmit"
+SIGNAL_REPRIORITISE = "reprioritise"
 QUERY_STATE = "state"
 
 
@@ -55,8 +56,12 @@ DSP_ACTIVITY_PRIORITY_POLL_PARENT = DSP_ACTIVITY_PRIORITY_PARENT
 
 # Fairness between batches: every DSP call carries its batch as the fairness key, so the
 # server hands each batch with calls waiting at one priority key a share of the dispatches by
-# weight (`matching.enableFairness`). Equal weights: each waiting batch gets an equal share.
+# weight (`matching.enableFairness`). Equal weights by default: each waiting batch gets an
+# equal share; users give a batch another weight (`submit --weight`, `prioritise --weight`).
 DSP_FAIRNESS_WEIGHT = 1.0
+# Temporal's recommended range of fairness weights (temporal/api common/v1 Priority).
+MIN_FAIRNESS_WEIGHT = 0.001
+MAX_FAIRNESS_WEIGHT = 1000.0
 # Temporal refuses fairness keys longer than 64 bytes.
 MAX_FAIRNESS_KEY_BYTES = 64
 
@@ -70,7 +75,10 @@ class DspCallKind(StrEnum):
 
 
 def dsp_priority(
-    kind: DspCallKind, dependants: int, level: PriorityLevel = DEFAULT_PRIORITY_LEVEL
+    kind: DspCallKind,
+    dependants: int,
+    level: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
+    tiers: bool = True,
 ) -> int:
     """The priority key of a DSP call of an entity of a batch at `level` that `dependants`
     open entities wait for.
@@ -80,16 +88,35 @@ def dsp_priority(
     and so does the poll that sees it decided (a creative in review holds its ad groups, a
     pending campaign its ad groups): both go before any leaf's call. Archiving unblocks nobody
     (the dependants of a cancelled entity end blocked either way), so it keeps the leaf
-    submissions' key."""
+    submissions' key.
+
+    Without `tiers` every normal call takes the leaves' submission key: the server orders
+    priority keys before fairness keys, so tiers shared by all batches put every batch's
+    parents and submissions before any batch's leaves and polls, and a small batch's ad
+    groups wait for a large batch's whole tree (devkit/bench/RESULTS.md, "Fair shares")."""
     if level is PriorityLevel.HIGH:
         return DSP_ACTIVITY_PRIORITY_HIGH
     if level is PriorityLevel.LOW:
         return DSP_ACTIVITY_PRIORITY_LOW
+    if not tiers:
+        return DSP_ACTIVITY_PRIORITY_SUBMIT
     if kind is DspCallKind.POLL:
         return DSP_ACTIVITY_PRIORITY_PARENT if dependants > 0 else DSP_ACTIVITY_PRIORITY_POLL
     if kind is DspCallKind.SUBMIT and dependants > 0:
         return DSP_ACTIVITY_PRIORITY_PARENT
     return DSP_ACTIVITY_PRIORITY_SUBMIT
+
+
+def parse_fairness_weight(text: str) -> float | None:
+    """The weight written in `text`, or None when it is not a number within
+    [MIN_FAIRNESS_WEIGHT, MAX_FAIRNESS_WEIGHT]."""
+    try:
+        weight = float(text.strip())
+    except ValueError:
+        return None
+    if not MIN_FAIRNESS_WEIGHT <= weight <= MAX_FAIRNESS_WEIGHT:  # also refuses nan and inf
+        return None
+    return weight
 
 
 def fairness_key_for(batch: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Float, Index, Integer, String, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -34,6 +34,9 @@ class QueuedEntity(Base):
     # high, normal or low (contracts.PriorityLevel): set by submit and resubmit, changed for
     # a batch's open entities by prioritise, read by the workflow before each DSP call.
     priority: Mapped[str] = mapped_column(String(8), server_default="normal")
+    # The batch's fairness weight (its share of the budget against other waiting batches):
+    # set by submit, changed for a batch's open entities by prioritise.
+    fairness_weight: Mapped[float] = mapped_column(Float, server_default="1.0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
+    DSP_FAIRNESS_WEIGHT,
     TERMINAL_STATUSES,
     DependencySnapshot,
     EntitySnapshot,
@@ -36,6 +37,7 @@ class NewEntity:
     payload_fingerprint: str
     depends_on: list[str]
     priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL
+    fairness_weight: float = DSP_FAIRNESS_WEIGHT
 
 
 async def fetch_entities(session: AsyncSession, keys: Iterable[str]) -> dict[str, QueuedEntity]:
@@ -71,6 +73,7 @@ async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntit
                 "depends_on": e.depends_on,
                 "status": EntityStatus.WAITING.value,
                 "priority": e.priority.value,
+                "fairness_weight": e.fairness_weight,
             }
             for e in entities
         ],
@@ -123,6 +126,7 @@ async def load_snapshot(
         ],
         dependants=dependants,
         priority=stored_level(row.priority),
+        fairness_weight=row.fairness_weight,
     )
 
 
@@ -144,21 +148,36 @@ async def priority_of(session: AsyncSession, key: str) -> PriorityLevel | None:
     return None if stored is None else stored_level(stored)
 
 
-async def prioritise_batch(session: AsyncSession, batch: str, level: PriorityLevel) -> int | None:
-    """Give the batch's entities that have not ended `level`; returns how many are open, or
-    None when no entity of that batch was ever stored."""
+async def prioritise_batch(
+    session: AsyncSession,
+    batch: str,
+    level: PriorityLevel | None,
+    fairness_weight: float | None = None,
+) -> list[str] | None:
+    """Give the batch's entities that have not ended `level` and `fairness_weight` (None:
+    unchanged); returns their keys, or None when no entity of that batch was ever stored."""
     known = await session.scalar(
         select(QueuedEntity.key).where(QueuedEntity.batch == batch).limit(1)
     )
     if known is None:
         return None
+    values: dict[str, Any] = {}
+    if level is not None:
+        values["priority"] = level.value
+    if fairness_weight is not None:
+        values["fairness_weight"] = fairness_weight
+    open_rows = select(QueuedEntity.key).where(
+        QueuedEntity.batch == batch, QueuedEntity.status.not_in(_TERMINAL)
+    )
+    if not values:
+        return list(await session.scalars(open_rows))
     changed = await session.execute(
         update(QueuedEntity)
         .where(QueuedEntity.batch == batch, QueuedEntity.status.not_in(_TERMINAL))
-        .values(priority=level.value)
+        .values(**values)
         .returning(QueuedEntity.key)
     )
-    return len(changed.scalars().all())
+    return list(changed.scalars())
 
 
 async def record_status(session: AsyncSession, change: RecordStatusInput) -> QueuedEntity | None:

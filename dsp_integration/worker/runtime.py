@@ -56,8 +56,9 @@ class WorkerTuning(BaseSettings):
     """Switches of the worker process for the benchmarks' comparisons, not for production:
     `DSP_POLL_STRATEGY=fixed` polls every DSP_POLL_MIN_INTERVAL instead of planning,
     `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority,
-    `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache and `DSP_WORKFLOW_SANDBOX=1` runs the
-    workflows in Temporal's sandbox.
+    `DSP_CALL_TIERS=0` gives every normal DSP call one priority key (fairness alone orders
+    the batches, FIFO inside each), `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache and
+    `DSP_WORKFLOW_SANDBOX=1` runs the workflows in Temporal's sandbox.
 
     Why a model of its own, read by the worker entry point: the benchmarks compare real
     worker processes, so the switches must reach `python worker.py` through its environment,
@@ -84,6 +85,7 @@ class WorkerTuning(BaseSettings):
 
     poll_strategy: PollStrategy = ADAPTIVE
     dependant_priority: bool = True
+    call_tiers: bool = True
     max_cached_workflows: int = Field(default=1000, ge=0)
     workflow_sandbox: bool = False
 
@@ -118,6 +120,7 @@ async def run_worker(
             temporal,
             settings.temporal_task_queue,
             dependant_priority=tuning.dependant_priority,
+            call_tiers=tuning.call_tiers,
         )
         planner = PollPlanner(
             sessions,

@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         RecordStatusInput,
         ReopenBlockedInput,
         ReplaceEntityInput,
+        ReprioritiseRequest,
         ResubmitRequest,
         SubmissionCheckInput,
         SubmitEntityInput,
@@ -83,6 +84,10 @@ LAST_WORD_WINS_PATCH = "last-word-wins"
 # already decides it (an advertiser, active at once) goes to its ending without recording
 # `polling` first.
 LEAN_HISTORY_PATCH = "lean-history"
+# A DSP call still waiting in the DSP queue when the batch's level or weight changes is
+# cancelled and scheduled again with the new priority (issue 11). Decided when a change first
+# meets a waiting call, the only point where the commands differ.
+REKEY_QUEUED_CALLS_PATCH = "rekey-queued-calls"
 
 RECORD_TIMEOUT = timedelta(seconds=30)
 RECORD_RETRY_POLICY = RetryPolicy(
@@ -150,6 +155,7 @@ class EntityWorkflow:
         # The batch's priority as last read from the row (load_entity, record_status,
         # plan_next_poll): each DSP call is scheduled with it.
         self._level: PriorityLevel = DEFAULT_PRIORITY_LEVEL
+        self._weight: float = DSP_FAIRNESS_WEIGHT
 
     @workflow.signal
     def dependency_finished(self, outcome: DependencyOutcome) -> None:
@@ -170,6 +176,13 @@ class EntityWorkflow:
     def resubmit(self, request: ResubmitRequest) -> None:
         self._resubmit_version = max(self._resubmit_version, request.payload_version)
         self._cancel = None
+
+    @workflow.signal
+    def reprioritise(self, request: ReprioritiseRequest) -> None:
+        """The client stored a new level or weight for the batch: calls from now on go with
+        it, and one still waiting in the DSP queue is scheduled again (`_dsp_call`)."""
+        self._set_level(request.priority)
+        self._set_weight(request.fairness_weight)
 
     @workflow.query
     def state(self) -> EntityState:
@@ -523,17 +536,35 @@ class EntityWorkflow:
     ) -> ResultT | _Interrupted:
         """One DSP activity on the rate-limited queue. With `interrupt`, the call is cancelled
         once it holds; the activity sends nothing if its request has not left, and otherwise
-        finishes, so the result says what the DSP did."""
-        handle = workflow.start_activity_method(
-            method,
-            arg,
-            task_queue=self._dsp_task_queue(),
-            start_to_close_timeout=DSP_START_TO_CLOSE,
-            heartbeat_timeout=DSP_HEARTBEAT,
-            retry_policy=DSP_RETRY_POLICY,
-            priority=_priority(kind, snapshot, self._level),
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-        )
+        finishes, so the result says what the DSP did. A new level or weight for the batch
+        (`reprioritise`) cancels the call the same way and schedules it again with the new
+        priority: Temporal keeps a queued task's priority, so this is how a waiting call moves."""
+
+        def interrupted() -> bool:
+            return interrupt is not None and self._last_word_wins and interrupt()
+
+        while True:
+            priority = self._priority(kind, snapshot)
+            handle = workflow.start_activity_method(
+                method,
+                arg,
+                task_queue=self._dsp_task_queue(),
+                start_to_close_timeout=DSP_START_TO_CLOSE,
+                heartbeat_timeout=DSP_HEARTBEAT,
+                retry_policy=DSP_RETRY_POLICY,
+                priority=priority,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            )
+            if interrupted() or not await self._rekey_wanted(handle, kind, snapshot, interrupted):
+                break
+            handle.cancel()
+            try:
+                return await handle  # its request had left: what the DSP did stands
+            except ActivityError as err:
+                if not isinstance(err.cause, CancelledError):
+                    raise
+            if interrupted():
+                return INTERRUPTED
         if interrupt is None or not self._last_word_wins:
             return await handle
         await workflow.wait_condition(lambda: handle.done() or interrupt())
@@ -545,6 +576,23 @@ class EntityWorkflow:
             if isinstance(err.cause, CancelledError):
                 return INTERRUPTED
             raise
+
+    async def _rekey_wanted(
+        self,
+        handle: workflow.ActivityHandle[Any],
+        kind: DspCallKind,
+        snapshot: EntitySnapshot,
+        interrupted: Callable[[], bool],
+    ) -> bool:
+        """Wait until the call is done or interrupted, or the batch's priority changes while
+        it still waits; whether it should be scheduled again with the new one."""
+        scheduled = self._priority(kind, snapshot)
+
+        def changed() -> bool:
+            return not handle.done() and self._priority(kind, snapshot) != scheduled
+
+        await workflow.wait_condition(lambda: handle.done() or interrupted() or changed())
+        return changed() and workflow.patched(REKEY_QUEUED_CALLS_PATCH)
 
     async def _tell_dependants(
         self, snapshot: EntitySnapshot, outcome: DependencyOutcome, count: int | None = None
@@ -631,6 +679,7 @@ class EntityWorkflow:
             reason=snapshot.reason,
         )
         self._set_level(snapshot.priority)
+        self._set_weight(snapshot.fairness_weight)
         return snapshot
 
     def _set_level(self, level: PriorityLevel | None) -> None:
@@ -639,6 +688,11 @@ class EntityWorkflow:
         if level is not None:
             self._level = level
         self._state.priority = self._level
+
+    def _set_weight(self, weight: float | None) -> None:
+        if weight is not None:
+            self._weight = weight
+        self._state.fairness_weight = self._weight
 
     async def _record(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
         self._state.status = status
@@ -682,6 +736,9 @@ class EntityWorkflow:
     def _interrupted(self, snapshot: EntitySnapshot) -> bool:
         return self._cancelled() or self._resubmitted(snapshot)
 
+    def _priority(self, kind: DspCallKind, snapshot: EntitySnapshot) -> Priority:
+        return _priority(kind, snapshot, self._level, self._weight)
+
     def _dsp_task_queue(self) -> str:
         # The DSP queue is derived from the workflow queue, as the worker derives it.
         return f"{workflow.info().task_queue}-dsp"
@@ -721,16 +778,20 @@ def _live(dsp_id: str | None, dsp_status: str | None) -> bool:
     return bool(dsp_id) and dsp_status != ARCHIVED
 
 
-def _priority(kind: DspCallKind, snapshot: EntitySnapshot, level: PriorityLevel) -> Priority:
-    """The priority key by the batch's level and the call's kind, the batch as fairness key.
+def _priority(
+    kind: DspCallKind, snapshot: EntitySnapshot, level: PriorityLevel, weight: float
+) -> Priority:
+    """The priority key by the batch's level and the call's kind, the batch as fairness key
+    with its weight.
 
     Priority is not part of the replay check (sdk-core compares an activity's id and type
-    only), and `dependants`, the level and the batch all come from recorded local-activity
-    results (`load_entity`, `record_status`, `plan_next_poll`), so it replays."""
+    only), and `dependants`, the level, the weight and the batch all come from recorded
+    local-activity results (`load_entity`, `record_status`, `plan_next_poll`) or signals, so
+    it replays."""
     return Priority(
-        priority_key=dsp_priority(kind, snapshot.dependants, level),
+        priority_key=dsp_priority(kind, snapshot.dependants, level, snapshot.call_tiers),
         fairness_key=fairness_key_for(snapshot.batch),
-        fairness_weight=DSP_FAIRNESS_WEIGHT,
+        fairness_weight=weight,
     )
 
 

@@ -56,3 +56,31 @@ async def stack(
     )
     async with open_stack(settings, temporal_client) as opened:
         yield opened
+
+
+# 4 requests a second, so a backlog forms in the DSP queue within a few seconds.
+SLOW_LIMIT = 8
+SLOW_WINDOW = 2.0
+
+
+@pytest_asyncio.fixture
+async def slow_stack(
+    clean_database: SessionFactory,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    mock_dsp: MockDspServer,
+) -> AsyncIterator[Stack]:
+    """The stack with the mock DSP and the service at SLOW_LIMIT per SLOW_WINDOW."""
+    mock_dsp.dsp.config = mock_config().model_copy(
+        update={"rate_limit": SLOW_LIMIT, "rate_window": SLOW_WINDOW}
+    )
+    settings = stack_settings(
+        database_url=database_url,
+        temporal_address=temporal_server.address,
+        dsp_base_url=mock_dsp.base_url,
+        dsp_rate_limit=SLOW_LIMIT,
+        dsp_rate_window=SLOW_WINDOW,
+    )
+    async with open_stack(settings, temporal_client) as opened:
+        yield opened

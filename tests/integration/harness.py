@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
 
+from dsp_integration.client import queries
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.progress import wait_for_batch
 from dsp_integration.client.submission import read_submission, submit
@@ -78,3 +81,15 @@ async def open_stack(settings: Settings, client: Client) -> AsyncIterator[Stack]
 def write_entities(path: Path, batch: str, entities: list[dict[str, Any]]) -> Path:
     path.write_text(json.dumps({"batch": batch, "entities": entities}))
     return path
+
+
+async def end_times(stack: Stack, batch: str, within: float = 120) -> list[datetime]:
+    """When each entity of the batch ended, sorted, once all have; every one succeeded."""
+    deadline = time.monotonic() + within
+    while True:
+        views = await queries.entity_views(stack.service, batch=batch)
+        if views and all(v.finished_at is not None for v in views):
+            assert {v.status for v in views} == {"succeeded"}, views
+            return sorted(v.finished_at for v in views if v.finished_at is not None)
+        assert time.monotonic() < deadline, f"batch {batch} not finished in {within:.0f} s"
+        await asyncio.sleep(0.2)

@@ -118,3 +118,55 @@ async def test_priority_through_the_api(stack: Stack, mock_dsp: MockDspServer) -
             assert unknown.status_code == 404, unknown.text
             wrong = await api.post("/api/batches/pa/priority", json={"priority": "urgent"})
             assert wrong.status_code == 422, wrong.text
+
+
+async def test_weight_through_the_cli_and_the_api(
+    stack: Stack, mock_dsp: MockDspServer, tmp_path: Path
+) -> None:
+    mock_dsp.dsp.config = mock_config().model_copy(update={"review_seconds": REVIEW_SECONDS})
+    env = cli_env(stack.settings)
+    entities = [advertiser("wt-adv"), creative("wt-cr", "wt-adv")]
+    path = write_entities(tmp_path / "wt.json", "wt", entities)
+
+    for weight in ("0", "heavy", "1001", "nan"):
+        refused = await run_cli(["submit", path, "--weight", weight], env)
+        assert refused.code == 2, refused
+        assert refused.stderr.strip() == (
+            f"error: bad weight '{weight}': use a number from 0.001 to 1000 (1 is the default "
+            "share)"
+        )
+    assert await queries.entity_views(stack.service, batch="wt") == []  # nothing stored
+
+    submitted = await run_cli(["submit", path, "--weight", "2.5"], env)
+    assert submitted.code == 0, submitted
+    assert "weight 2.5" in submitted.stdout
+    shown = await run_cli(["status", "wt-cr", "--json"], env)
+    assert json.loads(shown.stdout)[0]["fairness_weight"] == 2.5
+    summary = await run_cli(["status", "--batch", "wt"], env)
+    assert summary.code == 0 and "weight 2.5" in summary.stdout, summary
+
+    nothing = await run_cli(["prioritise", "wt"], env)
+    assert nothing.code == 2, nothing
+    assert nothing.stderr.strip() == "error: prioritise: give a LEVEL, a --weight or both"
+    reweighed = await run_cli(["prioritise", "wt", "--weight", "4"], env)
+    assert reweighed.code == 0, reweighed
+    assert "now at weight 4" in reweighed.stdout
+    (creative_view,) = await queries.entity_views(stack.service, keys=["wt-cr"])
+    assert (creative_view.priority, creative_view.fairness_weight) == ("normal", 4.0)
+
+    async with running_console(stack.settings, stack.service) as console:
+        async with console.client() as api:
+            bad = await api.post("/api/batches?weight=5000", content=_file("wt2", entities))
+            assert bad.status_code == 422, bad.text
+            assert bad.json()["problems"][0]["field"] == "fairness_weight"
+            both = await api.post(
+                "/api/batches/wt/priority", json={"priority": "high", "fairness_weight": 0.5}
+            )
+            assert both.status_code == 202, both.text
+            assert both.json()["fairness_weight"] == 0.5 and both.json()["priority"] == "high"
+            batch = (await api.get("/api/batches/wt")).json()
+            assert (batch["priority"], batch["fairness_weight"]) == ("high", 0.5)
+            empty = await api.post("/api/batches/wt/priority", json={})
+            assert empty.status_code == 400, empty.text
+            wrong = await api.post("/api/batches/wt/priority", json={"fairness_weight": -1})
+            assert wrong.status_code == 422, wrong.text

@@ -140,6 +140,7 @@ async def test_submit_follow_cancel_and_resubmit(stack: Stack, mock_dsp: MockDsp
             "unchanged": 0,
             "started": 0,
             "priority": "normal",
+            "fairness_weight": 1.0,
         }
         again = await api.post("/api/batches", content=_file("api", entities))
         assert again.status_code == 201 and again.json()["stored"] == 0

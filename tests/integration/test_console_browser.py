@@ -186,7 +186,15 @@ async def test_the_console_in_a_browser(
         await expect(page.locator('tr[data-key="web-cr-slow"]')).to_contain_text(
             "polling", timeout=LIVE_TIMEOUT_MS
         )
+        # Raise the batch and weight it while its creative is under review.
+        await page.select_option("#batch-priority", "high")
+        await page.fill("#batch-weight", "2.5")
+        await page.click("#priority-button")
+        await expect(page.locator("#batch-priority")).to_have_value("high")
+        await expect(page.locator("#batch-weight")).to_have_value("2.5")
         await page.click('tr[data-key="web-cr-slow"] a')
+        await expect(page.locator("#entity-priority")).to_have_text("high")
+        await expect(page.locator("#entity-weight")).to_have_text("2.5")
         await page.click("#cancel-button")
         await expect(page.locator("#message")).to_contain_text("Cancel requested")
         await expect(page.locator("#entity-status")).to_have_text(

@@ -6,62 +6,17 @@ and a low batch submitted at the same time waits for the backlog."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 
-import pytest_asyncio
-from temporalio.client import Client
-
-from devkit.mock_dsp.server import MockDspServer
-from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.client import queries
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import PriorityLevel
-from dsp_integration.database.engine import SessionFactory
-from tests.integration.conftest import mock_config
 from tests.integration.dag import advertiser
-from tests.integration.harness import Stack, open_stack, stack_settings, write_entities
+from tests.integration.harness import Stack, end_times, write_entities
 
 # 4 requests a second: the 60 advertisers of the backlog (one POST each) take about 15 s.
-LIMIT = 8
-WINDOW = 2.0
 BACKLOG = 60
 SMALL = 5
-
-
-@pytest_asyncio.fixture
-async def slow_stack(
-    clean_database: SessionFactory,
-    database_url: str,
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    mock_dsp: MockDspServer,
-) -> AsyncIterator[Stack]:
-    mock_dsp.dsp.config = mock_config().model_copy(
-        update={"rate_limit": LIMIT, "rate_window": WINDOW}
-    )
-    settings = stack_settings(
-        database_url=database_url,
-        temporal_address=temporal_server.address,
-        dsp_base_url=mock_dsp.base_url,
-        dsp_rate_limit=LIMIT,
-        dsp_rate_window=WINDOW,
-    )
-    async with open_stack(settings, temporal_client) as opened:
-        yield opened
-
-
-async def _finished(stack: Stack, batch: str, within: float = 60) -> list[datetime]:
-    deadline = time.monotonic() + within
-    while True:
-        views = await queries.entity_views(stack.service, batch=batch)
-        if views and all(v.finished_at is not None for v in views):
-            assert {v.status for v in views} == {"succeeded"}, views
-            return sorted(v.finished_at for v in views if v.finished_at is not None)
-        assert time.monotonic() < deadline, f"batch {batch} not finished in {within:.0f} s"
-        await asyncio.sleep(0.2)
 
 
 async def test_a_high_batch_goes_before_the_backlog_and_a_low_one_after(
@@ -82,9 +37,9 @@ async def test_a_high_batch_goes_before_the_backlog_and_a_low_one_after(
     await submit(stack.service, read_submission(high_file), PriorityLevel.HIGH)
     assert {v.priority for v in await queries.entity_views(stack.service, batch="hi")} == {"high"}
 
-    high_done = (await _finished(stack, "hi"))[-1]
-    backlog_done = await _finished(stack, "bk")
-    low_done = await _finished(stack, "lo")
+    high_done = (await end_times(stack, "hi"))[-1]
+    backlog_done = await end_times(stack, "bk")
+    low_done = await end_times(stack, "lo")
 
     # FIFO would finish the high batch after the whole backlog: with priority, about 40 of
     # the backlog are still waiting when its last entity has ended (at least a third, for the

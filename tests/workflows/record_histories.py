@@ -5,7 +5,7 @@ Run from the project root after a deliberate change of what the workflow records
 overwrites the files: while runs of the old code may still be open, keep the old histories
 under other names so they are still replayed.
 
-    .venv/bin/python -m tests.workflows.record_histories [OUT_DIR]
+    .venv/bin/python -m tests.workflows.record_histories [OUT_DIR] [--only SCENARIO ...]
 
 The queue table is real: a scratch database on DATABASE_URL's PostgreSQL server, or on an
 embedded one started for the run. Only the DSP is faked (tests/workflows/world.py).
@@ -25,7 +25,7 @@ from temporalio.client import Client
 
 from devkit.stack.ports import free_port
 from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
-from dsp_integration.contracts import EntityStatus, EntityType
+from dsp_integration.contracts import EntityStatus, EntityType, PriorityLevel
 from dsp_integration.database.engine import SessionFactory, open_database
 from dsp_integration.database.migrate import upgrade
 from tests.workflows.world import World, start_test_env
@@ -162,6 +162,18 @@ async def held_back(world: World) -> str:
     return group
 
 
+async def rekey_queued_post(world: World) -> str:
+    """The batch is raised and weighted while the POST waits for its slot: the call is
+    cancelled before it leaves and scheduled again with the new priority."""
+    acme = await world.add("acme", EntityType.ADVERTISERS, batch="spring")
+    world.gate(acme, "submit")
+    run = await world.start(acme)
+    await world.until(lambda: len(world.dsp_calls(acme, "submit")) == 1)
+    await world.prioritise("spring", PriorityLevel.HIGH, 3.0)
+    _expect((await run.result()).status, EntityStatus.SUCCEEDED, "rekey_queued_post")
+    return acme
+
+
 SCENARIOS: dict[str, Scenario] = {
     "happy_path": happy_path,
     "rejection": rejection,
@@ -171,6 +183,7 @@ SCENARIOS: dict[str, Scenario] = {
     "continued_review": continued_review,
     "cancel_queued_post": cancel_queued_post,
     "held_back": held_back,
+    "rekey_queued_post": rekey_queued_post,
 }
 
 
@@ -187,8 +200,9 @@ async def record(
     return path
 
 
-async def record_all(server_url: str, out: Path) -> None:
-    """Every scenario, in a scratch database (migrated to head) on `server_url`'s server."""
+async def record_all(server_url: str, out: Path, only: list[str] | None = None) -> None:
+    """Every scenario (or those named in `only`), in a scratch database (migrated to head) on
+    `server_url`'s server."""
     name = f"dsp_histories_{uuid.uuid4().hex[:10]}"
     database_url = await create_database(server_url, name)
     try:
@@ -197,6 +211,8 @@ async def record_all(server_url: str, out: Path) -> None:
         try:
             async with open_database(database_url) as sessions:
                 for scenario_name, scenario in SCENARIOS.items():
+                    if only and scenario_name not in only:
+                        continue
                     path = await record(env.client, sessions, scenario_name, scenario, out)
                     print(f"recorded {path}")
         finally:
@@ -212,17 +228,21 @@ def main() -> None:
     """PostgreSQL is DATABASE_URL's server when set, else an embedded one for the run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", type=Path, default=HISTORIES)
-    out = parser.parse_args().out
+    parser.add_argument(
+        "--only", action="append", choices=sorted(SCENARIOS), help="record just this scenario"
+    )
+    args = parser.parse_args()
+    out, only = args.out, args.only
     out.mkdir(parents=True, exist_ok=True)
     configured = os.environ.get("DATABASE_URL")
     if configured:
-        asyncio.run(record_all(configured, out))
+        asyncio.run(record_all(configured, out, only))
         return
     with tempfile.TemporaryDirectory() as scratch:
         server = EmbeddedPostgres(data_dir=Path(scratch) / "data", port=free_port())
         server.start()
         try:
-            asyncio.run(record_all(server.url, out))
+            asyncio.run(record_all(server.url, out, only))
         finally:
             server.stop()
 

@@ -10,6 +10,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from dsp_integration.contracts import (
+    DSP_FAIRNESS_WEIGHT,
     EntityState,
     EntityStatus,
     EntityType,
@@ -53,6 +54,7 @@ async def test_advertiser_is_active_at_once_without_a_poll(world: World) -> None
         dsp_id="adv_1",
         dsp_status="active",
         priority=PriorityLevel.NORMAL,
+        fairness_weight=DSP_FAIRNESS_WEIGHT,
     )
     # Active at once: no `polling` is recorded on the way (an entity to poll records it).
     assert world.statuses(acme) == [EntityStatus.SUBMITTING, EntityStatus.SUCCEEDED]

@@ -5,6 +5,8 @@ call of a high batch 1, of a low batch 5; each call carries its batch as fairnes
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio.api.enums.v1 import EventType
 
 from dsp_integration.contracts import (
@@ -20,6 +22,7 @@ from dsp_integration.contracts import (
     fairness_key_for,
 )
 from dsp_integration.database import queue_store
+from dsp_integration.workflows.entity import REKEY_QUEUED_CALLS_PATCH
 from tests.workflows.world import World
 
 
@@ -128,7 +131,7 @@ async def test_a_prioritise_reaches_the_next_call_of_a_running_entity(world: Wor
 
     # While the first poll waits for its slot, the user raises the batch.
     async with world.sessions.begin() as session:
-        assert await queue_store.prioritise_batch(session, "spring", PriorityLevel.HIGH) == 1
+        assert await queue_store.prioritise_batch(session, "spring", PriorityLevel.HIGH) == [banner]
     first_poll.set()
 
     assert (await world.result(banner)).status is EntityStatus.SUCCEEDED
@@ -138,3 +141,54 @@ async def test_a_prioritise_reaches_the_next_call_of_a_running_entity(world: Wor
     assert keys[0] == DSP_ACTIVITY_PRIORITY_POLL
     assert set(keys[1:]) == {DSP_ACTIVITY_PRIORITY_HIGH}
     assert [c.priority for c in world.dsp_calls(banner, "submit")] == [DSP_ACTIVITY_PRIORITY_SUBMIT]
+
+
+async def test_a_prioritise_re_keys_the_call_waiting_in_the_dsp_queue(world: World) -> None:
+    """The POST waits for its slot when the batch is raised and weighted: it is cancelled
+    before its request leaves and scheduled again at the new level and weight, so exactly one
+    POST reaches the DSP."""
+    acme = await world.add("acme", EntityType.ADVERTISERS, batch="spring")
+    queued = world.gate(acme, "submit")
+    run = await world.start(acme)
+    await world.until(lambda: len(world.dsp_calls(acme, "submit")) == 1)
+
+    assert await world.prioritise("spring", PriorityLevel.HIGH, 3.0) == [acme]
+
+    assert (await run.result()).status is EntityStatus.SUCCEEDED
+    assert not queued.is_set()  # the held call was let go by its cancellation alone
+    calls = world.dsp_calls(acme, "submit")
+    assert [(c.outcome, c.priority, c.fairness_weight) for c in calls] == [
+        ("cancelled", DSP_ACTIVITY_PRIORITY_SUBMIT, 1.0),
+        ("ok", DSP_ACTIVITY_PRIORITY_HIGH, 3.0),
+    ]
+    assert len([e for e in world.dsp.values() if e.key == acme]) == 1
+    history = await run.fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data
+        for e in history.events
+        if e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert any(REKEY_QUEUED_CALLS_PATCH.encode() in data for data in markers)
+    assert (await world.state(acme)).fairness_weight == 3.0
+
+
+async def test_a_weight_alone_re_keys_and_an_unchanged_priority_does_not(world: World) -> None:
+    acme = await world.add("acme", EntityType.ADVERTISERS, batch="spring")
+    queued = world.gate(acme, "submit")
+    run = await world.start(acme)
+    await world.until(lambda: len(world.dsp_calls(acme, "submit")) == 1)
+
+    # The same level and weight: the waiting call keeps its place.
+    await world.prioritise("spring", PriorityLevel.NORMAL, 1.0)
+    await asyncio.sleep(1.0)
+    assert [c.outcome for c in world.dsp_calls(acme, "submit")] == ["ok"]
+
+    await world.prioritise("spring", weight=0.25)
+    await world.until(lambda: len(world.dsp_calls(acme, "submit")) == 2)
+    queued.set()
+    assert (await run.result()).status is EntityStatus.SUCCEEDED
+    calls = world.dsp_calls(acme, "submit")
+    assert [(c.outcome, c.priority, c.fairness_weight) for c in calls] == [
+        ("cancelled", DSP_ACTIVITY_PRIORITY_SUBMIT, 1.0),
+        ("ok", DSP_ACTIVITY_PRIORITY_SUBMIT, 0.25),
+    ]

@@ -6,7 +6,13 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from dsp_integration.contracts import EntityState, EntityStatus, EntityType, PriorityLevel
+from dsp_integration.contracts import (
+    DSP_FAIRNESS_WEIGHT,
+    EntityState,
+    EntityStatus,
+    EntityType,
+    PriorityLevel,
+)
 from dsp_integration.workflows.entity import MAX_POLLS_PER_RUN
 from tests.workflows.world import World, backoff_interval
 
@@ -27,6 +33,7 @@ async def test_state_while_waiting_lists_the_open_dependencies(world: World) -> 
         payload_version=1,
         waiting_on=[spring, banner],
         priority=PriorityLevel.NORMAL,
+        fairness_weight=DSP_FAIRNESS_WEIGHT,
     )
     assert world.calls == []
 

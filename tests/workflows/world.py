@@ -46,8 +46,10 @@ from temporalio.worker import (
 
 from dsp_integration.activities.fan_out import DependantFanOut
 from dsp_integration.activities.queue_records import QueueActivities
+from dsp_integration.client.workflow_starts import signal_running_workflows
 from dsp_integration.contracts import (
     ENTITY_WORKFLOW_NAME,
+    SIGNAL_REPRIORITISE,
     ArchiveEntityInput,
     CancelRequest,
     DependencyOutcome,
@@ -62,8 +64,10 @@ from dsp_integration.contracts import (
     PollPlan,
     PollPlanInput,
     PollStatusInput,
+    PriorityLevel,
     RecordStatusInput,
     ReplaceEntityInput,
+    ReprioritiseRequest,
     ResubmitRequest,
     SubmitEntityInput,
     SubmitEntityResult,
@@ -224,6 +228,7 @@ class DspCall:
     outcome: str = "ok"
     priority: int | None = None  # the Temporal priority key the workflow scheduled it with
     fairness_key: str | None = None  # and the fairness key (its batch)
+    fairness_weight: float | None = None  # and the batch's weight
 
 
 class World:
@@ -447,6 +452,18 @@ class World:
             start_signal_args=[ResubmitRequest(payload_version=version)],
         )
 
+    async def prioritise(
+        self, batch: str, level: PriorityLevel | None = None, weight: float | None = None
+    ) -> list[str]:
+        """Store a batch's new level or weight and signal the running workflows, as
+        `control.prioritise` does."""
+        async with self.sessions.begin() as session:
+            keys = await queue_store.prioritise_batch(session, batch, level, weight)
+        assert keys is not None, f"no batch {batch!r}"
+        request = ReprioritiseRequest(priority=level, fairness_weight=weight)
+        await signal_running_workflows(self.client, keys, SIGNAL_REPRIORITISE, request)
+        return keys
+
     def handle(self, key: str) -> WorkflowHandle[Any, EntityState]:
         return self.client.get_workflow_handle(workflow_id_for(key), result_type=EntityState)
 
@@ -534,6 +551,7 @@ class World:
             info.started_time,
             priority=info.priority.priority_key,
             fairness_key=info.priority.fairness_key,
+            fairness_weight=info.priority.fairness_weight,
             **details,
         )
         self.calls.append(call)

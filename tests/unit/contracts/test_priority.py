@@ -1,5 +1,5 @@
 """Priority keys of the DSP calls (lower runs first on the DSP task queue) by the batch's
-level and the call's kind, and the batch's fairness key."""
+level and the call's kind, the batch's fairness key, and the weights users may give."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import pytest
 
 from dsp_integration.contracts import (
     MAX_FAIRNESS_KEY_BYTES,
+    MAX_FAIRNESS_WEIGHT,
+    MIN_FAIRNESS_WEIGHT,
     DspCallKind,
     PriorityLevel,
     dsp_priority,
     fairness_key_for,
+    parse_fairness_weight,
     parse_priority_level,
 )
 
@@ -69,3 +72,28 @@ def test_the_fairness_key_is_the_batch_or_a_digest_within_64_bytes() -> None:
     assert len(key_a.encode()) <= MAX_FAIRNESS_KEY_BYTES
     assert key_a.startswith("é" * 10)
     assert fairness_key_for(long_a) == key_a  # the same every time, as a replay needs
+
+
+@pytest.mark.parametrize(
+    ("text", "weight"),
+    [("1", 1.0), (" 2.5 ", 2.5), ("0.001", 0.001), ("1000", 1000.0), ("1e2", 100.0)],
+)
+def test_a_weight_within_temporals_range_is_read(text: str, weight: float) -> None:
+    assert parse_fairness_weight(text) == weight
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "0.0009", "1000.5", "nan", "inf", "heavy", ""])
+def test_a_weight_outside_the_range_or_not_a_number_is_refused(text: str) -> None:
+    assert parse_fairness_weight(text) is None
+    assert MIN_FAIRNESS_WEIGHT == 0.001 and MAX_FAIRNESS_WEIGHT == 1000.0
+
+
+def test_without_tiers_every_normal_call_takes_one_key_and_the_levels_stay_apart() -> None:
+    keys = {
+        dsp_priority(kind, dependants, NORMAL, tiers=False)
+        for kind in DspCallKind
+        for dependants in (0, 3)
+    }
+    assert keys == {3}
+    assert dsp_priority(DspCallKind.POLL, 3, HIGH, tiers=False) == 1
+    assert dsp_priority(DspCallKind.SUBMIT, 0, LOW, tiers=False) == 5
