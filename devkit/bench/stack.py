@@ -19,7 +19,7 @@ from devkit.stack.ports import free_port
 from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
 from devkit.stack.temporal_server import TemporalDevServer
 from devkit.stack.workers import WorkerProcesses, worker_env
-from dsp_integration.activities.poll_planner import ADAPTIVE, PollStrategy
+from dsp_integration.activities.poll_planner import LEARNED, PollStrategy
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
@@ -40,7 +40,7 @@ class StackOptions:
     propagation_delay: float = 0.3
     poll_min_interval: float = 1.0
     poll_max_interval: float = 30.0
-    poll_strategy: PollStrategy = ADAPTIVE
+    poll_strategy: PollStrategy = LEARNED
     dependant_priority: bool = True
     temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None

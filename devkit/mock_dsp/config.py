@@ -22,10 +22,12 @@ class MockDspConfig(BaseModel):
     `uniform`, campaigns and ad groups stay `pending` for `pending_seconds` and creatives are
     reviewed for `review_seconds * (1 + review_jitter * U[0, 1))`. With `lognormal` both are
     log-normal with those medians and `pending_sigma` / `review_sigma`, capped at
-    `review_max_seconds` (if set); with a `seed`, each entity's time is drawn from the seed and its
-    Idempotency-Key (or its body without one), so every client that POSTs the same entities meets the same times whatever
-    its order. `fault_kinds`: `503_before` refuses the request
-    before doing anything; the others process it and then break the answer."""
+    `review_max_seconds` (if set); with a `seed`, each entity's time is drawn from the seed
+    and its Idempotency-Key (or its body without one), so every client that POSTs the same
+    entities meets the same times, whatever its order.
+
+    `fault_kinds`: `503_before` refuses the request before doing anything; the others process
+    it and then break the answer."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
