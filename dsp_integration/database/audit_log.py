@@ -163,7 +163,7 @@ async def seconds_since_round_start(
             AuditRecord.entity_key == entity_key, _round_starts(collection)
         )
     )
-    if started is None:
+    now: datetime | None = await session.scalar(select(func.clock_timestamp()))
+    if started is None or now is None:
         return None
-    now: datetime = await session.scalar(select(func.clock_timestamp()))
     return (now - started).total_seconds()
