@@ -19,6 +19,10 @@ from dsp_integration.contracts.statuses import is_terminal_dsp_status
 from dsp_integration.database.audit_log import RoundEvent
 
 
+# Kaplan-Meier multiplies fractions: 2/20 may come out a hair above 0.1.
+_ROUNDING = 1e-9
+
+
 @dataclass(frozen=True)
 class ReviewObservation:
     """One processing round: `pending_until` is the age of the last read that saw it pending
@@ -67,7 +71,7 @@ class ReviewTimes:
     def age_when_survival_below(self, level: float) -> float | None:
         """The first age at which S drops to `level` or below, or None past the data."""
         for moment, value in zip(self._times, self._survival, strict=True):
-            if value <= level:
+            if value <= level + _ROUNDING:
                 return moment
         return None
 
