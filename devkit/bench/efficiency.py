@@ -7,7 +7,7 @@ A realistic mix, time scaled 10x (production 40 per 60 s becomes 40 per 6 s, and
 processing time is divided by 10 too): advertiser trees (an advertiser, a campaign, two
 creatives and an ad group using both), 300 entities. The mock DSP draws each entity's time
 from a seeded log-normal per type, by its Idempotency-Key, so every strategy meets the same
-times: creatives reviewed in minutes to hours (median 12 s scaled, sigma 1, at most 360 s),
+times: creatives reviewed in minutes to hours (median 8 s scaled, sigma 0.8, at most 360 s),
 campaigns and ad groups processed in seconds (median 0.5 s, sigma 0.5), advertisers at once.
 
 The floor, from the mock's actual processing times in the run:
@@ -46,7 +46,7 @@ from dsp_integration.activities.poll_planner import STRATEGIES
 OUT_DIR = Path(__file__).resolve().parent / "out"
 LIMIT, WINDOW = 40, 6.0
 TREES = 60  # x 5 entities
-REVIEW_MEDIAN, REVIEW_SIGMA, REVIEW_MAX = 12.0, 1.0, 360.0
+REVIEW_MEDIAN, REVIEW_SIGMA, REVIEW_MAX = 8.0, 0.8, 360.0
 PENDING_MEDIAN, PENDING_SIGMA = 0.5, 0.5
 PROPAGATION = 0.3
 POLL_MIN, POLL_MAX = 0.5, 30.0  # the production defaults (5 s, 300 s) scaled

@@ -12,7 +12,8 @@ which `DECISION_ODDS` of the rounds still pending at this age are decided; in th
 the type's `TAIL_QUANTILE`) it polls at least every `TAIL_STRETCH` x the entity's age, so the
 last decisions are seen soon after they happen. Polls are not stretched for submissions:
 their priority keys put them behind every submission on the DSP task queue, so they only use
-budget that submissions leave idle; all polls together are planned for at most the full rate.
+budget that submissions leave idle, and an entity has at most one poll queued, so polls
+cannot pile up beyond one per entity under review.
 With fewer than `MIN_DECIDED` decisions seen for the type it plans as `adaptive` does."""
 
 from __future__ import annotations
@@ -72,8 +73,6 @@ class PollPlanner:
         self._rate = requests_per_second
         self._in_flight = 0
         self._counted_at = float("-inf")
-        self._polling = 0
-        self._polling_counted_at = float("-inf")
         self._models: dict[EntityType, tuple[float, ReviewTimes]] = {}
         self._model_lock = asyncio.Lock()
 
@@ -97,7 +96,6 @@ class PollPlanner:
             model = await self._model(request.entity_type)
             if model.decided >= MIN_DECIDED:
                 interval = self.learned_interval(model, age)
-                interval = max(interval, await self._polling_only_count() / self._rate)
                 interval *= 1 + random.uniform(-LEARNED_JITTER, LEARNED_JITTER)
                 return PollPlan(
                     interval=min(self._max, max(self._min, interval)), priority=priority
@@ -152,11 +150,3 @@ class PollPlanner:
                 self._in_flight = await queue_store.count_to_poll(session)
             self._counted_at = now
         return self._in_flight
-
-    async def _polling_only_count(self) -> int:
-        now = time.monotonic()
-        if now - self._polling_counted_at > IN_FLIGHT_CACHE_SECONDS:
-            async with self._sessions() as session:
-                self._polling = await queue_store.count_polling(session)
-            self._polling_counted_at = now
-        return self._polling

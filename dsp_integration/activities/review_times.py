@@ -18,7 +18,6 @@ from dsp_integration.contracts import EntityType
 from dsp_integration.contracts.statuses import is_terminal_dsp_status
 from dsp_integration.database.audit_log import RoundEvent
 
-
 # Kaplan-Meier multiplies fractions: 2/20 may come out a hair above 0.1.
 _ROUNDING = 1e-9
 

@@ -407,15 +407,3 @@ async def count_to_poll(session: AsyncSession) -> int:
         )
         or 0
     )
-
-
-async def count_polling(session: AsyncSession) -> int:
-    """Entities waiting for the DSP's decision."""
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(QueuedEntity)
-            .where(QueuedEntity.status == EntityStatus.POLLING.value)
-        )
-        or 0
-    )

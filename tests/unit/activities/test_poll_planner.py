@@ -175,7 +175,7 @@ async def test_learned_falls_back_to_backoff_with_little_data(
     assert all(backoff * (1 - JITTER) <= i <= backoff * (1 + JITTER) for i in intervals)
 
 
-async def test_learned_plans_all_polls_together_for_at_most_the_full_rate(
+async def test_learned_polls_are_not_stretched_by_the_load(
     clean_database: SessionFactory,
 ) -> None:
     async with clean_database.begin() as session:
@@ -186,4 +186,5 @@ async def test_learned_plans_all_polls_together_for_at_most_the_full_rate(
 
     intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(20)]
 
-    assert all(150 / RATE * 0.9 <= i <= 150 / RATE * 1.1 for i in intervals)
+    # Submissions go first by their priority keys: polls use what is left, when due.
+    assert all(MIN <= i <= 10 * 1.1 for i in intervals)
