@@ -14,7 +14,9 @@ last decisions are seen soon after they happen. Polls are not stretched for subm
 their priority keys put them behind every submission on the DSP task queue, so they only use
 budget that submissions leave idle, and an entity has at most one poll queued, so polls
 cannot pile up beyond one per entity under review.
-With fewer than `MIN_DECIDED` decisions seen for the type it plans as `adaptive` does."""
+With fewer than `MIN_DECIDED` decisions seen for the type (a new deployment, or a review
+longer than anything seen) it backs off from `min_interval`, stretched so that the type's
+polls together plan for at most the full rate rather than half of it, to learn quickly."""
 
 from __future__ import annotations
 
@@ -43,13 +45,14 @@ STRATEGIES: tuple[PollStrategy, ...] = get_args(PollStrategy)
 JITTER = 0.5
 IN_FLIGHT_CACHE_SECONDS = 2.0
 
-DECISION_ODDS = 0.85
+DECISION_ODDS = 0.75
 TAIL_QUANTILE = 0.9
 TAIL_STRETCH = 0.15
-MIN_DECIDED = 5
+MIN_DECIDED = 3
 # Learned from the latest rounds only, so a DSP that changes its pace is followed.
 MODEL_ROWS = 5000
 MODEL_REFRESH_SECONDS = 5.0
+COLD_REFRESH_SECONDS = 1.0
 # Entities polled together, planned one by one, still come due in clumps.
 LEARNED_JITTER = 0.1
 
@@ -75,6 +78,7 @@ class PollPlanner:
         self._counted_at = float("-inf")
         self._models: dict[EntityType, tuple[float, ReviewTimes]] = {}
         self._model_lock = asyncio.Lock()
+        self._polling: dict[EntityType, tuple[float, int]] = {}
 
     @activity.defn
     async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
@@ -97,31 +101,32 @@ class PollPlanner:
             if model.decided >= MIN_DECIDED:
                 interval = self.learned_interval(model, age)
                 interval *= 1 + random.uniform(-LEARNED_JITTER, LEARNED_JITTER)
-                return PollPlan(
-                    interval=min(self._max, max(self._min, interval)), priority=priority
-                )
+            else:
+                interval = await self._cold_interval(request.entity_type, request.polls)
+            return PollPlan(interval=min(self._max, max(self._min, interval)), priority=priority)
         return PollPlan(interval=await self._backoff_interval(request.polls), priority=priority)
 
     def learned_interval(self, model: ReviewTimes, age: float) -> float:
         """Seconds from `age` to the age by which `DECISION_ODDS` of the rounds still
-        pending at `age` are decided, at most `TAIL_STRETCH` x age in the tail."""
+        pending at `age` are decided; in the tail at most `TAIL_STRETCH` x age; past what
+        the data can tell, a backoff on the age."""
         target = model.age_when_survival_below((1 - DECISION_ODDS) * model.survival(age))
         tail = model.quantile(TAIL_QUANTILE)
         stretch = TAIL_STRETCH * max(age, self._min)
+        if tail is not None and age >= tail:
+            return stretch if target is None or target <= age else min(target - age, stretch)
         if target is None or target <= age:
-            return stretch
-        if tail is None or age >= tail:
-            return min(target - age, stretch)
+            return (BACKOFF_FACTOR - 1) * max(age, self._min)
         return target - age
 
     async def _model(self, entity_type: EntityType) -> ReviewTimes:
         now = time.monotonic()
         cached = self._models.get(entity_type)
-        if cached is not None and now - cached[0] < MODEL_REFRESH_SECONDS:
+        if cached is not None and now - cached[0] < self._refresh_after(cached[1]):
             return cached[1]
         async with self._model_lock:
             cached = self._models.get(entity_type)
-            if cached is not None and now - cached[0] < MODEL_REFRESH_SECONDS:
+            if cached is not None and now - cached[0] < self._refresh_after(cached[1]):
                 return cached[1]
             async with self._sessions() as session:
                 events = await audit_log.recent_round_events(
@@ -130,6 +135,23 @@ class PollPlanner:
             model = ReviewTimes(observations_from(events, entity_type))
             self._models[entity_type] = (time.monotonic(), model)
             return model
+
+    async def _cold_interval(self, entity_type: EntityType, polls: int) -> float:
+        """Nothing learned yet: back off, stretched only so that the polls of this type
+        together plan for at most the full rate (submissions still go first by priority),
+        so that the first decisions are seen, and learned from, soon."""
+        now = time.monotonic()
+        counted_at, polling = self._polling.get(entity_type, (float("-inf"), 0))
+        if now - counted_at > IN_FLIGHT_CACHE_SECONDS:
+            async with self._sessions() as session:
+                polling = await queue_store.count_polling(session, entity_type)
+            self._polling[entity_type] = (now, polling)
+        interval = max(self._min * BACKOFF_FACTOR**polls, polling / self._rate)
+        return interval * (1 + random.uniform(-JITTER, JITTER))
+
+    @staticmethod
+    def _refresh_after(model: ReviewTimes) -> float:
+        return MODEL_REFRESH_SECONDS if model.decided >= MIN_DECIDED else COLD_REFRESH_SECONDS
 
     async def _backoff_interval(self, polls: int) -> float:
         in_flight = await self._polling_count()

@@ -407,3 +407,18 @@ async def count_to_poll(session: AsyncSession) -> int:
         )
         or 0
     )
+
+
+async def count_polling(session: AsyncSession, entity_type: EntityType) -> int:
+    """Entities of the type waiting for the DSP's decision."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(QueuedEntity)
+            .where(
+                QueuedEntity.status == EntityStatus.POLLING.value,
+                QueuedEntity.entity_type == entity_type.value,
+            )
+        )
+        or 0
+    )

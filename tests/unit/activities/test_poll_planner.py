@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import update
 
 from dsp_integration.activities.poll_planner import (
+    BACKOFF_FACTOR,
+    DECISION_ODDS,
     FIXED,
     JITTER,
     LEARNED,
@@ -140,8 +142,16 @@ async def test_learned_plans_the_poll_when_most_pending_rounds_are_decided(
 
     intervals = [await plan(learned, 0) for _ in range(20)]
 
-    # 85% of the rounds are decided by 170 s.
-    assert all(170 * 0.9 <= i <= 170 * 1.1 for i in intervals)
+    due = odds_age(decisions, 0)
+    assert all(due * 0.9 <= i <= due * 1.1 for i in intervals)
+
+
+def odds_age(decisions: list[float] | list[int], age: float) -> float:
+    """The first decision by which DECISION_ODDS of the rounds pending at `age` are decided."""
+    pending = [d for d in decisions if d > age]
+    return min(
+        d for d in pending if sum(x > d for x in pending) <= (1 - DECISION_ODDS) * len(pending)
+    )
 
 
 def times_of(decisions: range) -> list[ReviewObservation]:
@@ -152,8 +162,10 @@ def test_learned_policy_from_the_start_into_the_tail(clean_database: SessionFact
     learned = planner(clean_database, LEARNED)
     times = ReviewTimes(times_of(range(10, 210, 10)))
 
-    # Pending at 100 s: 10 of the 20 rounds still to go; 85% of those are decided by 190 s.
-    assert learned.learned_interval(times, 100) == pytest.approx(90)
+    # Pending at 100 s: 10 of the 20 rounds still to go.
+    assert learned.learned_interval(times, 100) == pytest.approx(
+        odds_age(list(range(10, 210, 10)), 100) - 100
+    )
     # Past the 90th percentile (180 s): when the rest is due, at most TAIL_STRETCH x age.
     assert learned.learned_interval(times, 185) == pytest.approx(15)
     long_tail = ReviewTimes([*times_of(range(10, 200, 10)), ReviewObservation(999, 1001)])
@@ -162,17 +174,41 @@ def test_learned_policy_from_the_start_into_the_tail(clean_database: SessionFact
     assert learned.learned_interval(times, 1000) == pytest.approx(TAIL_STRETCH * 1000)
 
 
-async def test_learned_falls_back_to_backoff_with_little_data(
+def test_learned_backs_off_on_the_age_past_what_a_young_sample_tells(
+    clean_database: SessionFactory,
+) -> None:
+    # Three fast decisions seen, seven rounds still pending at 50 s: nothing known beyond.
+    young = ReviewTimes([*times_of(range(2, 5)), *[ReviewObservation(50)] * 7])
+    learned = planner(clean_database, LEARNED)
+
+    assert learned.learned_interval(young, 60) == pytest.approx((BACKOFF_FACTOR - 1) * 60)
+
+
+async def test_learned_backs_off_before_it_knows_anything(
     clean_database: SessionFactory,
 ) -> None:
     async with clean_database.begin() as session:
         session.add_all(creative_rounds([10.0, 20.0, 30.0, 40.0][: MIN_DECIDED - 1]))
     await posted(clean_database, "k", 5)
+    await in_flight(clean_database, 10, EntityStatus.POLLING)
+    await in_flight(clean_database, 300, EntityStatus.POLLING, "campaigns")
 
     intervals = [await plan(planner(clean_database, LEARNED), 3) for _ in range(20)]
 
     backoff = MIN * 1.6**3
     assert all(backoff * (1 - JITTER) <= i <= backoff * (1 + JITTER) for i in intervals)
+
+
+async def test_learning_creatives_poll_together_at_most_at_the_full_rate(
+    clean_database: SessionFactory,
+) -> None:
+    await posted(clean_database, "k", 5)
+    await in_flight(clean_database, 200, EntityStatus.POLLING)
+
+    intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(200)]
+
+    full_rate = 200 / RATE  # 300 s: twice as often as `adaptive` would
+    assert all(full_rate * (1 - JITTER) <= i <= MAX for i in intervals)
 
 
 async def test_learned_polls_are_not_stretched_by_the_load(
