@@ -12,11 +12,16 @@ campaigns and ad groups processed in seconds (median 0.5 s, sigma 0.5), advertis
 
 The floor, from the mock's actual processing times in the run:
 - requests: one POST per entity plus one status read per entity the DSP decides later;
-- time: when the last decision could be seen if those requests alone went out at the full
-  rate (the DSP's rolling window, bursts included), each read at the moment its entity is
-  decided, a child POSTed once its parents' decisions were read and had propagated, the
-  ready request on the longest remaining chain first (critical-path list scheduling: not a
-  proven minimum, but no strategy here beats it). Time runs from the first request.
+- time: when the last decision could be seen by a perfect poller: the same requests alone,
+  at the full rate (the DSP's rolling window, bursts included), each status read at the
+  moment its entity is decided, a child POSTed once its parents' decisions were read and had
+  propagated; the ready requests either in the service's own order (its priority keys:
+  parents' submissions, parents' reads, leaves' submissions, leaves' reads; then the file's
+  order) or every ready POST before any read (so reviews start sooner), whichever ends
+  sooner. It knows when each entity is decided, not how long a review will take before it
+  starts, so it does not reorder submissions by their review times: a heuristic, not a
+  proven minimum (a strategy that happens to POST a long review earlier can beat it by a
+  little). Time runs from the first request.
 
 Each strategy's figures go to `devkit/bench/out/efficiency-<strategy>.json`; the plot
 (`devkit/bench/out/efficiency.png`) is drawn from the files present, so strategies can be
@@ -42,6 +47,7 @@ from devkit.bench.stack import StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, Workload, dag
 from devkit.mock_dsp.request_log import RequestRecord
 from dsp_integration.activities.poll_planner import STRATEGIES
+from dsp_integration.contracts import DspCallKind, PriorityLevel, dsp_priority
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 LIMIT, WINDOW = 40, 6.0
@@ -131,21 +137,26 @@ def seen_decisions(
 def time_floor(
     entities: list[FloorEntity], limit: int, window: float, propagation: float
 ) -> tuple[list[float], list[float]]:
-    """The floor's request times and decision-seen times (see the module docstring)."""
-    by_key = {e.key: e for e in entities}
-    children: dict[str, list[str]] = {e.key: [] for e in entities}
+    """The floor's request times and decision-seen times: the better of two orders."""
+    schedules = [
+        _perfect_poller(entities, limit, window, propagation, posts_first)
+        for posts_first in (False, True)
+    ]
+    return min(schedules, key=lambda schedule: schedule[1][-1])
+
+
+def _perfect_poller(
+    entities: list[FloorEntity],
+    limit: int,
+    window: float,
+    propagation: float,
+    posts_first: bool,
+) -> tuple[list[float], list[float]]:
+    children: dict[str, int] = {e.key: 0 for e in entities}
     for e in entities:
         for p in e.parents:
-            children[p].append(e.key)
-    chain: dict[str, float] = {}
-
-    def remaining(key: str) -> float:
-        if key not in chain:
-            chain[key] = by_key[key].processing + max(
-                (remaining(c) for c in children[key]), default=0.0
-            )
-        return chain[key]
-
+            children[p] += 1
+    order = {e.key: i for i, e in enumerate(entities)}
     posted: dict[str, float] = {}
     seen: dict[str, float] = {}
     sent: list[float] = []
@@ -155,39 +166,46 @@ def time_floor(
         if len(in_window) >= limit:
             now = min(in_window) + window
             continue
-        best: tuple[float, str, str] | None = None
+        best: tuple[int, int, str] | None = None
         upcoming = math.inf
         for e in entities:
             if e.key not in posted:
                 ready_at = max((seen.get(p, math.inf) for p in e.parents), default=0.0)
                 ready_at = max(
-                    ready_at, max((posted.get(p, 0.0) + propagation for p in e.parents), default=0)
+                    [ready_at, *(posted.get(p, math.inf) + propagation for p in e.parents)]
                 )
-                if ready_at <= now:
-                    candidate = (remaining(e.key), e.key, "POST")
-                    best = max(best, candidate) if best else candidate
-                else:
-                    upcoming = min(upcoming, ready_at)
+                rank = 0 if posts_first else dsp_priority_of("POST", children[e.key])
+                key = (rank, order[e.key], "POST")
             elif e.key not in seen:
-                decided_at = posted[e.key] + e.processing
-                if decided_at <= now:
-                    tail = max((remaining(c) for c in children[e.key]), default=0.0)
-                    candidate = (tail, e.key, "GET")
-                    best = max(best, candidate) if best else candidate
-                else:
-                    upcoming = min(upcoming, decided_at)
+                ready_at = posted[e.key] + e.processing
+                rank = 10 if posts_first else dsp_priority_of("GET", children[e.key])
+                key = (rank, order[e.key], "GET")
+            else:
+                continue
+            if ready_at <= now:
+                best = min(best, key) if best else key
+            else:
+                upcoming = min(upcoming, ready_at)
         if best is None:
             now = upcoming
             continue
-        _, key, method = best
+        _, index, method = best
+        entity = entities[index]
         sent.append(now)
         if method == "POST":
-            posted[key] = now
-            if by_key[key].processing == 0:
-                seen[key] = now
+            posted[entity.key] = now
+            if entity.processing == 0:
+                seen[entity.key] = now
         else:
-            seen[key] = now
+            seen[entity.key] = now
     return sent, sorted(seen.values())
+
+
+def dsp_priority_of(method: str, dependants: int) -> int:
+    """The service's priority keys: parents' submissions, parents' polls, leaves'
+    submissions, leaves' polls."""
+    kind = DspCallKind.SUBMIT if method == "POST" else DspCallKind.POLL
+    return dsp_priority(kind, dependants, PriorityLevel.NORMAL)
 
 
 async def run_strategy(strategy: str, give_up_after: float) -> StrategyRun:

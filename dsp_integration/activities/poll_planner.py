@@ -47,7 +47,7 @@ IN_FLIGHT_CACHE_SECONDS = 2.0
 
 DECISION_ODDS = 0.75
 TAIL_QUANTILE = 0.9
-TAIL_STRETCH = 0.15
+TAIL_STRETCH = 0.05
 MIN_DECIDED = 3
 # Learned from the latest rounds only, so a DSP that changes its pace is followed.
 MODEL_ROWS = 5000

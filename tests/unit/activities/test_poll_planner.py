@@ -167,7 +167,7 @@ def test_learned_policy_from_the_start_into_the_tail(clean_database: SessionFact
         odds_age(list(range(10, 210, 10)), 100) - 100
     )
     # Past the 90th percentile (180 s): when the rest is due, at most TAIL_STRETCH x age.
-    assert learned.learned_interval(times, 185) == pytest.approx(15)
+    assert learned.learned_interval(times, 195) == pytest.approx(5)
     long_tail = ReviewTimes([*times_of(range(10, 200, 10)), ReviewObservation(999, 1001)])
     assert learned.learned_interval(long_tail, 185) == pytest.approx(TAIL_STRETCH * 185)
     # Past every decision seen: nothing to go by but the age.
