@@ -49,6 +49,7 @@ DECISION_ODDS = 0.75
 TAIL_QUANTILE = 0.9
 TAIL_STRETCH = 0.05
 MIN_DECIDED = 3
+SLOW_EVIDENCE = 20
 # Learned from the latest rounds only, so a DSP that changes its pace is followed.
 MODEL_ROWS = 5000
 MODEL_REFRESH_SECONDS = 5.0
@@ -102,7 +103,7 @@ class PollPlanner:
                 interval = self.learned_interval(model, age)
                 interval *= 1 + random.uniform(-LEARNED_JITTER, LEARNED_JITTER)
             else:
-                interval = await self._cold_interval(request.entity_type, request.polls)
+                interval = await self._cold_interval(request.entity_type, request.polls, model)
             return PollPlan(interval=min(self._max, max(self._min, interval)), priority=priority)
         return PollPlan(interval=await self._backoff_interval(request.polls), priority=priority)
 
@@ -136,17 +137,24 @@ class PollPlanner:
             self._models[entity_type] = (time.monotonic(), model)
             return model
 
-    async def _cold_interval(self, entity_type: EntityType, polls: int) -> float:
-        """Nothing learned yet: back off, stretched only so that the polls of this type
-        together plan for at most the full rate (submissions still go first by priority),
-        so that the first decisions are seen, and learned from, soon."""
+    async def _cold_interval(
+        self, entity_type: EntityType, polls: int, model: ReviewTimes
+    ) -> float:
+        """Nothing learned yet: back off, stretched so that the polls of this type together
+        plan for at most the full rate (submissions still go first by priority), so that the
+        first decisions are seen, and learned from, soon. Once `SLOW_EVIDENCE` rounds were
+        seen pending and still (almost) none decided, the reviews are long: polls then share
+        the budget as `adaptive` plans them (`POLL_SHARE`), because queued polls held in the
+        workers' DSP slots do delay submissions when they want the whole budget
+        (devkit/bench/RESULTS.md, review workload)."""
         now = time.monotonic()
         counted_at, polling = self._polling.get(entity_type, (float("-inf"), 0))
         if now - counted_at > IN_FLIGHT_CACHE_SECONDS:
             async with self._sessions() as session:
                 polling = await queue_store.count_polling(session, entity_type)
             self._polling[entity_type] = (now, polling)
-        interval = max(self._min * BACKOFF_FACTOR**polls, polling / self._rate)
+        share = POLL_SHARE if model.rounds - model.decided >= SLOW_EVIDENCE else 1.0
+        interval = max(self._min * BACKOFF_FACTOR**polls, polling / (self._rate * share))
         return interval * (1 + random.uniform(-JITTER, JITTER))
 
     @staticmethod

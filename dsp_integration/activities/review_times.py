@@ -42,6 +42,7 @@ class ReviewTimes:
 
     def __init__(self, observations: Iterable[ReviewObservation]) -> None:
         rounds = sorted(observations, key=lambda o: o.time)
+        self.rounds = len(rounds)
         self.decided = sum(1 for o in rounds if o.decided_by is not None)
         self._times: list[float] = []
         self._survival: list[float] = []

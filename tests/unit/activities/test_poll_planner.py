@@ -17,6 +17,7 @@ from dsp_integration.activities.poll_planner import (
     LEARNED,
     MIN_DECIDED,
     POLL_SHARE,
+    SLOW_EVIDENCE,
     TAIL_STRETCH,
     PollPlanner,
 )
@@ -203,12 +204,13 @@ async def test_learning_creatives_poll_together_at_most_at_the_full_rate(
     clean_database: SessionFactory,
 ) -> None:
     await posted(clean_database, "k", 5)
-    await in_flight(clean_database, 200, EntityStatus.POLLING)
+    await in_flight(clean_database, 100, EntityStatus.POLLING)
 
     intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(200)]
 
-    full_rate = 200 / RATE  # 300 s: twice as often as `adaptive` would
-    assert all(full_rate * (1 - JITTER) <= i <= MAX for i in intervals)
+    full_rate = 100 / RATE  # 150 s: twice as often as `adaptive` would
+    assert all(full_rate * (1 - JITTER) <= i <= full_rate * (1 + JITTER) for i in intervals)
+    assert sum(intervals) / len(intervals) == pytest.approx(full_rate, rel=0.15)
 
 
 async def test_learned_polls_are_not_stretched_by_the_load(
@@ -224,3 +226,35 @@ async def test_learned_polls_are_not_stretched_by_the_load(
 
     # Submissions go first by their priority keys: polls use what is left, when due.
     assert all(MIN <= i <= 10 * 1.1 for i in intervals)
+
+
+async def test_learning_backs_off_to_half_the_budget_once_reviews_prove_long(
+    clean_database: SessionFactory,
+) -> None:
+    began = datetime.now(UTC) - timedelta(minutes=10)
+    rows = [
+        AuditRecord(
+            entity_key=f"slow-{i}",
+            method=method,
+            path=path,
+            response_status=status,
+            response_body=json.dumps({"status": "pending_review"}) if method == "GET" else None,
+            attempt=1,
+            started_at=began + timedelta(seconds=at),
+        )
+        for i in range(SLOW_EVIDENCE)
+        for method, path, status, at in (
+            ("POST", "/v1/creatives", 201, 0),
+            ("GET", f"/v1/creatives/cre_{i}/status", 200, 300),
+        )
+    ]
+    async with clean_database.begin() as session:
+        session.add_all(rows)
+    await posted(clean_database, "k", 5)
+    await in_flight(clean_database, 100, EntityStatus.POLLING)
+
+    intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(100)]
+
+    half_share = 100 / (RATE * POLL_SHARE)  # 300 s, as `adaptive` plans it
+    assert all(half_share * (1 - JITTER) <= i <= MAX for i in intervals)
+    assert sum(intervals) / len(intervals) > 100 / RATE * (1 + JITTER)
