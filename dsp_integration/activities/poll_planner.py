@@ -52,6 +52,7 @@ MIN_DECIDED = 3
 SLOW_EVIDENCE = 20
 # Learned from the latest rounds only, so a DSP that changes its pace is followed.
 MODEL_ROWS = 5000
+MODEL_SCAN = 100_000
 MODEL_REFRESH_SECONDS = 5.0
 COLD_REFRESH_SECONDS = 1.0
 # Entities polled together, planned one by one, still come due in clumps.
@@ -131,7 +132,7 @@ class PollPlanner:
                 return cached[1]
             async with self._sessions() as session:
                 events = await audit_log.recent_round_events(
-                    session, collection_path(entity_type), limit=MODEL_ROWS
+                    session, collection_path(entity_type), limit=MODEL_ROWS, scan=MODEL_SCAN
                 )
             model = ReviewTimes(observations_from(events, entity_type))
             self._models[entity_type] = (time.monotonic(), model)

@@ -119,10 +119,15 @@ def _round_starts(collection: str) -> Any:
 
 
 async def recent_round_events(
-    session: AsyncSession, collection: str, *, limit: int
+    session: AsyncSession, collection: str, *, limit: int, scan: int
 ) -> list[RoundEvent]:
     """The latest `limit` round starts and status reads of the type at `collection`
-    (`/v1/{type}`), oldest first."""
+    (`/v1/{type}`) among the latest `scan` audit rows, oldest first. `scan` bounds the
+    read to a range of the primary key, so a type seldom used does not cost a walk through
+    the whole table."""
+    newest = await session.scalar(select(func.max(AuditRecord.id)))
+    if newest is None:
+        return []
     reads = and_(
         AuditRecord.method == "GET",
         AuditRecord.path.like(f"{collection}/%/status"),
@@ -136,7 +141,7 @@ async def recent_round_events(
                 AuditRecord.method,
                 AuditRecord.response_body,
             )
-            .where(or_(_round_starts(collection), reads))
+            .where(AuditRecord.id > newest - scan, or_(_round_starts(collection), reads))
             .order_by(AuditRecord.id.desc())
             .limit(limit)
         )

@@ -102,8 +102,13 @@ async def test_rounds_are_read_from_the_audit_table(clean_database: SessionFacto
         session.add_all(rows)
 
     async with clean_database() as session:
-        events = await audit_log.recent_round_events(session, "/v1/creatives", limit=100)
-        last_rows = await audit_log.recent_round_events(session, "/v1/creatives", limit=2)
+        events = await audit_log.recent_round_events(session, "/v1/creatives", limit=100, scan=1000)
+        last_rows = await audit_log.recent_round_events(
+            session, "/v1/creatives", limit=2, scan=1000
+        )
+        last_scanned = await audit_log.recent_round_events(
+            session, "/v1/creatives", limit=100, scan=3
+        )
 
     assert observations_from(events, EntityType.CREATIVES) == [
         ReviewObservation(5, 20),
@@ -112,6 +117,9 @@ async def test_rounds_are_read_from_the_audit_table(clean_database: SessionFacto
     ]
     # Reads whose round start is beyond the rows read tell nothing.
     assert observations_from(last_rows, EntityType.CREATIVES) == [ReviewObservation(0, 3)]
+    # The latest 3 rows hold the PUT and its read only (the campaign's read is not a creative's).
+    assert observations_from(last_scanned, EntityType.CREATIVES) == [ReviewObservation(0, 3)]
+    assert len(last_scanned) == 2
 
 
 async def test_the_age_of_a_round_is_timed_by_the_database_clock(
