@@ -205,7 +205,9 @@ async def test_learning_creatives_poll_together_at_most_at_the_full_rate(
     clean_database: SessionFactory,
 ) -> None:
     await posted(clean_database, "k", 5)
-    await in_flight(clean_database, 100, EntityStatus.POLLING)
+    await in_flight(clean_database, 60, EntityStatus.POLLING)
+    await in_flight(clean_database, 40, EntityStatus.SUBMITTING)  # about to poll
+    await in_flight(clean_database, 100, EntityStatus.WAITING)  # not yet
 
     intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(200)]
 
