@@ -27,7 +27,7 @@ from devkit.bench.workloads import (
     backlog,
     fanout,
 )
-from dsp_integration.activities.poll_planner import ADAPTIVE, STRATEGIES
+from dsp_integration.activities.poll_planner import LEARNED, STRATEGIES
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus
@@ -272,7 +272,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--window", type=float, default=5.0)
-    parser.add_argument("--strategy", choices=STRATEGIES, default=ADAPTIVE)
+    parser.add_argument("--strategy", choices=STRATEGIES, default=LEARNED)
     parser.add_argument("--poll-min", type=float, default=1.0)
     parser.add_argument("--poll-max", type=float, default=60.0)
     parser.add_argument("--throttle", type=int, default=0, help="other client's requests")

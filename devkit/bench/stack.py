@@ -13,13 +13,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from devkit.mock_dsp.config import MockDspConfig
+from devkit.mock_dsp.config import MockDspConfig, ReviewModel
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.ports import free_port
 from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
 from devkit.stack.temporal_server import TemporalDevServer
 from devkit.stack.workers import WorkerProcesses, worker_env
-from dsp_integration.activities.poll_planner import ADAPTIVE, PollStrategy
+from dsp_integration.activities.poll_planner import LEARNED, PollStrategy
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
@@ -40,7 +40,12 @@ class StackOptions:
     propagation_delay: float = 0.3
     poll_min_interval: float = 1.0
     poll_max_interval: float = 30.0
-    poll_strategy: PollStrategy = ADAPTIVE
+    poll_strategy: PollStrategy = LEARNED
+    review_model: ReviewModel = "uniform"
+    review_sigma: float = 1.0
+    pending_sigma: float = 0.5
+    review_max_seconds: float | None = None
+    seed: int | None = None
     dependant_priority: bool = True
     call_tiers: bool = True
     workflow_sandbox: bool = False
@@ -119,6 +124,11 @@ async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
                     review_seconds=options.review_seconds,
                     pending_seconds=options.pending_seconds,
                     propagation_delay=options.propagation_delay,
+                    review_model=options.review_model,
+                    review_sigma=options.review_sigma,
+                    pending_sigma=options.pending_sigma,
+                    review_max_seconds=options.review_max_seconds,
+                    seed=options.seed,
                 )
             )
         )

@@ -8,14 +8,26 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from dsp_integration.config.settings import DEV_API_TOKEN
 
+ReviewModel = Literal["uniform", "lognormal"]
+REVIEW_MODELS: tuple[ReviewModel, ...] = get_args(ReviewModel)
 FaultKind = Literal["503_before", "503_after", "truncated", "slow", "empty", "html"]
 FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 
 class MockDspConfig(BaseModel):
     """`propagation_delay`: seconds after creation during which a child referencing the new
-    entity gets `409 reference_not_ready`. `fault_kinds`: `503_before` refuses the request
-    before doing anything; the others process it and then break the answer."""
+    entity gets `409 reference_not_ready`.
+
+    Processing times: advertisers are active at once (the contract). With `review_model`
+    `uniform`, campaigns and ad groups stay `pending` for `pending_seconds` and creatives are
+    reviewed for `review_seconds * (1 + review_jitter * U[0, 1))`. With `lognormal` both are
+    log-normal with those medians and `pending_sigma` / `review_sigma`, capped at
+    `review_max_seconds` (if set); with a `seed`, each entity's time is drawn from the seed
+    and its Idempotency-Key (or its body without one), so every client that POSTs the same
+    entities meets the same times, whatever its order.
+
+    `fault_kinds`: `503_before` refuses the request before doing anything; the others process
+    it and then break the answer."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -26,6 +38,10 @@ class MockDspConfig(BaseModel):
     pending_seconds: float = Field(default=2.0, ge=0)
     review_seconds: float = Field(default=10.0, ge=0)
     review_jitter: float = Field(default=0.0, ge=0)
+    review_model: ReviewModel = "uniform"
+    review_sigma: float = Field(default=1.0, ge=0)
+    pending_sigma: float = Field(default=0.5, ge=0)
+    review_max_seconds: float | None = Field(default=None, gt=0)
     fault_rate: float = Field(default=0.0, ge=0, le=1)
     fault_kinds: list[FaultKind] = Field(default_factory=lambda: list(FAULT_KINDS))
     slow_seconds: float = Field(default=15.0, ge=0)

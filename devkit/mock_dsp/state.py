@@ -6,6 +6,7 @@ access goes through `lock`."""
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -158,7 +159,7 @@ class MockDsp:
             entity_type,
             fields,
             now,
-            self._processing_seconds(entity_type),
+            self._processing_seconds(entity_type, idempotency_key or fingerprint),
         )
         self.entities[entity.id] = entity
         reply = Reply(201, entity.created_view(now))
@@ -176,9 +177,10 @@ class MockDsp:
         entity = self._find(entity_type, entity_id)
         if entity.archived:
             raise validation_error(None, f"{entity_id} is archived and cannot be changed")
-        fields = validate_payload(entity_type, parse_json(raw))
+        body = parse_json(raw)
+        fields = validate_payload(entity_type, body)
         self._check_references(entity_type, fields, now)
-        entity.restart(fields, now, self._processing_seconds(entity_type))
+        entity.restart(fields, now, self._processing_seconds(entity_type, _fingerprint(body)))
         return entity.status_view(now)
 
     def archive(self, entity_type: str, entity_id: str, now: float) -> dict[str, Any]:
@@ -198,13 +200,25 @@ class MockDsp:
             if entity_id not in self.entities:
                 return entity_id
 
-    def _processing_seconds(self, entity_type: str) -> float:
+    def _processing_seconds(self, entity_type: str, identity: str) -> float:
         config = self._config
         if entity_type == "advertisers":
             return 0.0
+        if config.review_model == "uniform":
+            if entity_type == "creatives":
+                return config.review_seconds * (1 + config.review_jitter * self.rng.random())
+            return config.pending_seconds
+        rng = self.rng if config.seed is None else random.Random(f"{config.seed}-{identity}")
         if entity_type == "creatives":
-            return config.review_seconds * (1 + config.review_jitter * self.rng.random())
-        return config.pending_seconds
+            median, sigma = config.review_seconds, config.review_sigma
+        else:
+            median, sigma = config.pending_seconds, config.pending_sigma
+        seconds = median * math.exp(rng.gauss(0.0, sigma))
+        return (
+            seconds
+            if config.review_max_seconds is None
+            else min(config.review_max_seconds, seconds)
+        )
 
     def _check_references(self, entity_type: str, fields: dict[str, Any], now: float) -> None:
         """Ids that can never work are reported before ids that are not ready yet, so a

@@ -1,24 +1,42 @@
-"""How long an entity waits before its next status poll, planned from the shared budget.
+"""How long an entity waits before its next status poll.
 
 Fixed-interval polling spends the DSP budget in proportion to how many entities are under
-review, and can starve submissions. The planner backs off per entity (min to max) and
-stretches every interval so that all polls together use at most `POLL_SHARE` of the budget."""
+review, and can starve submissions. The `adaptive` planner backs off per entity (min to max)
+and stretches every interval so that all polls together use at most `POLL_SHARE` of the
+budget; it spends few requests, but plans polls long ahead while the budget sits idle, and
+parents wait for their polls while their children cannot be sent.
+
+The `learned` planner (the default) polls when a decision is likely: it learns each type's
+decision times from the audit table (`review_times`) and plans the next poll at the age by
+which `DECISION_ODDS` of the rounds still pending at this age are decided; in the tail (past
+the type's `TAIL_QUANTILE`) it polls at least every `TAIL_STRETCH` x the entity's age, so the
+last decisions are seen soon after they happen. Polls are not stretched for submissions:
+their priority keys put them behind every submission on the DSP task queue, so they only use
+budget that submissions leave idle, and an entity has at most one poll queued, so polls
+cannot pile up beyond one per entity under review.
+With fewer than `MIN_DECIDED` decisions seen for the type (a new deployment, or a review
+longer than anything seen) it backs off from `min_interval`, stretched so that the type's
+polls together plan for at most the full rate rather than half of it, to learn quickly."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Literal, get_args
 
 from temporalio import activity
 
-from dsp_integration.contracts import PollPlan, PollPlanInput
-from dsp_integration.database import queue_store
+from dsp_integration.activities.review_times import ReviewTimes, observations_from
+from dsp_integration.contracts import EntityType, PollPlan, PollPlanInput
+from dsp_integration.contracts.entity_types import collection_path
+from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.engine import SessionFactory
 
 POLL_SHARE = 0.5
 BACKOFF_FACTOR = 1.6
-PollStrategy = Literal["adaptive", "fixed"]
+PollStrategy = Literal["learned", "adaptive", "fixed"]
+LEARNED: PollStrategy = "learned"
 ADAPTIVE: PollStrategy = "adaptive"
 FIXED: PollStrategy = "fixed"
 STRATEGIES: tuple[PollStrategy, ...] = get_args(PollStrategy)
@@ -26,6 +44,19 @@ STRATEGIES: tuple[PollStrategy, ...] = get_args(PollStrategy)
 # and, for a while, poll at the full rate too.
 JITTER = 0.5
 IN_FLIGHT_CACHE_SECONDS = 2.0
+
+DECISION_ODDS = 0.75
+TAIL_QUANTILE = 0.9
+TAIL_STRETCH = 0.05
+MIN_DECIDED = 3
+SLOW_EVIDENCE = 20
+# Learned from the latest rounds only, so a DSP that changes its pace is followed.
+MODEL_ROWS = 5000
+MODEL_SCAN = 100_000
+MODEL_REFRESH_SECONDS = 5.0
+COLD_REFRESH_SECONDS = 1.0
+# Entities polled together, planned one by one, still come due in clumps.
+LEARNED_JITTER = 0.1
 
 
 class PollPlanner:
@@ -36,7 +67,7 @@ class PollPlanner:
         min_interval: float,
         max_interval: float,
         requests_per_second: float,
-        strategy: PollStrategy = ADAPTIVE,
+        strategy: PollStrategy = LEARNED,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"poll strategy must be one of {STRATEGIES}, not {strategy!r}")
@@ -47,22 +78,97 @@ class PollPlanner:
         self._rate = requests_per_second
         self._in_flight = 0
         self._counted_at = float("-inf")
+        self._models: dict[EntityType, tuple[float, ReviewTimes]] = {}
+        self._model_lock = asyncio.Lock()
+        self._polling: dict[EntityType, tuple[float, int]] = {}
 
     @activity.defn
     async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
-        """Read-only: counts the entities being polled (cached briefly per worker), and reads
-        the entity's priority for the poll that follows the wait. The `fixed` strategy polls
-        every `min_interval` whatever the load; it exists for comparison."""
+        """Read-only: reads the entity's priority for the poll that follows the wait, the
+        entity's age and its type's decision times (`learned`, cached per worker) or the
+        number of entities being polled (`adaptive`, cached briefly). The `fixed` strategy
+        polls every `min_interval` whatever the load; it and `adaptive` are kept for
+        comparison (devkit/bench/efficiency.py)."""
+        age: float | None = None
         async with self._sessions() as session:
             priority = await queue_store.priority_of(session, request.key)
+            if self._strategy == LEARNED:
+                age = await audit_log.seconds_since_round_start(
+                    session, request.key, collection_path(request.entity_type)
+                )
         if self._strategy == FIXED:
             return PollPlan(interval=self._min, priority=priority)
+        if self._strategy == LEARNED and age is not None:
+            model = await self._model(request.entity_type)
+            if model.decided >= MIN_DECIDED:
+                interval = self.learned_interval(model, age)
+                interval *= 1 + random.uniform(-LEARNED_JITTER, LEARNED_JITTER)
+            else:
+                interval = await self._cold_interval(request.entity_type, request.polls, model)
+            return PollPlan(interval=min(self._max, max(self._min, interval)), priority=priority)
+        return PollPlan(interval=await self._backoff_interval(request.polls), priority=priority)
+
+    def learned_interval(self, model: ReviewTimes, age: float) -> float:
+        """Seconds from `age` to the age by which `DECISION_ODDS` of the rounds still
+        pending at `age` are decided; in the tail at most `TAIL_STRETCH` x age; past what
+        the data can tell, a backoff on the age."""
+        target = model.age_when_survival_below((1 - DECISION_ODDS) * model.survival(age))
+        tail = model.quantile(TAIL_QUANTILE)
+        stretch = TAIL_STRETCH * max(age, self._min)
+        if tail is not None and age >= tail:
+            return stretch if target is None or target <= age else min(target - age, stretch)
+        if target is None or target <= age:
+            return (BACKOFF_FACTOR - 1) * max(age, self._min)
+        return target - age
+
+    async def _model(self, entity_type: EntityType) -> ReviewTimes:
+        now = time.monotonic()
+        cached = self._models.get(entity_type)
+        if cached is not None and now - cached[0] < self._refresh_after(cached[1]):
+            return cached[1]
+        async with self._model_lock:
+            cached = self._models.get(entity_type)
+            if cached is not None and now - cached[0] < self._refresh_after(cached[1]):
+                return cached[1]
+            async with self._sessions() as session:
+                events = await audit_log.recent_round_events(
+                    session, collection_path(entity_type), limit=MODEL_ROWS, scan=MODEL_SCAN
+                )
+            model = ReviewTimes(observations_from(events, entity_type))
+            self._models[entity_type] = (time.monotonic(), model)
+            return model
+
+    async def _cold_interval(
+        self, entity_type: EntityType, polls: int, model: ReviewTimes
+    ) -> float:
+        """Nothing learned yet: back off, stretched so that the polls of this type together
+        plan for at most the full rate (submissions still go first by priority), so that the
+        first decisions are seen, and learned from, soon. Once `SLOW_EVIDENCE` rounds were
+        seen pending and still (almost) none decided, the reviews are long: polls then share
+        the budget as `adaptive` plans them (`POLL_SHARE`), because queued polls held in the
+        workers' DSP slots do delay submissions when they want the whole budget
+        (devkit/bench/RESULTS.md, review workload)."""
+        now = time.monotonic()
+        counted_at, polling = self._polling.get(entity_type, (float("-inf"), 0))
+        if now - counted_at > IN_FLIGHT_CACHE_SECONDS:
+            async with self._sessions() as session:
+                polling = await queue_store.count_polling(session, entity_type)
+            self._polling[entity_type] = (now, polling)
+        share = POLL_SHARE if model.rounds - model.decided >= SLOW_EVIDENCE else 1.0
+        interval = max(self._min * BACKOFF_FACTOR**polls, polling / (self._rate * share))
+        return interval * (1 + random.uniform(-JITTER, JITTER))
+
+    @staticmethod
+    def _refresh_after(model: ReviewTimes) -> float:
+        return MODEL_REFRESH_SECONDS if model.decided >= MIN_DECIDED else COLD_REFRESH_SECONDS
+
+    async def _backoff_interval(self, polls: int) -> float:
         in_flight = await self._polling_count()
-        backoff = min(self._max, self._min * BACKOFF_FACTOR**request.polls)
+        backoff = min(self._max, self._min * BACKOFF_FACTOR**polls)
         fair_share = in_flight / (self._rate * POLL_SHARE)
         interval = max(backoff, fair_share)
         interval *= 1 + random.uniform(-JITTER, JITTER)
-        return PollPlan(interval=max(self._min, interval), priority=priority)
+        return max(self._min, interval)
 
     async def _polling_count(self) -> int:
         now = time.monotonic()

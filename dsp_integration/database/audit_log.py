@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.database.models import AuditRecord
@@ -88,3 +91,84 @@ async def request_may_have_landed(
         .limit(1)
     )
     return found is not None
+
+
+@dataclass(frozen=True)
+class RoundEvent:
+    """A request that started a processing round (`dsp_status` None: a POST or PUT the DSP
+    accepted) or a status read, with the DSP status it answered."""
+
+    entity_key: str
+    at: datetime
+    dsp_status: str | None
+
+
+def _round_starts(collection: str) -> Any:
+    return or_(
+        and_(
+            AuditRecord.method == "POST",
+            AuditRecord.path == collection,
+            AuditRecord.response_status == 201,
+        ),
+        and_(
+            AuditRecord.method == "PUT",
+            AuditRecord.path.like(f"{collection}/%"),
+            AuditRecord.response_status == 200,
+        ),
+    )
+
+
+async def recent_round_events(
+    session: AsyncSession, collection: str, *, limit: int, scan: int
+) -> list[RoundEvent]:
+    """The latest `limit` round starts and status reads of the type at `collection`
+    (`/v1/{type}`) among the latest `scan` audit rows, oldest first. `scan` bounds the
+    read to a range of the primary key, so a type seldom used does not cost a walk through
+    the whole table."""
+    newest = await session.scalar(select(func.max(AuditRecord.id)))
+    if newest is None:
+        return []
+    reads = and_(
+        AuditRecord.method == "GET",
+        AuditRecord.path.like(f"{collection}/%/status"),
+        AuditRecord.response_status == 200,
+    )
+    rows = (
+        await session.execute(
+            select(
+                AuditRecord.entity_key,
+                AuditRecord.started_at,
+                AuditRecord.method,
+                AuditRecord.response_body,
+            )
+            .where(AuditRecord.id > newest - scan, or_(_round_starts(collection), reads))
+            .order_by(AuditRecord.id.desc())
+            .limit(limit)
+        )
+    ).all()
+    events = []
+    for key, at, method, body in reversed(rows):
+        status = None
+        if method == "GET":
+            try:
+                status = str(json.loads(body or "")["status"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        events.append(RoundEvent(key, at, status))
+    return events
+
+
+async def seconds_since_round_start(
+    session: AsyncSession, entity_key: str, collection: str
+) -> float | None:
+    """Seconds (by the database clock, which timed the audit rows) since the entity's latest
+    accepted POST or PUT, or None if there is none."""
+    started = await session.scalar(
+        select(func.max(AuditRecord.started_at)).where(
+            AuditRecord.entity_key == entity_key, _round_starts(collection)
+        )
+    )
+    now: datetime | None = await session.scalar(select(func.clock_timestamp()))
+    if started is None or now is None:
+        return None
+    return (now - started).total_seconds()

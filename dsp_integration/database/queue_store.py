@@ -426,3 +426,21 @@ async def count_to_poll(session: AsyncSession) -> int:
         )
         or 0
     )
+
+
+async def count_polling(session: AsyncSession, entity_type: EntityType) -> int:
+    """Entities of the type waiting for the DSP's decision, and those being submitted that
+    will (as `count_to_poll`, for one type)."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(QueuedEntity)
+            .where(
+                QueuedEntity.status.in_(
+                    [EntityStatus.POLLING.value, EntityStatus.SUBMITTING.value]
+                ),
+                QueuedEntity.entity_type == entity_type.value,
+            )
+        )
+        or 0
+    )

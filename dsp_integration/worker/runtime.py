@@ -16,7 +16,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from dsp_integration.activities.dsp_calls import DspActivities
 from dsp_integration.activities.fan_out import DependantFanOut
-from dsp_integration.activities.poll_planner import ADAPTIVE, PollPlanner, PollStrategy
+from dsp_integration.activities.poll_planner import LEARNED, PollPlanner, PollStrategy
 from dsp_integration.activities.queue_records import QueueActivities
 from dsp_integration.activities.reconciler import OrphanReconciler
 from dsp_integration.client.temporal_client import connect_temporal
@@ -55,6 +55,7 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 class WorkerTuning(BaseSettings):
     """Switches of the worker process for the benchmarks' comparisons, not for production:
     `DSP_POLL_STRATEGY=fixed` polls every DSP_POLL_MIN_INTERVAL instead of planning,
+    `DSP_POLL_STRATEGY=adaptive` plans by backoff and load instead of learned decision times,
     `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority,
     `DSP_CALL_TIERS=0` gives every normal DSP call one priority key (fairness alone orders
     the batches, FIFO inside each), `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache and
@@ -83,7 +84,7 @@ class WorkerTuning(BaseSettings):
         env_prefix="DSP_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
 
-    poll_strategy: PollStrategy = ADAPTIVE
+    poll_strategy: PollStrategy = LEARNED
     dependant_priority: bool = True
     call_tiers: bool = True
     max_cached_workflows: int = Field(default=1000, ge=0)

@@ -322,6 +322,40 @@ async def test_review_jitter_adds_a_random_part_of_the_review_time() -> None:
         assert len(set(seconds)) == len(seconds)
 
 
+async def test_lognormal_review_times_are_per_type_seeded_and_independent_of_order() -> None:
+    config = fast_config(
+        review_model="lognormal",
+        review_seconds=100.0,
+        review_sigma=1.0,
+        pending_seconds=2.0,
+        pending_sigma=0.5,
+        review_max_seconds=400.0,
+        seed=5,
+    )
+
+    async def times(order: list[int]) -> dict[str, float]:
+        async with open_dsp(config) as dsp:
+            adv = await dsp.create("advertisers", advertiser_body())
+            out = {"advertiser": dsp.state.entities[adv].processing_seconds}
+            for i in order:
+                cre = await dsp.create("creatives", creative_body(adv, name=f"c{i}"))
+                out[f"c{i}"] = dsp.state.entities[cre].processing_seconds
+            cmp = await dsp.create("campaigns", campaign_body(adv))
+            out["campaign"] = dsp.state.entities[cmp].processing_seconds
+            return out
+
+    forward = await times(list(range(40)))
+    backward = await times(list(reversed(range(40))))
+
+    assert forward == backward
+    assert forward["advertiser"] == 0.0
+    reviews = sorted(forward[f"c{i}"] for i in range(40))
+    assert all(0 < s <= 400.0 for s in reviews)
+    assert 30.0 < reviews[20] < 300.0  # around the median of 100 s
+    assert reviews[-1] > 3 * reviews[0]  # spread, with a tail
+    assert 0.2 < forward["campaign"] < 20.0
+
+
 async def test_name_markers_decide_the_outcome() -> None:
     async with open_dsp() as dsp:
         adv = await dsp.create("advertisers", advertiser_body("Acme [fail]"))
