@@ -152,7 +152,7 @@ class PollPlanner:
         counted_at, polling = self._polling.get(entity_type, (float("-inf"), 0))
         if now - counted_at > IN_FLIGHT_CACHE_SECONDS:
             async with self._sessions() as session:
-                polling = await queue_store.count_polling(session, entity_type)
+                polling = await queue_store.count_to_poll(session, entity_type)
             self._polling[entity_type] = (now, polling)
         share = POLL_SHARE if model.rounds - model.decided >= SLOW_EVIDENCE else 1.0
         interval = max(self._min * BACKOFF_FACTOR**polls, polling / (self._rate * share))

@@ -407,40 +407,23 @@ async def open_keys_page(
     return list(rows)
 
 
-async def count_to_poll(session: AsyncSession) -> int:
-    """Entities being polled, and those being submitted that will poll after their POST."""
+async def count_to_poll(session: AsyncSession, entity_type: EntityType | None = None) -> int:
+    """Entities being polled, and those being submitted that will poll after their POST (of
+    one type, if given)."""
     polled_types = [t.value for t in EntityType if polled_after_post(t)]
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(QueuedEntity)
-            .where(
-                or_(
-                    QueuedEntity.status == EntityStatus.POLLING.value,
-                    and_(
-                        QueuedEntity.status == EntityStatus.SUBMITTING.value,
-                        QueuedEntity.entity_type.in_(polled_types),
-                    ),
-                )
-            )
-        )
-        or 0
-    )
-
-
-async def count_polling(session: AsyncSession, entity_type: EntityType) -> int:
-    """Entities of the type waiting for the DSP's decision, and those being submitted that
-    will (as `count_to_poll`, for one type)."""
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(QueuedEntity)
-            .where(
-                QueuedEntity.status.in_(
-                    [EntityStatus.POLLING.value, EntityStatus.SUBMITTING.value]
+    query = (
+        select(func.count())
+        .select_from(QueuedEntity)
+        .where(
+            or_(
+                QueuedEntity.status == EntityStatus.POLLING.value,
+                and_(
+                    QueuedEntity.status == EntityStatus.SUBMITTING.value,
+                    QueuedEntity.entity_type.in_(polled_types),
                 ),
-                QueuedEntity.entity_type == entity_type.value,
             )
         )
-        or 0
     )
+    if entity_type is not None:
+        query = query.where(QueuedEntity.entity_type == entity_type.value)
+    return int(await session.scalar(query) or 0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -41,6 +43,24 @@ def mock_dsp(mock_server: MockDspServer) -> MockDspServer:
     return mock_server
 
 
+@asynccontextmanager
+async def _open_test_stack(
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    mock_dsp: MockDspServer,
+    **overrides: Any,
+) -> AsyncIterator[Stack]:
+    settings = stack_settings(
+        database_url=database_url,
+        temporal_address=temporal_server.address,
+        dsp_base_url=mock_dsp.base_url,
+        **overrides,
+    )
+    async with open_stack(settings, temporal_client) as opened:
+        yield opened
+
+
 @pytest_asyncio.fixture
 async def stack(
     clean_database: SessionFactory,
@@ -49,12 +69,7 @@ async def stack(
     temporal_client: Client,
     mock_dsp: MockDspServer,
 ) -> AsyncIterator[Stack]:
-    settings = stack_settings(
-        database_url=database_url,
-        temporal_address=temporal_server.address,
-        dsp_base_url=mock_dsp.base_url,
-    )
-    async with open_stack(settings, temporal_client) as opened:
+    async with _open_test_stack(database_url, temporal_server, temporal_client, mock_dsp) as opened:
         yield opened
 
 
@@ -75,12 +90,12 @@ async def slow_stack(
     mock_dsp.dsp.config = mock_config().model_copy(
         update={"rate_limit": SLOW_LIMIT, "rate_window": SLOW_WINDOW}
     )
-    settings = stack_settings(
-        database_url=database_url,
-        temporal_address=temporal_server.address,
-        dsp_base_url=mock_dsp.base_url,
+    async with _open_test_stack(
+        database_url,
+        temporal_server,
+        temporal_client,
+        mock_dsp,
         dsp_rate_limit=SLOW_LIMIT,
         dsp_rate_window=SLOW_WINDOW,
-    )
-    async with open_stack(settings, temporal_client) as opened:
+    ) as opened:
         yield opened
