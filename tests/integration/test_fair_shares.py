@@ -82,41 +82,6 @@ async def test_two_waiting_batches_share_the_budget_equally(
     assert after >= BACKLOG // 4, (backlog, small, after)
 
 
-async def test_a_batch_weighted_ten_gets_several_times_the_share(
-    slow_stack: Stack, tmp_path: Path
-) -> None:
-    """Two equal batches behind the backlog, one weighted 10: compared with each other, under
-    the same load, rather than with the backlog; counted from when both have every POST
-    queued. The server's shares follow the weights only roughly (measured: weight 3 gave
-    1.4-1.6 of the light batch's, weight 10 gave 5, equal weights 1.07), hence weight 10 and
-    a bound that equal weights cannot meet."""
-    await _submit(slow_stack, tmp_path, "bk", BACKLOG)
-    await asyncio.sleep(2.0)
-    # Submitted together, so neither batch's calls are queued well ahead of the other's.
-    await asyncio.gather(
-        _submit(slow_stack, tmp_path, "light", SMALL),
-        _submit(slow_stack, tmp_path, "heavy", SMALL, weight=10.0),
-    )
-    views = await queries.entity_views(slow_stack.service, batch="heavy")
-    assert {v.fairness_weight for v in views} == {10.0}
-
-    since = max(await _all_queued(slow_stack, "light"), await _all_queued(slow_stack, "heavy"))
-    heavy_done = await end_times(slow_stack, "heavy")
-    light_done = await end_times(slow_stack, "light")
-    backlog_done = await end_times(slow_stack, "bk")
-
-    # 10:1:1 while all three wait: several of the heavy batch end for each one of the light
-    # batch (at equal weights, one for one).
-    until = heavy_done[-1]
-    heavy = sum(1 for at in heavy_done if since <= at <= until)
-    light = sum(1 for at in light_done if since <= at <= until)
-    after = sum(1 for at in backlog_done if at > until)
-    figures = {"heavy": heavy, "light": light, "backlog after": after}
-    assert heavy >= SMALL // 2, figures
-    assert heavy >= 2.5 * light, figures
-    assert after >= BACKLOG // 4, figures
-
-
 async def test_prioritise_moves_calls_already_waiting_in_the_dsp_queue(
     slow_stack: Stack, tmp_path: Path
 ) -> None:
