@@ -65,23 +65,6 @@ async def _shares(stack: Stack, small: str) -> tuple[int, int, int]:
     return backlog, mine, sum(1 for at in backlog_done if at > until)
 
 
-async def test_two_waiting_batches_share_the_budget_equally(
-    slow_stack: Stack, tmp_path: Path
-) -> None:
-    await _submit(slow_stack, tmp_path, "bk", BACKLOG)
-    await asyncio.sleep(2.0)  # the backlog's calls reach the DSP queue first
-    await _submit(slow_stack, tmp_path, "sm", SMALL)
-
-    backlog, small, after = await _shares(slow_stack, "sm")
-
-    # Equal shares: about as many of the backlog as of the small batch end meanwhile, and
-    # much of the backlog is left after it. First come, first served would end the whole
-    # backlog first (after = 0); the small batch alone would starve the backlog.
-    assert small >= SMALL // 2, (backlog, small, after)
-    assert 0.4 <= backlog / small <= 2.0, (backlog, small, after)
-    assert after >= BACKLOG // 4, (backlog, small, after)
-
-
 async def test_prioritise_moves_calls_already_waiting_in_the_dsp_queue(
     slow_stack: Stack, tmp_path: Path
 ) -> None:
