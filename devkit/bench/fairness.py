@@ -9,9 +9,10 @@ small batch has ended.
     python -m devkit.bench.fairness --limit 40 --window 60 --arrival 60 --rows alone,normal
 
 Rows: `alone` (the small batch on an idle stack), `normal` and `high` (behind the large
-batch), `flat` (normal, with `DSP_CALL_TIERS=0`: one priority key for every normal call, so
-fairness alone orders the batches), `fifo` (normal, with the server's fairness off: first
-come, first served; one priority key too).
+batch, in the default order: each batch's lanes as fairness keys), `tiers` (normal, with
+`DSP_CALL_ORDER=tiers`: issue 9's priority tiers shared by all batches), `flat` (normal, with
+`DSP_CALL_ORDER=flat`: one fairness key per batch), `fifo` (normal, with the server's
+fairness off: first come, first served).
 """
 
 from __future__ import annotations
@@ -31,9 +32,16 @@ from devkit.bench.workloads import Entity, advertiser, advertiser_trees
 from devkit.mock_dsp.request_log import RequestRecord, max_in_window
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
-from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus, PriorityLevel
+from dsp_integration.contracts import (
+    DEFAULT_CALL_ORDER,
+    TERMINAL_STATUSES,
+    CallOrder,
+    EntityStatus,
+    PriorityLevel,
+)
 
-ROWS = ("alone", "normal", "high", "flat", "fifo")
+ROWS = ("alone", "normal", "high", "tiers", "flat", "fifo")
+ORDERS = {"tiers": CallOrder.TIERS, "flat": CallOrder.FLAT, "fifo": CallOrder.FLAT}
 LARGE, SMALL = "fair-large", "fair-small"
 
 
@@ -94,7 +102,7 @@ async def run_row(row: str, args: argparse.Namespace) -> RowResult:
         rate_limit=args.limit,
         rate_window=args.window,
         temporal_dynamic_config=("matching.enableFairness=false",) if row == "fifo" else (),
-        call_tiers=row not in ("flat", "fifo"),
+        call_order=ORDERS.get(row, DEFAULT_CALL_ORDER),
     )
     level = PriorityLevel.HIGH if row == "high" else PriorityLevel.NORMAL
     async with open_bench_stack(options) as stack:

@@ -24,6 +24,7 @@ from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
 from dsp_integration.config.settings import as_environment
+from dsp_integration.contracts import DEFAULT_CALL_ORDER, CallOrder
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.worker.runtime import WorkerTuning
 
@@ -47,7 +48,7 @@ class StackOptions:
     review_max_seconds: float | None = None
     seed: int | None = None
     dependant_priority: bool = True
-    call_tiers: bool = True
+    call_order: CallOrder = DEFAULT_CALL_ORDER
     workflow_sandbox: bool = False
     temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None
@@ -90,7 +91,7 @@ def bench_worker_env(settings: Settings, options: StackOptions) -> Mapping[str, 
         _env_file=None,  # type: ignore[call-arg]
         poll_strategy=options.poll_strategy,
         dependant_priority=options.dependant_priority,
-        call_tiers=options.call_tiers,
+        call_order=options.call_order,
         workflow_sandbox=options.workflow_sandbox,
     )
     return {**worker_env(settings), **as_environment(tuning)}

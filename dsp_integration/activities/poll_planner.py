@@ -11,9 +11,10 @@ decision times from the audit table (`review_times`) and plans the next poll at 
 which `DECISION_ODDS` of the rounds still pending at this age are decided; in the tail (past
 the type's `TAIL_QUANTILE`) it polls at least every `TAIL_STRETCH` x the entity's age, so the
 last decisions are seen soon after they happen. Polls are not stretched for submissions:
-their priority keys put them behind every submission on the DSP task queue, so they only use
-budget that submissions leave idle, and an entity has at most one poll queued, so polls
-cannot pile up beyond one per entity under review.
+a leaf's polls go in its batch's polls lane at a quarter of the batch's weight (`CallOrder`),
+so while submissions wait they take about a fifth of the dispatches, otherwise budget that
+submissions leave idle; and an entity has at most one poll queued, so polls cannot pile up
+beyond one per entity under review.
 With fewer than `MIN_DECIDED` decisions seen for the type (a new deployment, or a review
 longer than anything seen) it backs off from `min_interval`, stretched so that the type's
 polls together plan for at most the full rate rather than half of it, to learn quickly."""

@@ -12,8 +12,10 @@ from temporalio.exceptions import ApplicationError
 
 from dsp_integration.activities.fan_out import tell_dependant
 from dsp_integration.contracts import (
+    DEFAULT_CALL_ORDER,
     ENTITY_WORKFLOW_NAME,
     TERMINAL_STATUSES,
+    CallOrder,
     EntitySnapshot,
     EntityStatus,
     EntityWorkflowInput,
@@ -40,7 +42,7 @@ class QueueActivities:
         task_queue: str,
         *,
         dependant_priority: bool = True,
-        call_tiers: bool = True,
+        call_order: CallOrder = DEFAULT_CALL_ORDER,
     ) -> None:
         self._sessions = session_factory
         self._client = client
@@ -49,7 +51,7 @@ class QueueActivities:
         # of parents and leaves share the same priority keys. The workflow only reads the
         # recorded result, so switching it never breaks a replay.
         self._dependant_priority = dependant_priority
-        self._call_tiers = call_tiers
+        self._call_order = call_order
 
     @activity.defn
     async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
@@ -65,7 +67,7 @@ class QueueActivities:
                 type=ErrorType.UNKNOWN_ENTITY,
                 non_retryable=True,
             )
-        snapshot.call_tiers = self._call_tiers
+        snapshot.call_order = self._call_order
         return snapshot
 
     @activity.defn

@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.common import Priority
 
 from dsp_integration.activities.reconciler import restart_orphans as _restart_orphans
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import EntityEnded, UnknownBatch, UnknownEntity
 from dsp_integration.client.workflow_starts import (
+    entity_workflow_priority,
     signal_running_workflows,
     start_entity_workflow,
 )
@@ -55,6 +57,13 @@ class PrioritiseReport:
     """Of those, the ones whose workflow was running and was told (the rest read the row)."""
 
 
+def _workflow_priority(row: QueuedEntity, level: PriorityLevel | None = None) -> Priority:
+    """The priority a workflow started for `row` takes (at `level` if given)."""
+    return entity_workflow_priority(
+        row.batch, level or PriorityLevel(row.priority), row.fairness_weight
+    )
+
+
 async def _row(service: ServiceContext, key: str) -> QueuedEntity:
     async with service.sessions() as session:
         found = await queue_store.fetch_entities(session, [key])
@@ -75,6 +84,7 @@ async def cancel(service: ServiceContext, key: str, reason: str = "cancelled by 
         service.settings.temporal_task_queue,
         signal=SIGNAL_CANCEL,
         signal_arg=CancelRequest(reason=reason),
+        priority=_workflow_priority(row),
     )
     return row.status
 
@@ -147,6 +157,7 @@ async def resubmit(
         service.settings.temporal_task_queue,
         signal=SIGNAL_RESUBMIT,
         signal_arg=ResubmitRequest(payload_version=stored.payload_version),
+        priority=_workflow_priority(row, priority),
     )
     return ResubmitReport(
         key=key,

@@ -7,7 +7,10 @@ from pathlib import Path
 
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import BadWeight, UnknownPriority
-from dsp_integration.client.workflow_starts import start_entity_workflows
+from dsp_integration.client.workflow_starts import (
+    entity_workflow_priority,
+    start_entity_workflows,
+)
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
     DSP_FAIRNESS_WEIGHT,
@@ -121,8 +124,19 @@ async def submit(
         for spec in ordered
         if spec.key not in ended
     }
+    priorities = {
+        spec.key: entity_workflow_priority(submission.batch, priority, fairness_weight)
+        if spec.key not in rows
+        else entity_workflow_priority(
+            rows[spec.key].batch,
+            PriorityLevel(rows[spec.key].priority),
+            rows[spec.key].fairness_weight,
+        )
+        for spec in ordered
+        if spec.key not in ended
+    }
     started = await start_entity_workflows(
-        client, attributes, service.settings.temporal_task_queue, attributes
+        client, attributes, service.settings.temporal_task_queue, attributes, priorities
     )
     return SubmitReport(
         batch=submission.batch,

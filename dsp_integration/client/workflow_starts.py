@@ -7,15 +7,34 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import Priority, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from dsp_integration.contracts import ENTITY_WORKFLOW_NAME, EntityWorkflowInput, workflow_id_for
+from dsp_integration.contracts import (
+    ENTITY_WORKFLOW_NAME,
+    EntityWorkflowInput,
+    PriorityLevel,
+    fairness_key_for,
+    workflow_id_for,
+    workflow_priority_key,
+)
 from dsp_integration.contracts.search_attributes import entity_search_attributes
 
 # Starts in flight at once. The server is the bottleneck (the dev server writes to one SQLite
 # database, about one core); more in flight only queues there (devkit/bench/RESULTS.md).
 START_CONCURRENCY = 32
+
+
+def entity_workflow_priority(batch: str, level: PriorityLevel, weight: float) -> Priority:
+    """The priority of an entity's workflow tasks: its level's key, its batch as fairness key
+    with the batch's weight. Without it a small batch's first workflow tasks wait behind every
+    task of a large batch started before it on the workflow task queue (devkit/bench/
+    RESULTS.md, "Fair shares"). Its DSP calls set their own priority."""
+    return Priority(
+        priority_key=workflow_priority_key(level),
+        fairness_key=fairness_key_for(batch),
+        fairness_weight=weight,
+    )
 
 
 async def start_entity_workflow(
@@ -26,14 +45,18 @@ async def start_entity_workflow(
     signal: str | None = None,
     signal_arg: Any = None,
     search_attributes: TypedSearchAttributes | None = None,
+    priority: Priority | None = None,
 ) -> None:
     """Start the entity's workflow unless it runs already; with `signal`, signal-with-start.
-    Search attributes default to the key alone (the workflow adds the rest)."""
+    Search attributes default to the key alone (the workflow adds the rest); `priority`
+    orders its workflow tasks (`entity_workflow_priority`)."""
     options: dict[str, Any] = {
         "id": workflow_id_for(key),
         "task_queue": task_queue,
         "search_attributes": search_attributes or entity_search_attributes(key),
     }
+    if priority is not None:
+        options["priority"] = priority
     if signal is None:
         options["id_conflict_policy"] = WorkflowIDConflictPolicy.USE_EXISTING
     else:
@@ -47,13 +70,21 @@ async def start_entity_workflows(
     keys: Iterable[str],
     task_queue: str,
     search_attributes: Mapping[str, TypedSearchAttributes] | None = None,
+    priorities: Mapping[str, Priority] | None = None,
 ) -> int:
     """Start many workflows concurrently, in the order given (parents first)."""
     attributes = search_attributes or {}
+    priority = priorities or {}
     keys = list(keys)
 
     async def start(key: str) -> None:
-        await start_entity_workflow(client, key, task_queue, search_attributes=attributes.get(key))
+        await start_entity_workflow(
+            client,
+            key,
+            task_queue,
+            search_attributes=attributes.get(key),
+            priority=priority.get(key),
+        )
 
     await _for_each(keys, start)
     return len(keys)

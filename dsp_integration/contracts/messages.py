@@ -10,7 +10,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dsp_integration.contracts.names import DEFAULT_PRIORITY_LEVEL, PriorityLevel
+from dsp_integration.contracts.names import (
+    DEFAULT_CALL_ORDER,
+    DEFAULT_PRIORITY_LEVEL,
+    CallOrder,
+    PriorityLevel,
+)
 from dsp_integration.contracts.statuses import EntityStatus, EntityType
 
 JsonObject = dict[str, Any]
@@ -111,9 +116,10 @@ class EntitySnapshot(BaseModel):
     # Its batch's fairness weight, when it was loaded. None in results recorded before the
     # field (the default weight).
     fairness_weight: float | None = None
-    # Whether normal calls take the parent/submission/poll tiers of priority keys
-    # (`dsp_priority`), as the worker is set (`DSP_CALL_TIERS`).
-    call_tiers: bool = True
+    # How its DSP calls are ordered within their level (`CallOrder`), as the worker is set
+    # (`DSP_CALL_ORDER`). Results recorded before it carried `call_tiers`, which is ignored:
+    # priority is not part of the replay check.
+    call_order: CallOrder = DEFAULT_CALL_ORDER
 
 
 class RecordStatusInput(BaseModel):

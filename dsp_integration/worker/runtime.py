@@ -21,6 +21,7 @@ from dsp_integration.activities.queue_records import QueueActivities
 from dsp_integration.activities.reconciler import OrphanReconciler
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
+from dsp_integration.contracts import DEFAULT_CALL_ORDER, CallOrder
 from dsp_integration.database.engine import open_database
 from dsp_integration.dsp_client import DspClient, build_http_client
 from dsp_integration.gateway.dsp_gateway import DspGateway
@@ -57,8 +58,9 @@ class WorkerTuning(BaseSettings):
     `DSP_POLL_STRATEGY=fixed` polls every DSP_POLL_MIN_INTERVAL instead of planning,
     `DSP_POLL_STRATEGY=adaptive` plans by backoff and load instead of learned decision times,
     `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority,
-    `DSP_CALL_TIERS=0` gives every normal DSP call one priority key (fairness alone orders
-    the batches, FIFO inside each), `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache and
+    `DSP_CALL_ORDER=tiers|flat` orders the DSP calls within a level by issue 9's priority
+    tiers or by one fairness key per batch instead of the batch's lanes (`CallOrder`),
+    `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache and
     `DSP_WORKFLOW_SANDBOX=1` runs the workflows in Temporal's sandbox.
 
     Why a model of its own, read by the worker entry point: the benchmarks compare real
@@ -86,7 +88,7 @@ class WorkerTuning(BaseSettings):
 
     poll_strategy: PollStrategy = LEARNED
     dependant_priority: bool = True
-    call_tiers: bool = True
+    call_order: CallOrder = DEFAULT_CALL_ORDER
     max_cached_workflows: int = Field(default=1000, ge=0)
     workflow_sandbox: bool = False
 
@@ -121,7 +123,7 @@ async def run_worker(
             temporal,
             settings.temporal_task_queue,
             dependant_priority=tuning.dependant_priority,
-            call_tiers=tuning.call_tiers,
+            call_order=tuning.call_order,
         )
         planner = PollPlanner(
             sessions,

@@ -53,8 +53,9 @@ with workflow.unsafe.imports_passed_through():
         SubmitEntityInput,
         SubmitEntityResult,
         TellDependantsInput,
+        dsp_fairness_key,
+        dsp_fairness_weight,
         dsp_priority,
-        fairness_key_for,
         service_status_for,
     )
     from dsp_integration.contracts.search_attributes import (
@@ -781,17 +782,18 @@ def _live(dsp_id: str | None, dsp_status: str | None) -> bool:
 def _priority(
     kind: DspCallKind, snapshot: EntitySnapshot, level: PriorityLevel, weight: float
 ) -> Priority:
-    """The priority key by the batch's level and the call's kind, the batch as fairness key
-    with its weight.
+    """The priority key by the batch's level, the fairness key by the batch and the call's
+    lane (`CallOrder`), the weight by the batch's and the lane.
 
     Priority is not part of the replay check (sdk-core compares an activity's id and type
-    only), and `dependants`, the level, the weight and the batch all come from recorded
-    local-activity results (`load_entity`, `record_status`, `plan_next_poll`) or signals, so
-    it replays."""
+    only), and `dependants`, the level, the weight, the order and the batch all come from
+    recorded local-activity results (`load_entity`, `record_status`, `plan_next_poll`) or
+    signals, so it replays."""
+    order = snapshot.call_order
     return Priority(
-        priority_key=dsp_priority(kind, snapshot.dependants, level, snapshot.call_tiers),
-        fairness_key=fairness_key_for(snapshot.batch),
-        fairness_weight=weight,
+        priority_key=dsp_priority(kind, snapshot.dependants, level, order),
+        fairness_key=dsp_fairness_key(snapshot.batch, kind, snapshot.dependants, order),
+        fairness_weight=dsp_fairness_weight(kind, snapshot.dependants, weight, order),
     )
 
 

@@ -168,10 +168,12 @@ def test_temporal_gets_one_partition_and_the_priority_matcher_for_the_dsp_queue(
     assert config["matching.useNewMatcher"] == [
         {"value": True, "constraints": {"taskQueueName": dsp_queue}}
     ]
-    # Fair shares between batches, as the dev server has it (DYNAMIC_CONFIG).
-    assert config["matching.enableFairness"] == [
-        {"value": True, "constraints": {"taskQueueName": dsp_queue}}
-    ]
+    # Fair shares between batches on both queues, as the dev server has it (DYNAMIC_CONFIG).
+    both = [dsp_queue, Settings(_env_file=None).temporal_task_queue]
+    for key in ("matching.enableFairness", "matching.enableMigration"):
+        assert config[key] == [
+            {"value": True, "constraints": {"taskQueueName": queue}} for queue in both
+        ]
 
 
 def test_setup_registers_the_search_attributes_the_dev_server_has(

@@ -1,7 +1,7 @@
-"""The DSP calls of an entity others wait for carry a lower (earlier) priority key than a
-leaf's: in a normal batch its submission and polls 2, a leaf's submission 3 and polls 4; every
-call of a high batch 1, of a low batch 5; each call carries its batch as fairness key; and a
-`prioritise` reaches the next DSP call of an entity already running."""
+"""Every DSP call of a normal batch carries priority key 3, of a high batch 1, of a low batch
+5; its fairness key is its batch's lane: the batch's parents (an entity others wait for: its
+submission and polls), its leaves' submissions, or its leaves' polls; and a `prioritise`
+reaches the next DSP call of an entity already running."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from temporalio.api.enums.v1 import EventType
 from dsp_integration.contracts import (
     DSP_ACTIVITY_PRIORITY_HIGH,
     DSP_ACTIVITY_PRIORITY_LOW,
-    DSP_ACTIVITY_PRIORITY_POLL,
-    DSP_ACTIVITY_PRIORITY_POLL_PARENT,
-    DSP_ACTIVITY_PRIORITY_SUBMIT,
-    DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT,
+    DSP_ACTIVITY_PRIORITY_NORMAL,
+    POLLS_LANE_SHARE,
     EntityStatus,
     EntityType,
     PriorityLevel,
@@ -26,23 +24,33 @@ from dsp_integration.workflows.entity import REKEY_QUEUED_CALLS_PATCH
 from tests.workflows.world import World
 
 
-async def test_a_parent_goes_before_leaves_and_its_polls_before_theirs(world: World) -> None:
+async def test_a_parents_calls_take_its_batchs_parent_lane_and_a_leafs_the_others(
+    world: World,
+) -> None:
     await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
     await world.add("spring", EntityType.CAMPAIGNS, status=EntityStatus.SUCCEEDED, dsp_id="cmp_0")
-    banner = await world.add("banner", EntityType.CREATIVES, refs=["acme"])
-    group = await world.add("group", EntityType.AD_GROUPS, refs=["spring", "banner"])
+    banner = await world.add("banner", EntityType.CREATIVES, refs=["acme"], batch="launch")
+    group = await world.add(
+        "group", EntityType.AD_GROUPS, refs=["spring", "banner"], batch="launch"
+    )
     await world.start(group)
     await world.start(banner)
 
     assert (await world.result(group)).status is EntityStatus.SUCCEEDED
 
-    def keys(key: str, op: str) -> set[int | None]:
-        return {call.priority for call in world.dsp_calls(key, op)}
+    def keys(key: str, op: str) -> set[tuple[int | None, str | None, float | None]]:
+        return {
+            (call.priority, call.fairness_key, call.fairness_weight)
+            for call in world.dsp_calls(key, op)
+        }
 
-    assert keys(banner, "submit") == {DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT}  # the ad group waits
-    assert keys(banner, "poll") == {DSP_ACTIVITY_PRIORITY_POLL_PARENT}
-    assert keys(group, "submit") == {DSP_ACTIVITY_PRIORITY_SUBMIT}  # nobody waits for it
-    assert keys(group, "poll") == {DSP_ACTIVITY_PRIORITY_POLL}
+    normal = DSP_ACTIVITY_PRIORITY_NORMAL
+    # The ad group waits for the banner; nobody waits for the ad group, whose polls weigh a
+    # quarter of its batch's weight.
+    assert keys(banner, "submit") == {(normal, "launch:parents", 1.0)}
+    assert keys(banner, "poll") == {(normal, "launch:parents", 1.0)}
+    assert keys(group, "submit") == {(normal, "launch:submissions", 1.0)}
+    assert keys(group, "poll") == {(normal, "launch:polls", POLLS_LANE_SHARE)}
 
     # What the workflow scheduled, as recorded in the history (the replay reads it back).
     history = await world.handle(banner).fetch_history()
@@ -50,14 +58,15 @@ async def test_a_parent_goes_before_leaves_and_its_polls_before_theirs(world: Wo
         (
             e.activity_task_scheduled_event_attributes.activity_type.name,
             e.activity_task_scheduled_event_attributes.priority.priority_key,
+            e.activity_task_scheduled_event_attributes.priority.fairness_key,
         )
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
         and e.activity_task_scheduled_event_attributes.task_queue.name == world.dsp_task_queue
     }
     assert scheduled == {
-        ("submit_entity", DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT),
-        ("poll_status", DSP_ACTIVITY_PRIORITY_POLL_PARENT),
+        ("submit_entity", normal, "launch:parents"),
+        ("poll_status", normal, "launch:parents"),
     }
 
 
@@ -73,12 +82,12 @@ async def test_dependants_that_have_ended_do_not_count(world: World) -> None:
     acme = world.k("acme")
 
     assert (await (await world.start(acme)).result()).status is EntityStatus.SUCCEEDED
-    assert [call.priority for call in world.dsp_calls(acme, "submit")] == [
-        DSP_ACTIVITY_PRIORITY_SUBMIT
+    assert [call.fairness_key for call in world.dsp_calls(acme, "submit")] == [
+        "test-batch:submissions"
     ]
 
 
-async def test_each_call_carries_its_batchs_level_and_the_batch_as_fairness_key(
+async def test_each_call_carries_its_batchs_level_and_the_batchs_lane_as_fairness_key(
     world: World,
 ) -> None:
     await world.add("acme", EntityType.ADVERTISERS, status=EntityStatus.SUCCEEDED, dsp_id="adv_0")
@@ -99,18 +108,19 @@ async def test_each_call_carries_its_batchs_level_and_the_batch_as_fairness_key(
         return {(c.op, c.priority, c.fairness_key) for c in world.dsp_calls(key)}
 
     assert seen(urgent) == {
-        ("submit", DSP_ACTIVITY_PRIORITY_HIGH, "fix"),
-        ("poll", DSP_ACTIVITY_PRIORITY_HIGH, "fix"),
+        ("submit", DSP_ACTIVITY_PRIORITY_HIGH, "fix:submissions"),
+        ("poll", DSP_ACTIVITY_PRIORITY_HIGH, "fix:polls"),
     }
-    hashed = fairness_key_for(long_batch)
-    assert len(hashed.encode()) <= 64
-    assert seen(later) == {
-        ("submit", DSP_ACTIVITY_PRIORITY_LOW, hashed),
-        ("poll", DSP_ACTIVITY_PRIORITY_LOW, hashed),
+    hashed = {fairness_key_for(long_batch, suffix) for suffix in (":submissions", ":polls")}
+    assert all(len(key.encode()) <= 64 for key in hashed)
+    assert {(op, key) for op, _, key in seen(later)} == {
+        ("submit", fairness_key_for(long_batch, ":submissions")),
+        ("poll", fairness_key_for(long_batch, ":polls")),
     }
+    assert {level for _, level, _ in seen(later)} == {DSP_ACTIVITY_PRIORITY_LOW}
     assert seen(usual) == {
-        ("submit", DSP_ACTIVITY_PRIORITY_SUBMIT, "spring"),
-        ("poll", DSP_ACTIVITY_PRIORITY_POLL, "spring"),
+        ("submit", DSP_ACTIVITY_PRIORITY_NORMAL, "spring:submissions"),
+        ("poll", DSP_ACTIVITY_PRIORITY_NORMAL, "spring:polls"),
     }
     assert (await world.result(urgent)).priority is PriorityLevel.HIGH
 
@@ -138,9 +148,9 @@ async def test_a_prioritise_reaches_the_next_call_of_a_running_entity(world: Wor
     keys = [call.priority for call in world.dsp_calls(banner, "poll")]
     assert len(keys) >= 3
     # The poll already scheduled keeps its place; every one after it goes at the new level.
-    assert keys[0] == DSP_ACTIVITY_PRIORITY_POLL
+    assert keys[0] == DSP_ACTIVITY_PRIORITY_NORMAL
     assert set(keys[1:]) == {DSP_ACTIVITY_PRIORITY_HIGH}
-    assert [c.priority for c in world.dsp_calls(banner, "submit")] == [DSP_ACTIVITY_PRIORITY_SUBMIT]
+    assert [c.priority for c in world.dsp_calls(banner, "submit")] == [DSP_ACTIVITY_PRIORITY_NORMAL]
 
 
 async def test_a_prioritise_re_keys_the_call_waiting_in_the_dsp_queue(world: World) -> None:
@@ -158,7 +168,7 @@ async def test_a_prioritise_re_keys_the_call_waiting_in_the_dsp_queue(world: Wor
     assert not queued.is_set()  # the held call was let go by its cancellation alone
     calls = world.dsp_calls(acme, "submit")
     assert [(c.outcome, c.priority, c.fairness_weight) for c in calls] == [
-        ("cancelled", DSP_ACTIVITY_PRIORITY_SUBMIT, 1.0),
+        ("cancelled", DSP_ACTIVITY_PRIORITY_NORMAL, 1.0),
         ("ok", DSP_ACTIVITY_PRIORITY_HIGH, 3.0),
     ]
     assert len([e for e in world.dsp.values() if e.key == acme]) == 1
@@ -189,6 +199,6 @@ async def test_a_weight_alone_re_keys_and_an_unchanged_priority_does_not(world: 
     assert (await run.result()).status is EntityStatus.SUCCEEDED
     calls = world.dsp_calls(acme, "submit")
     assert [(c.outcome, c.priority, c.fairness_weight) for c in calls] == [
-        ("cancelled", DSP_ACTIVITY_PRIORITY_SUBMIT, 1.0),
-        ("ok", DSP_ACTIVITY_PRIORITY_SUBMIT, 0.25),
+        ("cancelled", DSP_ACTIVITY_PRIORITY_NORMAL, 1.0),
+        ("ok", DSP_ACTIVITY_PRIORITY_NORMAL, 0.25),
     ]

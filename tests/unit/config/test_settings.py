@@ -116,7 +116,7 @@ def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPa
         _env_file=None,
         poll_strategy="fixed",
         dependant_priority=False,
-        call_tiers=False,
+        call_order="tiers",
         max_cached_workflows=250,
         workflow_sandbox=True,
     )
@@ -124,7 +124,7 @@ def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPa
     assert env == {
         "DSP_POLL_STRATEGY": "fixed",
         "DSP_DEPENDANT_PRIORITY": "0",
-        "DSP_CALL_TIERS": "0",
+        "DSP_CALL_ORDER": "tiers",
         "DSP_MAX_CACHED_WORKFLOWS": "250",
         "DSP_WORKFLOW_SANDBOX": "1",
     }

@@ -1,5 +1,6 @@
 """Priority keys of the DSP calls (lower runs first on the DSP task queue) by the batch's
-level and the call's kind, the batch's fairness key, and the weights users may give."""
+level (and, in the old `tiers` order, the call's kind), fairness keys by the batch and the
+call's lane, and the weights users may give."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ import itertools
 import pytest
 
 from dsp_integration.contracts import (
+    DSP_ACTIVITY_PRIORITY_NORMAL,
     MAX_FAIRNESS_KEY_BYTES,
     MAX_FAIRNESS_WEIGHT,
     MIN_FAIRNESS_WEIGHT,
+    POLLS_LANE_SHARE,
+    CallLane,
+    CallOrder,
     DspCallKind,
     PriorityLevel,
+    call_lane,
+    dsp_fairness_key,
+    dsp_fairness_weight,
     dsp_priority,
     fairness_key_for,
     parse_fairness_weight,
@@ -20,6 +28,7 @@ from dsp_integration.contracts import (
 )
 
 HIGH, NORMAL, LOW = PriorityLevel.HIGH, PriorityLevel.NORMAL, PriorityLevel.LOW
+TIERS = CallOrder.TIERS
 
 
 @pytest.mark.parametrize(
@@ -34,25 +43,76 @@ HIGH, NORMAL, LOW = PriorityLevel.HIGH, PriorityLevel.NORMAL, PriorityLevel.LOW
         (DspCallKind.ARCHIVE, 4, 3),
     ],
 )
-def test_priority_key_of_a_normal_batch(kind: DspCallKind, dependants: int, key: int) -> None:
-    assert dsp_priority(kind, dependants) == key
-    assert dsp_priority(kind, dependants, NORMAL) == key
+def test_priority_key_of_a_normal_batch_in_the_tiers_order(
+    kind: DspCallKind, dependants: int, key: int
+) -> None:
+    assert dsp_priority(kind, dependants, NORMAL, TIERS) == key
 
 
-def test_a_parents_calls_go_before_a_leafs_and_submissions_before_polls() -> None:
-    parent = [dsp_priority(kind, 2) for kind in (DspCallKind.SUBMIT, DspCallKind.POLL)]
-    leaf = [dsp_priority(kind, 0) for kind in (DspCallKind.SUBMIT, DspCallKind.POLL)]
+def test_in_the_tiers_order_a_parents_calls_go_before_a_leafs_and_submissions_before_polls() -> (
+    None
+):
+    parent = [
+        dsp_priority(kind, 2, NORMAL, TIERS) for kind in (DspCallKind.SUBMIT, DspCallKind.POLL)
+    ]
+    leaf = [dsp_priority(kind, 0, NORMAL, TIERS) for kind in (DspCallKind.SUBMIT, DspCallKind.POLL)]
     assert parent[0] <= parent[1] < leaf[0] < leaf[1]
 
 
-def test_every_high_call_goes_before_every_normal_one_and_low_after_all() -> None:
+@pytest.mark.parametrize("order", [CallOrder.LANES, CallOrder.FLAT])
+def test_a_level_is_one_priority_key_where_lanes_or_batches_share(order: CallOrder) -> None:
     calls = list(itertools.product(DspCallKind, (0, 3)))
-    high = {dsp_priority(kind, n, HIGH) for kind, n in calls}
-    normal = {dsp_priority(kind, n, NORMAL) for kind, n in calls}
-    low = {dsp_priority(kind, n, LOW) for kind, n in calls}
+    assert {dsp_priority(kind, n, NORMAL, order) for kind, n in calls} == {
+        DSP_ACTIVITY_PRIORITY_NORMAL
+    }
+    assert {dsp_priority(kind, n) for kind, n in calls} == {DSP_ACTIVITY_PRIORITY_NORMAL}
+
+
+@pytest.mark.parametrize("order", list(CallOrder))
+def test_every_high_call_goes_before_every_normal_one_and_low_after_all(order: CallOrder) -> None:
+    calls = list(itertools.product(DspCallKind, (0, 3)))
+    high = {dsp_priority(kind, n, HIGH, order) for kind, n in calls}
+    normal = {dsp_priority(kind, n, NORMAL, order) for kind, n in calls}
+    low = {dsp_priority(kind, n, LOW, order) for kind, n in calls}
     assert max(high) < min(normal) and max(normal) < min(low)
     # Within Temporal's default five priority levels (and Temporal Cloud's).
     assert high | normal | low <= {1, 2, 3, 4, 5}
+
+
+@pytest.mark.parametrize(
+    ("kind", "dependants", "lane"),
+    [
+        (DspCallKind.SUBMIT, 2, CallLane.PARENTS),
+        (DspCallKind.POLL, 1, CallLane.PARENTS),
+        (DspCallKind.SUBMIT, 0, CallLane.SUBMISSIONS),
+        (DspCallKind.ARCHIVE, 0, CallLane.SUBMISSIONS),
+        (DspCallKind.ARCHIVE, 4, CallLane.SUBMISSIONS),  # archiving unblocks nobody
+        (DspCallKind.POLL, 0, CallLane.POLLS),
+    ],
+)
+def test_a_calls_lane(kind: DspCallKind, dependants: int, lane: CallLane) -> None:
+    assert call_lane(kind, dependants) is lane
+    assert dsp_fairness_key("spring", kind, dependants) == f"spring:{lane}"
+    assert dsp_fairness_key("spring", kind, dependants, CallOrder.FLAT) == "spring"
+    assert dsp_fairness_key("spring", kind, dependants, TIERS) == "spring"
+
+
+def test_a_leafs_polls_weigh_a_quarter_of_the_batchs_weight_in_the_lanes_order() -> None:
+    assert dsp_fairness_weight(DspCallKind.POLL, 0, 2.0) == 2.0 * POLLS_LANE_SHARE
+    assert dsp_fairness_weight(DspCallKind.POLL, 0, MIN_FAIRNESS_WEIGHT) == MIN_FAIRNESS_WEIGHT
+    assert dsp_fairness_weight(DspCallKind.POLL, 3, 2.0) == 2.0  # a parent's polls
+    assert dsp_fairness_weight(DspCallKind.SUBMIT, 0, 2.0) == 2.0
+    assert dsp_fairness_weight(DspCallKind.POLL, 0, 2.0, CallOrder.FLAT) == 2.0
+
+
+def test_two_batches_never_share_a_lanes_key() -> None:
+    """A batch named like another's lane key keeps a key of its own."""
+    keys = {
+        dsp_fairness_key(batch, kind, n)
+        for batch in ("a", "a:parents", "a:submissions", "a:polls:polls")
+        for kind, n in itertools.product(DspCallKind, (0, 1))
+    }
+    assert len(keys) == 4 * 3
 
 
 @pytest.mark.parametrize(
@@ -72,6 +132,11 @@ def test_the_fairness_key_is_the_batch_or_a_digest_within_64_bytes() -> None:
     assert len(key_a.encode()) <= MAX_FAIRNESS_KEY_BYTES
     assert key_a.startswith("é" * 10)
     assert fairness_key_for(long_a) == key_a  # the same every time, as a replay needs
+    with_lane = fairness_key_for(long_a, ":submissions")
+    assert len(with_lane.encode()) <= MAX_FAIRNESS_KEY_BYTES
+    assert with_lane.endswith(":submissions") and with_lane != fairness_key_for(
+        long_b, ":submissions"
+    )
 
 
 @pytest.mark.parametrize(
@@ -86,14 +151,3 @@ def test_a_weight_within_temporals_range_is_read(text: str, weight: float) -> No
 def test_a_weight_outside_the_range_or_not_a_number_is_refused(text: str) -> None:
     assert parse_fairness_weight(text) is None
     assert MIN_FAIRNESS_WEIGHT == 0.001 and MAX_FAIRNESS_WEIGHT == 1000.0
-
-
-def test_without_tiers_every_normal_call_takes_one_key_and_the_levels_stay_apart() -> None:
-    keys = {
-        dsp_priority(kind, dependants, NORMAL, tiers=False)
-        for kind in DspCallKind
-        for dependants in (0, 3)
-    }
-    assert keys == {3}
-    assert dsp_priority(DspCallKind.POLL, 3, HIGH, tiers=False) == 1
-    assert dsp_priority(DspCallKind.SUBMIT, 0, LOW, tiers=False) == 5
