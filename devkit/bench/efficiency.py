@@ -47,7 +47,13 @@ from devkit.bench.stack import StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, Workload, dag
 from devkit.mock_dsp.request_log import RequestRecord
 from dsp_integration.activities.poll_planner import STRATEGIES
-from dsp_integration.contracts import DspCallKind, PriorityLevel, dsp_priority
+from dsp_integration.contracts import (
+    DEFAULT_CALL_ORDER,
+    CallOrder,
+    DspCallKind,
+    PriorityLevel,
+    dsp_priority,
+)
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 LIMIT, WINDOW = 40, 6.0
@@ -208,7 +214,9 @@ def dsp_priority_of(method: str, dependants: int) -> int:
     return dsp_priority(kind, dependants, PriorityLevel.NORMAL)
 
 
-async def run_strategy(strategy: str, give_up_after: float) -> StrategyRun:
+async def run_strategy(
+    strategy: str, give_up_after: float, call_order: CallOrder = DEFAULT_CALL_ORDER
+) -> StrategyRun:
     load = workload()
     entities = [e for phase in load.phases for e in phase.entities]
     options = StackOptions(
@@ -221,6 +229,7 @@ async def run_strategy(strategy: str, give_up_after: float) -> StrategyRun:
         poll_min_interval=POLL_MIN,
         poll_max_interval=POLL_MAX,
         poll_strategy=strategy,  # type: ignore[arg-type]
+        call_order=call_order,
         review_model="lognormal",
         review_sigma=REVIEW_SIGMA,
         pending_sigma=PENDING_SIGMA,
@@ -309,13 +318,17 @@ def table(runs: list[StrategyRun]) -> list[str]:
     return out
 
 
-async def main_async(strategies: list[str], give_up_after: float) -> None:
+async def main_async(strategies: list[str], give_up_after: float, call_order: CallOrder) -> None:
+    """Runs in another call order than the default are printed, not plotted."""
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for strategy in strategies:
         began = time.monotonic()
-        result = await run_strategy(strategy, give_up_after)
-        (OUT_DIR / f"efficiency-{strategy}.json").write_text(json.dumps(asdict(result)))
+        result = await run_strategy(strategy, give_up_after, call_order)
+        name = strategy if call_order is DEFAULT_CALL_ORDER else f"{strategy}-{call_order}"
+        (OUT_DIR / f"efficiency-{name}.json").write_text(json.dumps(asdict(result)))
         print("\n".join(result.lines()), f"\n(wall {time.monotonic() - began:.0f} s)", flush=True)
+    if call_order is not DEFAULT_CALL_ORDER:
+        return
     runs = load_runs()
     print("\n".join(table(runs)))
     print(f"plot {plot(runs, OUT_DIR / 'efficiency.png')}")
@@ -325,8 +338,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--call-order", type=CallOrder, choices=list(CallOrder), default=DEFAULT_CALL_ORDER
+    )
     args = parser.parse_args(argv)
-    asyncio.run(main_async(args.strategies, args.timeout))
+    asyncio.run(main_async(args.strategies, args.timeout, args.call_order))
 
 
 if __name__ == "__main__":

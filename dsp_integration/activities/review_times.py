@@ -4,15 +4,22 @@ Every status read in the audit table says "still pending" or "decided" at some a
 since the POST or PUT that started the round). A decided entity's time is therefore only
 known to lie between the last read that saw it pending and the first that saw it decided
 (interval-censored), and an entity still pending is known only to take longer than its last
-read (right-censored). The estimate below places each decision at the middle of its interval
-and runs Kaplan-Meier over those times and the censored ones: simple, never negative, and it
-needs no model of the shape, at the price of some blur when polls are far apart."""
+read (right-censored). The DSP's answers narrow it: a decided read's `updated_at` is the
+moment its status last changed, the decision, and the round start's `created_at` (a PUT's
+`updated_at`) its beginning, both by the DSP's clock; where both are known the decision time
+is exact (kept within the interval our own reads allow, should a DSP mean something else by
+them). A decision without them sits at the middle of its interval. Kaplan-Meier runs over
+those times and the censored ones: simple, never negative, and it needs no model of the
+shape. The exact times matter under load: polls that wait in the DSP queue widen the
+intervals, and their middles would teach the planner reviews longer than the DSP's, so it
+would plan later polls, which wait longer still."""
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from dsp_integration.contracts import EntityType
 from dsp_integration.contracts.statuses import is_terminal_dsp_status
@@ -25,7 +32,8 @@ _ROUNDING = 1e-9
 @dataclass(frozen=True)
 class ReviewObservation:
     """One processing round: `pending_until` is the age of the last read that saw it pending
-    (0 if none did), `decided_by` the age of the first read that saw it decided, or None."""
+    (0 if none did), `decided_by` the age of the first read that saw it decided, or None;
+    both the age of the decision where the DSP's times tell it exactly."""
 
     pending_until: float
     decided_by: float | None = None
@@ -86,6 +94,7 @@ def observations_from(
     """Rounds from the audit's round starts and status reads, oldest first. Reads of a round
     whose start is not among the events tell nothing about its age and are skipped."""
     started: dict[str, float] = {}
+    started_by_dsp: dict[str, datetime | None] = {}
     pending: dict[str, float] = {}
     out: list[ReviewObservation] = []
 
@@ -98,6 +107,7 @@ def observations_from(
         if event.dsp_status is None:
             close_censored(event.entity_key)
             started[event.entity_key] = at
+            started_by_dsp[event.entity_key] = event.dsp_at
             pending[event.entity_key] = 0.0
             continue
         start = started.get(event.entity_key)
@@ -105,8 +115,14 @@ def observations_from(
             continue
         age = max(0.0, at - start)
         if is_terminal_dsp_status(entity_type, event.dsp_status):
-            out.append(ReviewObservation(pending[event.entity_key], age))
+            since = pending[event.entity_key]
+            began_by_dsp = started_by_dsp[event.entity_key]
+            if began_by_dsp is not None and event.dsp_at is not None:
+                exact = (event.dsp_at - began_by_dsp).total_seconds()
+                since = age = min(max(exact, since), age)
+            out.append(ReviewObservation(since, age))
             del started[event.entity_key], pending[event.entity_key]
+            del started_by_dsp[event.entity_key]
         else:
             pending[event.entity_key] = age
     for key in started:

@@ -101,6 +101,9 @@ class RoundEvent:
     entity_key: str
     at: datetime
     dsp_status: str | None
+    dsp_at: datetime | None = None
+    """The DSP's own time of it, where its answer gave one: a round start's `created_at` (or a
+    PUT's `updated_at`), a read's `updated_at` (the moment its status last changed)."""
 
 
 def _round_starts(collection: str) -> Any:
@@ -148,14 +151,31 @@ async def recent_round_events(
     ).all()
     events = []
     for key, at, method, body in reversed(rows):
+        try:
+            answer = json.loads(body or "")
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            answer = {}
         status = None
         if method == "GET":
-            try:
-                status = str(json.loads(body or "")["status"])
-            except (ValueError, KeyError, TypeError):
+            if "status" not in answer:
                 continue
-        events.append(RoundEvent(key, at, status))
+            status = str(answer["status"])
+        stamp = answer.get("created_at" if method == "POST" else "updated_at")
+        events.append(RoundEvent(key, at, status, _dsp_time(stamp)))
     return events
+
+
+def _dsp_time(stamp: object) -> datetime | None:
+    """An ISO 8601 time from the DSP's answer, or None when there is none or it has no zone."""
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 async def seconds_since_round_start(

@@ -14,6 +14,7 @@ from dsp_integration.activities.review_times import (
 )
 from dsp_integration.contracts import EntityType
 from dsp_integration.database import audit_log
+from dsp_integration.database.audit_log import RoundEvent
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import AuditRecord
 
@@ -67,9 +68,22 @@ def test_no_data_means_no_decision_seen() -> None:
 
 
 def audit_row(
-    key: str, method: str, path: str, status: int, at: float, dsp: str = ""
+    key: str,
+    method: str,
+    path: str,
+    status: int,
+    at: float,
+    dsp: str = "",
+    *,
+    dsp_at: float | None = None,
 ) -> AuditRecord:
-    body = json.dumps({"id": "x", "status": dsp}) if dsp else None
+    """A row `at` seconds after T0; `dsp_at` puts the DSP's own time in the answer, as
+    `created_at` of a POST and `updated_at` of anything else (seconds after T0 too)."""
+    answer: dict[str, str] = {"id": "x", "status": dsp} if dsp else {}
+    if dsp_at is not None:
+        stamp = "created_at" if method == "POST" else "updated_at"
+        answer[stamp] = (T0 + timedelta(seconds=dsp_at)).isoformat().replace("+00:00", "Z")
+    body = json.dumps(answer) if answer else None
     return AuditRecord(
         entity_key=key,
         method=method,
@@ -145,3 +159,54 @@ async def test_the_age_of_a_round_is_timed_by_the_database_clock(
         (datetime.now(UTC) - T0).total_seconds(), abs=60
     )
     assert none is None
+
+
+def event(key: str, at: float, status: str | None, dsp_at: float | None) -> RoundEvent:
+    dsp_time = None if dsp_at is None else T0 + timedelta(seconds=dsp_at)
+    return RoundEvent(key, T0 + timedelta(seconds=at), status, dsp_time)
+
+
+def test_the_dsps_times_place_a_decision_exactly_within_the_reads_interval() -> None:
+    events = [
+        # Read late (a poll that waited in the queue): decided 7 s into the round, by the DSP.
+        event("c1", 0, None, 100.0),
+        event("c1", 2, "pending_review", 100.0),
+        event("c1", 40, "approved", 107.0),
+        # Without the DSP's times: the middle of the interval.
+        event("c2", 0, None, None),
+        event("c2", 2, "pending_review", None),
+        event("c2", 40, "approved", None),
+        # Times that contradict our reads (another clock, another meaning): the nearest end.
+        event("c3", 0, None, 100.0),
+        event("c3", 10, "pending_review", 100.0),
+        event("c3", 12, "approved", 101.0),
+        event("c4", 0, None, 100.0),
+        event("c4", 3, "approved", 500.0),
+    ]
+    assert observations_from(events, EntityType.CREATIVES) == [
+        ReviewObservation(7, 7),
+        ReviewObservation(2, 40),
+        ReviewObservation(10, 10),
+        ReviewObservation(3, 3),
+    ]
+    assert ReviewTimes(observations_from(events[:3], EntityType.CREATIVES)).quantile(0.5) == 7
+
+
+async def test_the_dsps_times_are_read_from_the_answers(clean_database: SessionFactory) -> None:
+    rows = [
+        audit_row("c1", "POST", "/v1/creatives", 201, 0, dsp_at=50),
+        audit_row("c1", "GET", "/v1/creatives/cre_1/status", 200, 30, "approved", dsp_at=56),
+        audit_row("c1", "PUT", "/v1/creatives/cre_1", 200, 40, dsp_at=90),
+        audit_row("c1", "GET", "/v1/creatives/cre_1/status", 200, 45, "pending_review", dsp_at=90),
+        audit_row("c1", "GET", "/v1/creatives/cre_1/status", 200, 60, "rejected", dsp_at=99),
+    ]
+    async with clean_database.begin() as session:
+        session.add_all(rows)
+    async with clean_database() as session:
+        events = await audit_log.recent_round_events(session, "/v1/creatives", limit=100, scan=1000)
+
+    assert [e.dsp_at for e in events] == [T0 + timedelta(seconds=s) for s in (50, 56, 90, 90, 99)]
+    assert observations_from(events, EntityType.CREATIVES) == [
+        ReviewObservation(6, 6),
+        ReviewObservation(9, 9),
+    ]
