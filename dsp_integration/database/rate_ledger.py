@@ -100,19 +100,20 @@ _TAKE_SLOT = text(
     FROM clock, counted
     """
 ).bindparams(
-    bindparam("pause_id", type_=Integer),
-    bindparam("span", type_=Interval),
-    bindparam("hold", type_=Interval),
-    bindparam("limit", type_=Integer),
-    bindparam("entity_key", type_=String),
-    bindparam("method", type_=String),
-    bindparam("path", type_=String),
-    bindparam("request_body", type_=JSONB),
-    bindparam("idempotency_key", type_=String),
-    bindparam("attempt", type_=Integer),
-    bindparam("workflow_id", type_=String),
-    bindparam("activity_id", type_=String),
-    bindparam("with_audit", type_=Boolean),
+    *(
+        bindparam(name, type_=kind)
+        for kind, names in (
+            (Integer, ("pause_id", "limit", "attempt")),
+            (Interval, ("span", "hold")),
+            (
+                String,
+                ("entity_key", "method", "path", "idempotency_key", "workflow_id", "activity_id"),
+            ),
+            (JSONB, ("request_body",)),
+            (Boolean, ("with_audit",)),
+        )
+        for name in names
+    )
 )
 
 
