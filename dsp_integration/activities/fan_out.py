@@ -23,7 +23,7 @@ from dsp_integration.contracts import (
 )
 from dsp_integration.contracts.search_attributes import entity_search_attributes
 from dsp_integration.database import queue_store
-from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.engine import SessionFactory, autocommit_session
 
 PAGE_SIZE = 500
 # Signals in flight at once; the Temporal server, not this worker, is the limit.
@@ -79,7 +79,7 @@ class DependantFanOut:
                 await tell_dependant(self._client, self._task_queue, key, outcome)
 
         while True:
-            async with self._sessions() as session:
+            async with autocommit_session(self._sessions) as session:
                 page = await queue_store.dependants_page(
                     session,
                     outcome.key,

@@ -32,7 +32,7 @@ from dsp_integration.activities.review_times import ReviewTimes, observations_fr
 from dsp_integration.contracts import EntityType, PollPlan, PollPlanInput
 from dsp_integration.contracts.entity_types import collection_path
 from dsp_integration.database import audit_log, queue_store
-from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.engine import SessionFactory, autocommit_session
 
 POLL_SHARE = 0.5
 BACKOFF_FACTOR = 1.6
@@ -90,13 +90,11 @@ class PollPlanner:
         number of entities being polled (`adaptive`, cached briefly). The `fixed` strategy
         polls every `min_interval` whatever the load; it and `adaptive` are kept for
         comparison (devkit/bench/efficiency.py)."""
-        age: float | None = None
-        async with self._sessions() as session:
-            priority = await queue_store.priority_of(session, request.key)
-            if self._strategy == LEARNED:
-                age = await audit_log.seconds_since_round_start(
-                    session, request.key, collection_path(request.entity_type)
-                )
+        collection = collection_path(request.entity_type) if self._strategy == LEARNED else None
+        async with autocommit_session(self._sessions) as session:
+            priority, age = await queue_store.priority_and_round_age(
+                session, request.key, collection
+            )
         if self._strategy == FIXED:
             return PollPlan(interval=self._min, priority=priority)
         if self._strategy == LEARNED and age is not None:
@@ -131,7 +129,7 @@ class PollPlanner:
             cached = self._models.get(entity_type)
             if cached is not None and now - cached[0] < self._refresh_after(cached[1]):
                 return cached[1]
-            async with self._sessions() as session:
+            async with autocommit_session(self._sessions) as session:
                 events = await audit_log.recent_round_events(
                     session, collection_path(entity_type), limit=MODEL_ROWS, scan=MODEL_SCAN
                 )
@@ -152,7 +150,7 @@ class PollPlanner:
         now = time.monotonic()
         counted_at, polling = self._polling.get(entity_type, (float("-inf"), 0))
         if now - counted_at > IN_FLIGHT_CACHE_SECONDS:
-            async with self._sessions() as session:
+            async with autocommit_session(self._sessions) as session:
                 polling = await queue_store.count_to_poll(session, entity_type)
             self._polling[entity_type] = (now, polling)
         share = POLL_SHARE if model.rounds - model.decided >= SLOW_EVIDENCE else 1.0
@@ -174,7 +172,7 @@ class PollPlanner:
     async def _polling_count(self) -> int:
         now = time.monotonic()
         if now - self._counted_at > IN_FLIGHT_CACHE_SECONDS:
-            async with self._sessions() as session:
+            async with autocommit_session(self._sessions) as session:
                 # Those still submitting poll soon: count them, or the first intervals of a
                 # large batch are planned for a fraction of the entities that will poll.
                 # Advertisers are done with their POST: counting them stretched the first

@@ -17,7 +17,6 @@ from dsp_integration.contracts import (
     TERMINAL_STATUSES,
     CallOrder,
     EntitySnapshot,
-    EntityStatus,
     EntityWorkflowInput,
     ErrorType,
     LoadEntityInput,
@@ -30,7 +29,7 @@ from dsp_integration.contracts import (
 )
 from dsp_integration.contracts.search_attributes import entity_search_attributes
 from dsp_integration.database import audit_log, queue_store
-from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.engine import SessionFactory, autocommit_session
 from dsp_integration.observability.metrics import observe_entity_finished
 
 
@@ -57,7 +56,7 @@ class QueueActivities:
     async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
         """Read the entity, the current state of everything it depends on and how many open
         entities wait for it."""
-        async with self._sessions() as session:
+        async with autocommit_session(self._sessions) as session:
             snapshot = await queue_store.load_snapshot(
                 session, request.key, count_dependants=self._dependant_priority
             )
@@ -75,52 +74,42 @@ class QueueActivities:
         """Store a status change (conditional on the payload version, so safe to repeat).
         For a terminal status of the version the row holds, returns the dependants to tell:
         counted when the caller tells them in pages, listed for runs recorded before that."""
-        async with self._sessions.begin() as session:
-            ended_before = (
-                await queue_store.stored_status(session, change.key)
-                if change.status in TERMINAL_STATUSES
-                else None
+        terminal = change.status in TERMINAL_STATUSES
+        async with autocommit_session(self._sessions) as session:
+            stored = await queue_store.record_status(
+                session,
+                change,
+                count_dependants=terminal and change.count_dependants,
+                list_dependants=terminal and not change.count_dependants,
             )
-            changed = await queue_store.record_status(session, change)
-            # The row's priority now: a `prioritise` reaches the workflow's next DSP call.
-            priority = (
-                queue_store.stored_level(changed.priority)
-                if changed is not None
-                else await queue_store.priority_of(session, change.key)
+        # The row's priority now: a `prioritise` reaches the workflow's next DSP call.
+        priority = stored.priority
+        if not terminal:
+            return RecordStatusResult(recorded=stored.recorded, priority=priority)
+        # A blocked entity that looked again and is still blocked ends once, not twice.
+        if (
+            stored.recorded
+            and stored.finished_at is not None
+            and stored.status_before != change.status.value
+        ):
+            assert stored.entity_type is not None and stored.status is not None
+            assert stored.created_at is not None
+            observe_entity_finished(
+                stored.entity_type, stored.status, stored.created_at, stored.finished_at
             )
-            if change.status not in TERMINAL_STATUSES:
-                return RecordStatusResult(recorded=changed is not None, priority=priority)
-            # A blocked entity that looked again and is still blocked ends once, not twice.
-            if (
-                changed is not None
-                and changed.finished_at is not None
-                and ended_before != change.status.value
-            ):
-                observe_entity_finished(
-                    changed.entity_type, changed.status, changed.created_at, changed.finished_at
-                )
-            if not change.count_dependants:
-                return RecordStatusResult(
-                    dependants=await queue_store.open_dependants(session, change.key),
-                    recorded=changed is not None,
-                    priority=priority,
-                )
-            if changed is None:
-                return RecordStatusResult(recorded=False, priority=priority)
+        if not change.count_dependants:
             return RecordStatusResult(
-                dependants_to_tell=await queue_store.count_dependants_to_tell(
-                    session,
-                    change.key,
-                    include_blocked=change.status is EntityStatus.SUCCEEDED,
-                ),
-                priority=priority,
+                dependants=stored.open_dependants, recorded=stored.recorded, priority=priority
             )
+        if not stored.recorded:
+            return RecordStatusResult(recorded=False, priority=priority)
+        return RecordStatusResult(dependants_to_tell=stored.dependants_to_tell, priority=priority)
 
     @activity.defn
     async def submission_may_have_landed(self, request: SubmissionCheckInput) -> bool:
         """Whether an attempt of this POST may have reached the DSP (by the audit trail), so a
         POST cancelled before it finished may still have created the entity."""
-        async with self._sessions() as session:
+        async with autocommit_session(self._sessions) as session:
             return await audit_log.request_may_have_landed(
                 session, request.key, request.idempotency_key
             )

@@ -7,10 +7,47 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ScalarSelect, Update, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.database.models import AuditRecord
+
+
+@dataclass(frozen=True)
+class RequestEntry:
+    """The audit row of a request about to leave."""
+
+    entity_key: str
+    method: str
+    path: str
+    request_body: dict[str, Any] | None
+    idempotency_key: str | None
+    attempt: int = 1
+    workflow_id: str | None = None
+    activity_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestAnswer:
+    """What came back: the DSP's answer, or the error that stood for it."""
+
+    response_status: int | None
+    response_body: str | None
+    error: str | None
+
+
+def answer_request(audit_id: int, answer: RequestAnswer) -> Update:
+    """The statement that completes an audit row with its answer."""
+    return (
+        update(AuditRecord)
+        .where(AuditRecord.id == audit_id)
+        .values(
+            response_status=answer.response_status,
+            response_body=answer.response_body,
+            error=answer.error,
+            finished_at=func.clock_timestamp(),
+        )
+    )
 
 
 async def open_request(
@@ -49,14 +86,7 @@ async def close_request(
     error: str | None,
 ) -> None:
     await session.execute(
-        update(AuditRecord)
-        .where(AuditRecord.id == audit_id)
-        .values(
-            response_status=response_status,
-            response_body=response_body,
-            error=error,
-            finished_at=func.clock_timestamp(),
-        )
+        answer_request(audit_id, RequestAnswer(response_status, response_body, error))
     )
 
 
@@ -178,17 +208,25 @@ def _dsp_time(stamp: object) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+def latest_round_start(entity_key: str, collection: str) -> ScalarSelect[datetime]:
+    """When the entity's latest accepted POST or PUT started (None if there is none)."""
+    return (
+        select(func.max(AuditRecord.started_at))
+        .where(AuditRecord.entity_key == entity_key, _round_starts(collection))
+        .scalar_subquery()
+    )
+
+
 async def seconds_since_round_start(
     session: AsyncSession, entity_key: str, collection: str
 ) -> float | None:
     """Seconds (by the database clock, which timed the audit rows) since the entity's latest
     accepted POST or PUT, or None if there is none."""
-    started = await session.scalar(
-        select(func.max(AuditRecord.started_at)).where(
-            AuditRecord.entity_key == entity_key, _round_starts(collection)
+    age = await session.scalar(
+        select(
+            func.extract(
+                "epoch", func.clock_timestamp() - latest_round_start(entity_key, collection)
+            )
         )
     )
-    now: datetime | None = await session.scalar(select(func.clock_timestamp()))
-    if started is None or now is None:
-        return None
-    return (now - started).total_seconds()
+    return None if age is None else float(age)

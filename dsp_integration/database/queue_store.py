@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    String,
+    Text,
+    and_,
+    any_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, array, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
@@ -23,6 +39,7 @@ from dsp_integration.contracts import (
     RecordStatusInput,
     polled_after_post,
 )
+from dsp_integration.database import audit_log
 from dsp_integration.database.models import QueuedEntity
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
@@ -87,22 +104,62 @@ def _open_dependant_of(key: str) -> ColumnElement[bool]:
     return and_(QueuedEntity.depends_on.contains([key]), QueuedEntity.status.not_in(_TERMINAL))
 
 
-async def count_open_dependants(session: AsyncSession, key: str) -> int:
-    count = await session.scalar(
-        select(func.count()).select_from(QueuedEntity).where(_open_dependant_of(key))
+def _dependencies_of(row: type[QueuedEntity] | Any) -> ColumnElement[Any]:
+    """The state of `row`'s dependencies, as one JSON array, oldest first (as stored)."""
+    dep = aliased(QueuedEntity, name="dep")
+    state = func.json_build_object(
+        "key", dep.key,
+        "status", dep.status,
+        "dsp_id", dep.dsp_id,
+        "reason", dep.reason,
+        "blocked_by", dep.blocked_by,
+        "payload_version", dep.payload_version,
+    )  # fmt: skip
+    return (
+        select(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(state, dep.created_at, dep.key)),
+                text("'[]'"),
+                type_=JSONB,
+            )
+        )
+        .where(dep.key == any_(row.depends_on))
+        .scalar_subquery()
     )
-    return int(count or 0)
+
+
+def _open_dependants_count(row: type[QueuedEntity] | Any) -> ColumnElement[int]:
+    """How many entities that have not ended depend on `row` directly."""
+    waiting = aliased(QueuedEntity, name="waiting")
+    return (
+        select(func.count())
+        .select_from(waiting)
+        .where(
+            waiting.depends_on.contains(array([row.key])),
+            waiting.status.not_in(_TERMINAL),
+        )
+        .scalar_subquery()
+    )
 
 
 async def load_snapshot(
     session: AsyncSession, key: str, *, count_dependants: bool = True
 ) -> EntitySnapshot | None:
-    """The entity, its dependencies' state and (unless told not to) its open dependants."""
-    row = await session.get(QueuedEntity, key)
-    if row is None:
+    """The entity, its dependencies' state and (unless told not to) its open dependants, in
+    one statement (so one round trip and one snapshot)."""
+    dependants = _open_dependants_count(QueuedEntity) if count_dependants else literal(0)
+    found = (
+        await session.execute(
+            select(
+                QueuedEntity,
+                _dependencies_of(QueuedEntity).label("dependencies"),
+                dependants.label("dependants"),
+            ).where(QueuedEntity.key == key)
+        )
+    ).one_or_none()
+    if found is None:
         return None
-    dependencies = await fetch_entities(session, row.depends_on)
-    dependants = await count_open_dependants(session, key) if count_dependants else 0
+    row, dependencies, dependants_count = found
     return EntitySnapshot(
         key=row.key,
         batch=row.batch,
@@ -113,18 +170,8 @@ async def load_snapshot(
         dsp_id=row.dsp_id,
         dsp_status=row.dsp_status,
         reason=row.reason,
-        dependencies=[
-            DependencySnapshot(
-                key=dep.key,
-                status=EntityStatus(dep.status),
-                dsp_id=dep.dsp_id,
-                reason=dep.reason,
-                blocked_by=dep.blocked_by,
-                payload_version=dep.payload_version,
-            )
-            for dep in dependencies.values()
-        ],
-        dependants=dependants,
+        dependencies=[DependencySnapshot.model_validate(dep) for dep in dependencies],
+        dependants=int(dependants_count),
         priority=stored_level(row.priority),
         fairness_weight=row.fairness_weight,
     )
@@ -138,14 +185,29 @@ def stored_level(stored: str | None) -> PriorityLevel:
         return DEFAULT_PRIORITY_LEVEL
 
 
-async def stored_status(session: AsyncSession, key: str) -> str | None:
-    return await session.scalar(select(QueuedEntity.status).where(QueuedEntity.key == key))
-
-
 async def priority_of(session: AsyncSession, key: str) -> PriorityLevel | None:
     """The entity's priority now (None for an unknown key)."""
     stored = await session.scalar(select(QueuedEntity.priority).where(QueuedEntity.key == key))
     return None if stored is None else stored_level(stored)
+
+
+async def priority_and_round_age(
+    session: AsyncSession, key: str, collection: str | None
+) -> tuple[PriorityLevel | None, float | None]:
+    """The entity's priority now (None for an unknown key) and, given its type's
+    `collection`, the seconds since its latest accepted POST or PUT (None if none), in one
+    statement."""
+    age: Any = literal(None)
+    if collection is not None:
+        since = func.clock_timestamp() - audit_log.latest_round_start(key, collection)
+        age = func.extract("epoch", since)
+    priority = select(QueuedEntity.priority).where(QueuedEntity.key == key).scalar_subquery()
+    row = (await session.execute(select(priority, age))).one()
+    stored, seconds = row
+    return (
+        None if stored is None else stored_level(stored),
+        None if seconds is None else float(seconds),
+    )
 
 
 async def prioritise_batch(
@@ -180,42 +242,123 @@ async def prioritise_batch(
     return list(changed.scalars())
 
 
-async def record_status(session: AsyncSession, change: RecordStatusInput) -> QueuedEntity | None:
-    """Store a status change of the payload version the caller works on; return the row as
-    changed, or None when nothing changed.
+@dataclass(frozen=True)
+class StatusRecord:
+    """What `record_status` did: whether the row took the status (it does not when a newer
+    payload version was stored meanwhile), the row's priority, the status it had before, and
+    the row as changed (None unless recorded)."""
+
+    recorded: bool
+    priority: PriorityLevel | None
+    status_before: str | None = None
+    entity_type: str | None = None
+    status: str | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    dependants_to_tell: int = 0
+    open_dependants: list[str] = field(default_factory=list)
+
+
+async def record_status(
+    session: AsyncSession,
+    change: RecordStatusInput,
+    *,
+    count_dependants: bool = False,
+    list_dependants: bool = False,
+) -> StatusRecord:
+    """Store a status change of the payload version the caller works on, in one statement:
+    the row's status before, the update and (when asked) the dependants to tell, counted or
+    listed.
 
     A run still working on an older version (the client stored a resubmission meanwhile)
-    changes nothing, so it can never overwrite the newer request."""
-    if change.dsp_id is not None:
-        # Which DSP entity exists is a fact whatever the version, or a resubmit would POST again.
-        facts: dict[str, Any] = {
-            "dsp_id": change.dsp_id,
-            "submitted_at": func.coalesce(QueuedEntity.submitted_at, func.now()),
-        }
-        if change.dsp_status is not None:
-            facts["dsp_status"] = change.dsp_status
-        await session.execute(
-            update(QueuedEntity).where(QueuedEntity.key == change.key).values(**facts)
-        )
+    changes nothing but the DSP facts, so it can never overwrite the newer request: which DSP
+    entity exists is a fact whatever the version, or a resubmit would POST again."""
+    entity = QueuedEntity
+    same_version = entity.payload_version == change.payload_version
+
+    def if_recorded(value: Any, column: Any) -> Any:
+        return case((same_version, value), else_=column)
+
+    now = func.now()
     values: dict[str, Any] = {
-        "status": change.status.value,
-        "reason": change.reason,
-        "blocked_by": change.blocked_by,
-        "updated_at": func.now(),
-        "finished_at": func.now() if change.status in TERMINAL_STATUSES else None,
+        "status": if_recorded(change.status.value, entity.status),
+        "reason": if_recorded(literal(change.reason, Text), entity.reason),
+        "blocked_by": if_recorded(literal(change.blocked_by, String), entity.blocked_by),
+        "updated_at": if_recorded(now, entity.updated_at),
+        "finished_at": if_recorded(
+            now if change.status in TERMINAL_STATUSES else literal(None, DateTime(timezone=True)),
+            entity.finished_at,
+        ),
     }
-    if change.dsp_status is not None:
-        values["dsp_status"] = change.dsp_status
-    changed = await session.scalars(
-        update(QueuedEntity)
-        .where(
-            QueuedEntity.key == change.key,
-            QueuedEntity.payload_version == change.payload_version,
-        )
+    where = [entity.key == change.key]
+    if change.dsp_id is not None:
+        values["dsp_id"] = change.dsp_id
+        values["submitted_at"] = func.coalesce(entity.submitted_at, now)
+        if change.dsp_status is not None:
+            values["dsp_status"] = change.dsp_status
+    else:
+        where.append(same_version)
+        if change.dsp_status is not None:
+            values["dsp_status"] = change.dsp_status
+    before = select(entity.status, entity.priority).where(entity.key == change.key).cte("before")
+    changed = (
+        update(entity)
+        .where(*where)
         .values(**values)
-        .returning(QueuedEntity)
+        .returning(
+            same_version.label("recorded"),
+            entity.entity_type,
+            entity.status,
+            entity.created_at,
+            entity.finished_at,
+        )
+        .cte("changed")
     )
-    return changed.one_or_none()
+    extra: list[Any] = []
+    if count_dependants:
+        include_blocked = change.status is EntityStatus.SUCCEEDED
+        extra.append(
+            select(func.count())
+            .select_from(entity)
+            .where(_dependant_to_tell(change.key, include_blocked=include_blocked))
+            .scalar_subquery()
+            .label("to_tell")
+        )
+    if list_dependants:
+        extra.append(
+            select(func.array_agg(aggregate_order_by(entity.key, entity.key)))
+            .where(_open_dependant_of(change.key))
+            .scalar_subquery()
+            .label("open_dependants")
+        )
+    found = (
+        await session.execute(
+            select(
+                before.c.status.label("status_before"),
+                before.c.priority,
+                changed.c.recorded,
+                changed.c.entity_type,
+                changed.c.status,
+                changed.c.created_at,
+                changed.c.finished_at,
+                *extra,
+            ).select_from(before.outerjoin(changed, true()))
+        )
+    ).one_or_none()
+    if found is None:
+        return StatusRecord(recorded=False, priority=None)
+    recorded = bool(found.recorded)
+    return StatusRecord(
+        recorded=recorded,
+        priority=stored_level(found.priority),
+        status_before=found.status_before,
+        entity_type=found.entity_type if recorded else None,
+        status=found.status if recorded else None,
+        created_at=found.created_at if recorded else None,
+        finished_at=found.finished_at if recorded else None,
+        dependants_to_tell=int(found.to_tell or 0) if count_dependants else 0,
+        open_dependants=list(found.open_dependants or []) if list_dependants else [],
+    )
 
 
 async def open_dependants(session: AsyncSession, key: str) -> list[str]:
@@ -239,17 +382,6 @@ def _dependant_to_tell(key: str, *, include_blocked: bool) -> ColumnElement[bool
             QueuedEntity.status == EntityStatus.BLOCKED.value,
         ),
     )
-
-
-async def count_dependants_to_tell(
-    session: AsyncSession, key: str, *, include_blocked: bool
-) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(QueuedEntity)
-        .where(_dependant_to_tell(key, include_blocked=include_blocked))
-    )
-    return int(count or 0)
 
 
 async def dependants_page(

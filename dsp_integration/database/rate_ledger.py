@@ -3,7 +3,9 @@
 Temporal's task-queue rate limit is a token bucket split over partitions and lets short
 bursts through; the DSP counts every request in a strict rolling window, by the time it
 arrives. Each request therefore takes a slot here first: one transaction under an advisory
-lock, timed by the database clock so that workers on other machines agree.
+lock, timed by the database clock so that workers on other machines agree. The request's
+audit row is written in the same transaction, and its answer in the same statement as the
+slot's completion: a DSP request costs the database two writes.
 
 A row's `granted_at` holds the latest moment its request can have reached the DSP: when
 the slot is granted, that is `now + hold` (the longest a request can take to leave the
@@ -17,14 +19,29 @@ unused."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, literal_column, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    Boolean,
+    Delete,
+    Integer,
+    Interval,
+    String,
+    Update,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dsp_integration.database.models import RateLedgerEntry, RatePause
+from dsp_integration.database.audit_log import RequestAnswer, RequestEntry, answer_request
+from dsp_integration.database.models import AuditRecord, RateLedgerEntry, RatePause
 
 LEDGER_LOCK_ID = 727_002
 PAUSE_ROW_ID = 1
@@ -40,58 +57,145 @@ class SlotDecision:
     slot_id: int | None = None
     now: datetime | None = None
     """The database clock when the decision was taken."""
+    audit_id: int | None = None
+    """The request's audit row, written with the grant when one was given."""
+
+
+# One statement after the lock, so that it sees every slot granted before (READ COMMITTED
+# takes a snapshot per statement): the pause, the pruning, the count, the slot and the
+# request's audit row. The clock is read once (a materialized CTE), after the lock: a grant
+# then counts from no earlier than its decision, so the caller's bound on the arrival holds.
+_TAKE_SLOT = text(
+    """
+    WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
+    pause AS (
+        SELECT paused_until FROM dsp_rate_pause, clock
+        WHERE id = :pause_id AND paused_until > clock.now
+    ),
+    pruned AS (
+        DELETE FROM dsp_rate_ledger USING clock WHERE granted_at <= clock.now - :span
+    ),
+    recent AS (
+        SELECT granted_at FROM dsp_rate_ledger, clock
+        WHERE granted_at > clock.now - :span
+        ORDER BY granted_at DESC LIMIT :limit
+    ),
+    counted AS (SELECT count(*) AS in_window, min(granted_at) AS oldest FROM recent),
+    slot AS (
+        INSERT INTO dsp_rate_ledger (granted_at)
+        SELECT clock.now + :hold FROM clock, counted
+        WHERE counted.in_window < :limit AND NOT EXISTS (SELECT 1 FROM pause)
+        RETURNING id
+    ),
+    audit AS (
+        INSERT INTO dsp_entity_audit (entity_key, method, path, request_body,
+            idempotency_key, attempt, workflow_id, activity_id)
+        SELECT :entity_key, :method, :path, :request_body, :idempotency_key, :attempt,
+            :workflow_id, :activity_id
+        FROM slot WHERE :with_audit
+        RETURNING id
+    )
+    SELECT clock.now, (SELECT paused_until FROM pause) AS paused_until, counted.in_window,
+        counted.oldest, (SELECT id FROM slot) AS slot_id, (SELECT id FROM audit) AS audit_id
+    FROM clock, counted
+    """
+).bindparams(
+    *(
+        bindparam(name, type_=kind)
+        for kind, names in (
+            (Integer, ("pause_id", "limit", "attempt")),
+            (Interval, ("span", "hold")),
+            (
+                String,
+                ("entity_key", "method", "path", "idempotency_key", "workflow_id", "activity_id"),
+            ),
+            (JSONB, ("request_body",)),
+            (Boolean, ("with_audit",)),
+        )
+        for name in names
+    )
+)
 
 
 async def try_take_slot(
-    session: AsyncSession, *, limit: int, window: float, margin: float = 0.0, hold: float = 30.0
+    session: AsyncSession,
+    *,
+    limit: int,
+    window: float,
+    margin: float = 0.0,
+    hold: float = 30.0,
+    request: RequestEntry | None = None,
 ) -> SlotDecision:
-    """Grant a slot when fewer than `limit` requests may still be in the DSP's window.
+    """Grant a slot when fewer than `limit` requests may still be in the DSP's window, and
+    write `request`'s audit row with it: two statements in the caller's transaction.
 
     `hold` bounds how long after the grant the request can reach the DSP (it counts until
     `complete_slot`); `margin` widens the window, for a DSP whose clock runs fast."""
-    # Read before the lock: a `now` that is a little old counts more rows, never fewer, and
-    # keeps the lock wait out of the caller's bound on when its request arrives.
-    now = await session.scalar(select(func.clock_timestamp()))
-    assert now is not None
     await session.execute(text(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID})"))
-    span = timedelta(seconds=window + margin)
-
-    paused_until = await session.scalar(
-        select(RatePause.paused_until).where(RatePause.id == PAUSE_ROW_ID)
-    )
-    if paused_until is not None and paused_until > now:
-        return SlotDecision(False, (paused_until - now).total_seconds())
-
-    await session.execute(delete(RateLedgerEntry).where(RateLedgerEntry.granted_at <= now - span))
-    recent = list(
-        await session.scalars(
-            select(RateLedgerEntry.granted_at)
-            .where(RateLedgerEntry.granted_at > now - span)
-            .order_by(RateLedgerEntry.granted_at.desc())
-            .limit(limit)
+    entry = request or RequestEntry("", "", "", None, None)
+    found = (
+        await session.execute(
+            _TAKE_SLOT,
+            {
+                "pause_id": PAUSE_ROW_ID,
+                "span": timedelta(seconds=window + margin),
+                "hold": timedelta(seconds=hold),
+                "limit": limit,
+                "with_audit": request is not None,
+                **asdict(entry),
+            },
         )
-    )
-    if len(recent) < limit:
-        slot_id = await session.scalar(
-            insert(RateLedgerEntry)
-            .values(granted_at=now + timedelta(seconds=hold))
-            .returning(RateLedgerEntry.id)
-        )
-        return SlotDecision(True, 0.0, len(recent) + 1, slot_id, now)
-    frees_with = recent[limit - 1]
+    ).one()
+    now: datetime = found.now
+    if found.paused_until is not None:
+        return SlotDecision(False, (found.paused_until - now).total_seconds())
+    in_window = int(found.in_window)
+    if found.slot_id is not None:
+        return SlotDecision(True, 0.0, in_window + 1, found.slot_id, now, found.audit_id)
+    frees_with: datetime = found.oldest
     if frees_with > now:
-        return SlotDecision(False, IN_FLIGHT_RECHECK_SECONDS, len(recent))
-    wait = (frees_with + span - now).total_seconds()
-    return SlotDecision(False, max(wait, 0.001), len(recent))
+        return SlotDecision(False, IN_FLIGHT_RECHECK_SECONDS, in_window)
+    wait = (frees_with + timedelta(seconds=window + margin) - now).total_seconds()
+    return SlotDecision(False, max(wait, 0.001), in_window)
+
+
+def _slot_completion(slot_id: int, arrived_by: datetime) -> Update:
+    return (
+        update(RateLedgerEntry)
+        .where(RateLedgerEntry.id == slot_id, RateLedgerEntry.granted_at > arrived_by)
+        .values(granted_at=arrived_by)
+    )
 
 
 async def complete_slot(session: AsyncSession, slot_id: int, arrived_by: datetime) -> None:
     """The answer is back, so the request arrived by `arrived_by` (database clock): it
     counts from then, not from the `hold` bound."""
+    await session.execute(_slot_completion(slot_id, arrived_by))
+
+
+async def complete_request(
+    session: AsyncSession,
+    slot_id: int,
+    arrived_by: datetime,
+    *,
+    audit_id: int,
+    answer: RequestAnswer | None,
+    sent: bool,
+) -> None:
+    """`complete_slot` and the request's audit row, in one statement: the row takes the
+    answer; without one, it stays unanswered if the request may have left (`sent`), and
+    goes if nothing was sent (a call cancelled between its grant and its send)."""
+    completion = _slot_completion(slot_id, arrived_by).cte("completion")
+    statement: Update | Delete
+    if answer is not None:
+        statement = answer_request(audit_id, answer)
+    elif not sent:
+        statement = delete(AuditRecord).where(AuditRecord.id == audit_id)
+    else:
+        await complete_slot(session, slot_id, arrived_by)
+        return
     await session.execute(
-        update(RateLedgerEntry)
-        .where(RateLedgerEntry.id == slot_id, RateLedgerEntry.granted_at > arrived_by)
-        .values(granted_at=arrived_by)
+        statement.add_cte(completion).execution_options(synchronize_session=False)
     )
 
 

@@ -13,7 +13,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from dsp_integration.contracts import ErrorType
-from dsp_integration.database import audit_log
+from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.dsp_client import (
     DspClient,
@@ -45,42 +45,37 @@ class DspGateway:
         (429, transient faults, 401) or to fail the entity (rejected, not found).
 
         A cancellation (the user's last word changed) ends the wait for a slot and sends
-        nothing; once the request is on its way it is finished and audited, and only a failed
-        answer is then reported as cancelled, so the workflow learns of anything created."""
-        async with self._limiter.slot() as slot:
+        nothing (the audit row written with the slot goes again); once the request is on its
+        way it is finished and audited, and only a failed answer is then reported as
+        cancelled, so the workflow learns of anything created."""
+        info = activity.info() if activity.in_activity() else None
+        async with self._limiter.slot(_audit_entry(entity_key, request, info)) as slot:
             if _cancel_requested():
-                await slot.complete()
+                # Nothing left: the slot's audit row goes, whatever else cancels meanwhile.
+                await _finish_even_if_cancelled(slot.complete())
                 raise asyncio.CancelledError("cancelled before the request left")
-            exchange = await _finish_even_if_cancelled(self._send_audited(entity_key, request))
+            exchange = await _finish_even_if_cancelled(self._send_answered(slot, request, info))
             outcome = classify(exchange)
             await _tell_limiter(slot, exchange, outcome)
         return _verdict(entity_key, request, exchange, outcome)
 
-    async def _send_audited(self, entity_key: str, request: DspRequest) -> DspExchange:
-        """Audit row, send, audit row: the part no cancellation may cut short."""
-        info = activity.info() if activity.in_activity() else None
-        audit_id = await self._open_audit(entity_key, request, info)
+    async def _send_answered(
+        self, slot: RateSlot, request: DspRequest, info: activity.Info | None
+    ) -> DspExchange:
+        """Send, then store the answer in the audit row and complete the slot, in one write:
+        the part no cancellation may cut short. The audit row was written with the slot,
+        before anything left, so a request that may have reached the DSP is always on
+        record."""
+        slot.leaving()
         exchange = await self._send(request, info)
-        await self._close_audit(audit_id, exchange)
-        return exchange
-
-    async def _open_audit(
-        self, entity_key: str, request: DspRequest, info: activity.Info | None
-    ) -> int:
-        """The audit row, before anything leaves: a request that may have reached the DSP is
-        always on record."""
-        async with self._sessions.begin() as session:
-            return await audit_log.open_request(
-                session,
-                entity_key=entity_key,
-                method=request.method,
-                path=request.path,
-                request_body=request.body,
-                idempotency_key=request.idempotency_key,
-                attempt=info.attempt if info else 1,
-                workflow_id=info.workflow_id if info else None,
-                activity_id=info.activity_id if info else None,
+        await slot.complete(
+            RequestAnswer(
+                response_status=exchange.status_code,
+                response_body=exchange.body_text if exchange.status_code is not None else None,
+                error=exchange.error,
             )
+        )
+        return exchange
 
     async def _send(self, request: DspRequest, info: activity.Info | None) -> DspExchange:
         exchange = await self._client.send(request)
@@ -95,15 +90,18 @@ class DspGateway:
             )
         return exchange
 
-    async def _close_audit(self, audit_id: int, exchange: DspExchange) -> None:
-        async with self._sessions.begin() as session:
-            await audit_log.close_request(
-                session,
-                audit_id,
-                response_status=exchange.status_code,
-                response_body=exchange.body_text if exchange.status_code is not None else None,
-                error=exchange.error,
-            )
+
+def _audit_entry(entity_key: str, request: DspRequest, info: activity.Info | None) -> RequestEntry:
+    return RequestEntry(
+        entity_key=entity_key,
+        method=request.method,
+        path=request.path,
+        request_body=request.body,
+        idempotency_key=request.idempotency_key,
+        attempt=info.attempt if info else 1,
+        workflow_id=info.workflow_id if info else None,
+        activity_id=info.activity_id if info else None,
+    )
 
 
 async def _tell_limiter(slot: RateSlot, exchange: DspExchange, outcome: DspOutcome) -> None:

@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from temporalio import activity
 
 from dsp_integration.database import rate_ledger
-from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
+from dsp_integration.database.engine import SessionFactory, autocommit_session
 
 logger = logging.getLogger(__name__)
 
@@ -51,24 +52,40 @@ def slot_hold(timeout: float) -> float:
 class RateSlot:
     """One granted request slot, counted whether or not its request lands: from the moment
     the request may reach the DSP until a window after its answer came back. Complete it once
-    (`observe`, `pause` or `complete`); later calls do nothing."""
+    (`complete`, `observe` or `pause`); later calls do nothing. A slot taken for a request
+    carries its audit row (`audit_id`), which completing the slot answers in the same write."""
 
     def __init__(
-        self, limiter: SharedRateLimiter, slot_id: int, granted_at: datetime, asked_at: float
+        self,
+        limiter: SharedRateLimiter,
+        slot_id: int,
+        granted_at: datetime,
+        asked_at: float,
+        audit_id: int | None = None,
     ) -> None:
         self._limiter = limiter
         self._slot_id = slot_id
         self._granted_at = granted_at  # the database clock at the grant
         self._asked_at = asked_at  # the monotonic clock just before it was asked for
+        self.audit_id = audit_id
         self.completed = False
+        self._leaving = False
 
-    async def complete(self) -> None:
-        """The answer to this slot's request is back (whatever it was), or nothing was sent."""
+    def leaving(self) -> None:
+        """The request is about to leave: from now on it may reach the DSP, so its audit row
+        stays even if no answer comes."""
+        self._leaving = True
+
+    async def complete(self, answer: RequestAnswer | None = None) -> None:
+        """The answer to this slot's request is back (whatever it was), or nothing was sent
+        (then its audit row goes, unless the request was `leaving`)."""
         if self.completed:
             return
         self.completed = True
         arrived_by = self._granted_at + timedelta(seconds=time.monotonic() - self._asked_at)
-        await self._limiter.complete_slot(self._slot_id, arrived_by)
+        await self._limiter.complete_slot(
+            self._slot_id, arrived_by, audit_id=self.audit_id, answer=answer, sent=self._leaving
+        )
 
     async def observe(self, remaining: int | None, reset: float | None) -> None:
         """Complete the slot with the DSP's rate headers: when the DSP counts requests we
@@ -114,10 +131,11 @@ class SharedRateLimiter:
         )
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[RateSlot]:
+    async def slot(self, request: RequestEntry | None = None) -> AsyncIterator[RateSlot]:
         """Wait for a slot (a cancellation ends the wait, and no slot is taken) and hold it for
-        the block; a slot the block did not complete is completed when it ends."""
-        slot = await self.acquire()
+        the block; a slot the block did not complete is completed when it ends. With
+        `request`, its audit row is written with the grant."""
+        slot = await self.acquire(request)
         try:
             yield slot
         except BaseException:
@@ -131,7 +149,7 @@ class SharedRateLimiter:
         else:
             await slot.complete()
 
-    async def acquire(self) -> RateSlot:
+    async def acquire(self, request: RequestEntry | None = None) -> RateSlot:
         """Return once a request slot is ours (prefer `slot()`, which completes it)."""
         while True:
             asked_at = time.monotonic()
@@ -142,21 +160,37 @@ class SharedRateLimiter:
                     window=self._window,
                     margin=self._margin,
                     hold=self._hold,
+                    request=request,
                 )
             if decision.granted:
                 assert decision.slot_id is not None and decision.now is not None
-                return RateSlot(self, decision.slot_id, decision.now, asked_at)
+                return RateSlot(self, decision.slot_id, decision.now, asked_at, decision.audit_id)
             if activity.in_activity():
                 activity.heartbeat("waiting for a DSP request slot")
             await asyncio.sleep(min(decision.wait_seconds, MAX_SLEEP_SECONDS))
 
-    async def complete_slot(self, slot_id: int, arrived_by: datetime) -> None:
-        async with self._sessions.begin() as session:
-            await rate_ledger.complete_slot(session, slot_id, arrived_by)
+    async def complete_slot(
+        self,
+        slot_id: int,
+        arrived_by: datetime,
+        *,
+        audit_id: int | None = None,
+        answer: RequestAnswer | None = None,
+        sent: bool = False,
+    ) -> None:
+        """The slot's completion and its request's audit row, in one statement outside any
+        explicit transaction."""
+        async with autocommit_session(self._sessions) as session:
+            if audit_id is None:
+                await rate_ledger.complete_slot(session, slot_id, arrived_by)
+            else:
+                await rate_ledger.complete_request(
+                    session, slot_id, arrived_by, audit_id=audit_id, answer=answer, sent=sent
+                )
 
     async def pause(self, seconds: float) -> None:
         """Every worker holds off for `seconds`."""
-        async with self._sessions.begin() as session:
+        async with autocommit_session(self._sessions) as session:
             await rate_ledger.pause_until(session, seconds)
 
     async def follow_dsp_count(self, remaining: int | None, reset: float | None) -> None:
@@ -164,7 +198,7 @@ class SharedRateLimiter:
         somebody else's do (another client on the token), so pause until its reset."""
         if remaining != 0 or not reset:
             return
-        async with self._sessions() as session:
+        async with autocommit_session(self._sessions) as session:
             ours = await rate_ledger.granted_in_window(session, self._window)
         if ours < self._limit:
             logger.info("DSP reports no requests remaining; pausing %.2f s", reset)

@@ -69,7 +69,7 @@ async def test_record_status_returns_the_row_and_a_resubmit_sets_it(
             session,
             RecordStatusInput(key="r", status=EntityStatus.SUBMITTING, payload_version=1),
         )
-        assert changed is not None and changed.priority == "high"
+        assert changed.recorded and changed.priority is PriorityLevel.HIGH
         stored = await queue_store.store_resubmission(
             session,
             "r",

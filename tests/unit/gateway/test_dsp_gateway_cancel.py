@@ -17,11 +17,12 @@ from sqlalchemy import select
 from temporalio.testing import ActivityEnvironment
 
 from dsp_integration.contracts import EntityType
+from dsp_integration.database.audit_log import RequestEntry
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import AuditRecord
 from dsp_integration.dsp_client import DspClient, build_http_client, create_request
 from dsp_integration.gateway.dsp_gateway import DspGateway
-from dsp_integration.gateway.rate_limiter import SharedRateLimiter
+from dsp_integration.gateway.rate_limiter import RateSlot, SharedRateLimiter
 
 BASE_URL = "http://dsp.test"
 BODY = {"name": "Acme", "domain": "acme.example", "currency": "USD"}
@@ -127,3 +128,32 @@ async def test_a_failed_answer_to_a_cancelled_call_reports_the_cancellation(
         await call
     [row] = await audit_rows(clean_database)
     assert row.response_status == 503  # audited all the same: it may have reached the DSP
+
+
+class CancelledOnGrant(SharedRateLimiter):
+    """A limiter whose grant comes just as the user's last word cancels the call."""
+
+    def __init__(self, sessions: SessionFactory, env: ActivityEnvironment) -> None:
+        super().__init__(sessions, limit=10, window=60.0, hold=5.0)
+        self._env = env
+
+    async def acquire(self, request: RequestEntry | None = None) -> RateSlot:
+        slot = await super().acquire(request)
+        self._env.cancel()
+        return slot
+
+
+@respx.mock(base_url=BASE_URL, assert_all_called=False)
+async def test_a_call_cancelled_between_its_grant_and_its_send_leaves_no_audit_row(
+    respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
+) -> None:
+    """The audit row is written with the grant; nothing left, so it goes again."""
+    route = respx_mock.post("/v1/advertisers").respond(201, json=CREATED)
+    env = ActivityEnvironment()
+    limiter = CancelledOnGrant(clean_database, env)
+    calls = DspGateway(DspClient(http, SecretStr("token")), limiter, clean_database)
+
+    with pytest.raises(asyncio.CancelledError):
+        await env.run(calls.call, "adv", create_request(EntityType.ADVERTISERS, BODY, "adv:v1"))
+    assert not route.called
+    assert await audit_rows(clean_database) == []

@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from dsp_integration.database import rate_ledger
+from dsp_integration.database import audit_log, rate_ledger
+from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.gateway.rate_limiter import SharedRateLimiter, rate_margin, slot_hold
 
@@ -60,3 +61,33 @@ async def test_a_slot_completes_once(clean_database: SessionFactory) -> None:
 def test_the_policy_derives_from_the_dsp_settings() -> None:
     assert rate_margin(60.0) == pytest.approx(0.06)
     assert slot_hold(10.0) == 30.0
+
+
+async def test_a_slot_taken_for_a_request_answers_its_audit_row_as_it_completes(
+    clean_database: SessionFactory,
+) -> None:
+    limiter = SharedRateLimiter(clean_database, limit=1, window=WINDOW, hold=30.0)
+    entry = RequestEntry("adv", "POST", "/v1/advertisers", {"name": "Acme"}, "adv:v1")
+    async with limiter.slot(entry) as slot:
+        slot.leaving()
+        await slot.complete(RequestAnswer(201, '{"id": "adv_1"}', None))
+    assert await counted_after_its_answer(clean_database)
+    async with clean_database() as session:
+        [row] = await audit_log.all_requests(session)
+    assert row.id == slot.audit_id and row.response_status == 201
+    assert row.finished_at is not None and row.idempotency_key == "adv:v1"
+
+
+@pytest.mark.parametrize("left", [False, True])
+async def test_a_slot_completed_without_an_answer_keeps_the_audit_row_only_if_it_left(
+    clean_database: SessionFactory, left: bool
+) -> None:
+    limiter = SharedRateLimiter(clean_database, limit=1, window=WINDOW, hold=30.0)
+    entry = RequestEntry("adv", "GET", "/v1/advertisers/adv_1/status", None, None)
+    async with limiter.slot(entry) as slot:
+        if left:
+            slot.leaving()
+    assert await counted_after_its_answer(clean_database)
+    async with clean_database() as session:
+        rows = await audit_log.all_requests(session)
+    assert [row.response_status for row in rows] == ([None] if left else [])
