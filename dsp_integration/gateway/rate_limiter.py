@@ -132,23 +132,39 @@ class SharedRateLimiter:
             await slot.complete()
 
     async def acquire(self) -> RateSlot:
-        """Return once a request slot is ours (prefer `slot()`, which completes it)."""
-        while True:
-            asked_at = time.monotonic()
+        """Return once a request slot is ours (prefer `slot()`, which completes it). Slots go
+        to the callers in the order they began to wait (`rate_ledger.join_queue`)."""
+        async with self._sessions.begin() as session:
+            ticket = await rate_ledger.join_queue(session)
+        try:
+            while True:
+                asked_at = time.monotonic()
+                async with self._sessions.begin() as session:
+                    decision = await rate_ledger.try_take_slot(
+                        session,
+                        limit=self._limit,
+                        window=self._window,
+                        margin=self._margin,
+                        hold=self._hold,
+                        ticket=ticket,
+                    )
+                if decision.granted:
+                    assert decision.slot_id is not None and decision.now is not None
+                    return RateSlot(self, decision.slot_id, decision.now, asked_at)
+                if activity.in_activity():
+                    activity.heartbeat("waiting for a DSP request slot")
+                await asyncio.sleep(min(decision.wait_seconds, MAX_SLEEP_SECONDS))
+        except BaseException:
+            await asyncio.shield(self._leave_queue(ticket))
+            raise
+
+    async def _leave_queue(self, ticket: int) -> None:
+        try:
             async with self._sessions.begin() as session:
-                decision = await rate_ledger.try_take_slot(
-                    session,
-                    limit=self._limit,
-                    window=self._window,
-                    margin=self._margin,
-                    hold=self._hold,
-                )
-            if decision.granted:
-                assert decision.slot_id is not None and decision.now is not None
-                return RateSlot(self, decision.slot_id, decision.now, asked_at)
-            if activity.in_activity():
-                activity.heartbeat("waiting for a DSP request slot")
-            await asyncio.sleep(min(decision.wait_seconds, MAX_SLEEP_SECONDS))
+                await rate_ledger.leave_queue(session, ticket)
+        except Exception:
+            # The queue drops it once it is not seen for `WAITER_STALE_SECONDS`.
+            logger.warning("could not leave the DSP rate queue", exc_info=True)
 
     async def complete_slot(self, slot_id: int, arrived_by: datetime) -> None:
         async with self._sessions.begin() as session:
