@@ -12,7 +12,9 @@ Rows: `alone` (the small batch on an idle stack), `normal` and `high` (behind th
 batch, in the default order: each batch's lanes as fairness keys), `tiers` (normal, with
 `DSP_CALL_ORDER=tiers`: issue 9's priority tiers shared by all batches), `flat` (normal, with
 `DSP_CALL_ORDER=flat`: one fairness key per batch), `fifo` (normal, with the server's
-fairness off: first come, first served).
+fairness off: first come, first served). `--trace` prints, per row, where the small batch's
+DSP calls spent their time and the order both batches' calls were dispatched and granted in
+(`fair_trace.py`).
 """
 
 from __future__ import annotations
