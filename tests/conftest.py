@@ -20,7 +20,7 @@ from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.database.engine import SessionFactory, create_engine, create_session_factory
 from dsp_integration.database.migrate import upgrade
 
-ALL_TABLES = "dsp_entity_queue, dsp_entity_audit, dsp_rate_ledger, dsp_rate_pause"
+ALL_TABLES = "dsp_entity_queue, dsp_entity_audit, dsp_rate_ledger, dsp_rate_pause, dsp_rate_waiter"
 
 
 @pytest.fixture(scope="session")

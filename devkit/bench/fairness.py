@@ -12,7 +12,9 @@ Rows: `alone` (the small batch on an idle stack), `normal` and `high` (behind th
 batch, in the default order: each batch's lanes as fairness keys), `tiers` (normal, with
 `DSP_CALL_ORDER=tiers`: issue 9's priority tiers shared by all batches), `flat` (normal, with
 `DSP_CALL_ORDER=flat`: one fairness key per batch), `fifo` (normal, with the server's
-fairness off: first come, first served).
+fairness off: first come, first served). `--trace` prints, per row, where the small batch's
+DSP calls spent their time and the order both batches' calls were dispatched and granted in
+(`fair_trace.py`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import json
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from devkit.bench import fair_trace
 from devkit.bench.metrics import busy_utilisation
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, advertiser, advertiser_trees
@@ -114,6 +118,7 @@ async def run_row(row: str, args: argparse.Namespace) -> RowResult:
                 )
                 await asyncio.sleep(args.arrival)
             started = time.monotonic()
+            started_wall = datetime.now(UTC)
             small_batch = (
                 advertiser_trees(SMALL, 2)
                 if args.small == "trees"
@@ -122,6 +127,12 @@ async def run_row(row: str, args: argparse.Namespace) -> RowResult:
             await _submit(stack, folder, SMALL, small_batch, level)
             finished = await _ended(stack, SMALL, args.give_up)
             ended = time.monotonic()
+            ended_wall = datetime.now(UTC)
+        if args.trace:
+            calls = await fair_trace.collect(
+                stack.service, stack.client, (LARGE, SMALL), list(stack.mock.dsp.request_log)
+            )
+            print(f"{row}:", fair_trace.report(calls, SMALL, started_wall, ended_wall), flush=True)
         records = [r for r in stack.mock.dsp.request_log if r.at <= ended]
     small_ids = {r.created_id for r in records if r.created_id and _is_small(r, set())}
     during = [r for r in records if r.at >= started]
@@ -151,6 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--small", choices=("trees", "advertisers"), default="trees")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--give-up", type=float, default=900.0)
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="print where the small batch's DSP calls spent their time (fair_trace.py)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
     unknown = set(args.rows.split(",")) - set(ROWS)

@@ -79,6 +79,18 @@ class RateLedgerEntry(Base):
     granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class RateWaiter(Base):
+    """A DSP call waiting for its slot, in the order it began to wait (`id`): slots go to the
+    waiters in that order, so the order Temporal dispatched the calls in (priority, fair
+    shares) survives the wait inside the workers. `seen_at` is refreshed at every attempt; a
+    waiter not seen for a while (its worker died) no longer holds the others up."""
+
+    __tablename__ = "dsp_rate_waiter"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class RatePause(Base):
     """A pause every worker honours after the DSP answered 429 (one row, id 1)."""
 

@@ -15,14 +15,22 @@ arrival whatever the offset between the clocks. Counting rows whose time is with
 window therefore counts, at every grant, every request the DSP still counts, whatever the
 delays between granting, sending and arriving: the DSP never sees more than `limit` in any
 window. Each slot costs the window plus the request's round trip, the only budget it leaves
-unused."""
+unused.
+
+The calls waiting for slots queue (`dsp_rate_waiter`): a call that is refused joins the queue
+in the same statement, and is granted a slot only when fewer callers are ahead of it than
+slots are free. The order Temporal dispatched them in (priority keys, fair shares between
+batches) is therefore the order they reach the DSP, although each worker holds a few of them
+at a time; without the queue they raced for each slot as it freed, and a small batch's last
+call could lose dozens of races in a row (devkit/bench/RESULTS.md, "Fair shares")."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Delete,
     Integer,
@@ -41,12 +49,15 @@ from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.database.audit_log import RequestAnswer, RequestEntry, answer_request
-from dsp_integration.database.models import AuditRecord, RateLedgerEntry, RatePause
+from dsp_integration.database.models import AuditRecord, RateLedgerEntry, RatePause, RateWaiter
 
 LEDGER_LOCK_ID = 727_002
 PAUSE_ROW_ID = 1
 # How soon to look again while the slot that frees next is still in flight.
 IN_FLIGHT_RECHECK_SECONDS = 0.02
+# A waiter not seen for this long no longer holds the queue up: its worker died or lost its
+# database. Live waiters look again at least every few seconds (the limiter's longest sleep).
+WAITER_STALE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,10 @@ class SlotDecision:
     """The database clock when the decision was taken."""
     audit_id: int | None = None
     """The request's audit row, written with the grant when one was given."""
+    ahead: int = 0
+    """Callers queued before this one."""
+    ticket: int | None = None
+    """The caller's place in the queue when it was refused: pass it to the next attempt."""
 
 
 # One statement after the lock, so that it sees every slot granted before (READ COMMITTED
@@ -68,6 +83,10 @@ class SlotDecision:
 _TAKE_SLOT = text(
     """
     WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
+    ahead AS (
+        SELECT count(*) AS callers FROM dsp_rate_waiter, clock
+        WHERE seen_at >= clock.now - :stale AND (:ticket IS NULL OR id < :ticket)
+    ),
     pause AS (
         SELECT paused_until FROM dsp_rate_pause, clock
         WHERE id = :pause_id AND paused_until > clock.now
@@ -80,12 +99,33 @@ _TAKE_SLOT = text(
         WHERE granted_at > clock.now - :span
         ORDER BY granted_at DESC LIMIT :limit
     ),
-    counted AS (SELECT count(*) AS in_window, min(granted_at) AS oldest FROM recent),
+    counted AS (SELECT count(*) AS in_window FROM recent),
     slot AS (
         INSERT INTO dsp_rate_ledger (granted_at)
-        SELECT clock.now + :hold FROM clock, counted
-        WHERE counted.in_window < :limit AND NOT EXISTS (SELECT 1 FROM pause)
+        SELECT clock.now + :hold FROM clock, counted, ahead
+        WHERE counted.in_window + ahead.callers < :limit AND NOT EXISTS (SELECT 1 FROM pause)
         RETURNING id
+    ),
+    stale AS (
+        DELETE FROM dsp_rate_waiter USING clock
+        WHERE seen_at < clock.now - :stale AND id IS DISTINCT FROM :ticket
+    ),
+    served AS (
+        DELETE FROM dsp_rate_waiter WHERE id = :ticket AND EXISTS (SELECT 1 FROM slot)
+    ),
+    waiting AS (
+        INSERT INTO dsp_rate_waiter (id, seen_at)
+        SELECT coalesce(:ticket, nextval(pg_get_serial_sequence('dsp_rate_waiter', 'id'))),
+            clock.now
+        FROM clock WHERE NOT EXISTS (SELECT 1 FROM slot)
+        ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
+        RETURNING id
+    ),
+    turn AS (
+        -- The slot this caller waits for frees after those the callers ahead of it take.
+        SELECT recent.granted_at,
+            row_number() OVER (ORDER BY recent.granted_at) - 1 AS position
+        FROM recent
     ),
     audit AS (
         INSERT INTO dsp_entity_audit (entity_key, method, path, request_body,
@@ -96,15 +136,23 @@ _TAKE_SLOT = text(
         RETURNING id
     )
     SELECT clock.now, (SELECT paused_until FROM pause) AS paused_until, counted.in_window,
-        counted.oldest, (SELECT id FROM slot) AS slot_id, (SELECT id FROM audit) AS audit_id
-    FROM clock, counted
+        ahead.callers, (SELECT id FROM slot) AS slot_id, (SELECT id FROM audit) AS audit_id,
+        (SELECT id FROM waiting) AS ticket,
+        (
+            SELECT turn.granted_at FROM turn
+            WHERE turn.position = greatest(
+                0, least(counted.in_window + ahead.callers - :limit, counted.in_window - 1)
+            )
+        ) AS frees_with
+    FROM clock, counted, ahead
     """
 ).bindparams(
     *(
         bindparam(name, type_=kind)
         for kind, names in (
             (Integer, ("pause_id", "limit", "attempt")),
-            (Interval, ("span", "hold")),
+            (BigInteger, ("ticket",)),
+            (Interval, ("span", "hold", "stale")),
             (
                 String,
                 ("entity_key", "method", "path", "idempotency_key", "workflow_id", "activity_id"),
@@ -117,6 +165,20 @@ _TAKE_SLOT = text(
 )
 
 
+async def join_queue(session: AsyncSession) -> int:
+    """Queue a caller about to wait for slots; its ticket goes to `try_take_slot`."""
+    ticket = await session.scalar(
+        insert(RateWaiter).values(seen_at=func.clock_timestamp()).returning(RateWaiter.id)
+    )
+    assert ticket is not None
+    return int(ticket)
+
+
+async def leave_queue(session: AsyncSession, ticket: int) -> None:
+    """The caller stopped waiting without a slot (cancelled)."""
+    await session.execute(delete(RateWaiter).where(RateWaiter.id == ticket))
+
+
 async def try_take_slot(
     session: AsyncSession,
     *,
@@ -125,9 +187,13 @@ async def try_take_slot(
     margin: float = 0.0,
     hold: float = 30.0,
     request: RequestEntry | None = None,
+    ticket: int | None = None,
 ) -> SlotDecision:
-    """Grant a slot when fewer than `limit` requests may still be in the DSP's window, and
-    write `request`'s audit row with it: two statements in the caller's transaction.
+    """Grant a slot when fewer than `limit` requests may still be in the DSP's window and
+    fewer callers are queued before this one (`ticket`; a caller without one goes after
+    every queued one) than slots are free, and write `request`'s audit row with it: two
+    statements in the caller's transaction. A caller refused is queued (or seen again under
+    its ticket), a caller granted leaves the queue.
 
     `hold` bounds how long after the grant the request can reach the DSP (it counts until
     `complete_slot`); `margin` widens the window, for a DSP whose clock runs fast."""
@@ -142,21 +208,29 @@ async def try_take_slot(
                 "hold": timedelta(seconds=hold),
                 "limit": limit,
                 "with_audit": request is not None,
+                "ticket": ticket,
+                "stale": timedelta(seconds=WAITER_STALE_SECONDS),
                 **asdict(entry),
             },
         )
     ).one()
     now: datetime = found.now
-    if found.paused_until is not None:
-        return SlotDecision(False, (found.paused_until - now).total_seconds())
-    in_window = int(found.in_window)
+    in_window, ahead = int(found.in_window), int(found.callers)
     if found.slot_id is not None:
-        return SlotDecision(True, 0.0, in_window + 1, found.slot_id, now, found.audit_id)
-    frees_with: datetime = found.oldest
-    if frees_with > now:
-        return SlotDecision(False, IN_FLIGHT_RECHECK_SECONDS, in_window)
+        return SlotDecision(True, 0.0, in_window + 1, found.slot_id, now, found.audit_id, ahead)
+    refused = SlotDecision(
+        False, IN_FLIGHT_RECHECK_SECONDS, in_window, ahead=ahead, ticket=found.ticket
+    )
+    if found.paused_until is not None:
+        return replace(refused, wait_seconds=(found.paused_until - now).total_seconds())
+    frees_with: datetime | None = found.frees_with
+    if frees_with is None or frees_with > now:
+        # Every slot is free and the callers ahead are taking them, or the slot this caller
+        # waits for is still in flight (with more callers ahead than the limit: one in a
+        # later window, looked at again by then).
+        return refused
     wait = (frees_with + timedelta(seconds=window + margin) - now).total_seconds()
-    return SlotDecision(False, max(wait, 0.001), in_window)
+    return replace(refused, wait_seconds=max(wait, 0.001))
 
 
 def _slot_completion(slot_id: int, arrived_by: datetime) -> Update:

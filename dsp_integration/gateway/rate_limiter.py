@@ -150,24 +150,44 @@ class SharedRateLimiter:
             await slot.complete()
 
     async def acquire(self, request: RequestEntry | None = None) -> RateSlot:
-        """Return once a request slot is ours (prefer `slot()`, which completes it)."""
-        while True:
-            asked_at = time.monotonic()
-            async with self._sessions.begin() as session:
-                decision = await rate_ledger.try_take_slot(
-                    session,
-                    limit=self._limit,
-                    window=self._window,
-                    margin=self._margin,
-                    hold=self._hold,
-                    request=request,
-                )
-            if decision.granted:
-                assert decision.slot_id is not None and decision.now is not None
-                return RateSlot(self, decision.slot_id, decision.now, asked_at, decision.audit_id)
-            if activity.in_activity():
-                activity.heartbeat("waiting for a DSP request slot")
-            await asyncio.sleep(min(decision.wait_seconds, MAX_SLEEP_SECONDS))
+        """Return once a request slot is ours (prefer `slot()`, which completes it). Slots go
+        to the callers in the order they began to wait: a refused attempt queues the caller
+        (`rate_ledger.try_take_slot`), and it leaves the queue if it stops waiting."""
+        ticket: int | None = None
+        try:
+            while True:
+                asked_at = time.monotonic()
+                async with self._sessions.begin() as session:
+                    decision = await rate_ledger.try_take_slot(
+                        session,
+                        limit=self._limit,
+                        window=self._window,
+                        margin=self._margin,
+                        hold=self._hold,
+                        request=request,
+                        ticket=ticket,
+                    )
+                if decision.granted:
+                    assert decision.slot_id is not None and decision.now is not None
+                    return RateSlot(
+                        self, decision.slot_id, decision.now, asked_at, decision.audit_id
+                    )
+                ticket = decision.ticket
+                if activity.in_activity():
+                    activity.heartbeat("waiting for a DSP request slot")
+                await asyncio.sleep(min(decision.wait_seconds, MAX_SLEEP_SECONDS))
+        except BaseException:
+            if ticket is not None:
+                await asyncio.shield(self._leave_queue(ticket))
+            raise
+
+    async def _leave_queue(self, ticket: int) -> None:
+        try:
+            async with autocommit_session(self._sessions) as session:
+                await rate_ledger.leave_queue(session, ticket)
+        except Exception:
+            # The queue drops it once it is not seen for `WAITER_STALE_SECONDS`.
+            logger.warning("could not leave the DSP rate queue", exc_info=True)
 
     async def complete_slot(
         self,

@@ -37,9 +37,10 @@ logger = logging.getLogger(__name__)
 # PostgreSQL ledger is the exact limit. A little headroom keeps Temporal from holding the
 # budget below 100% while the backlog (and its priorities) still waits in the server.
 TEMPORAL_RATE_HEADROOM = 1.1
-# Few DSP tasks per worker: a task that left the server waits for its ledger slot in no
-# particular order, so every one held here escapes the server's priority ordering (the fewer,
-# the larger new submissions' share of the budget behind waiting polls: devkit/bench/RESULTS.md).
+# Few DSP tasks per worker: the tasks that left the server get their ledger slots in the order
+# they were dispatched (rate_ledger's queue), but each one held here goes before every task
+# the server dispatches after it, whatever their priority or batch (the fewer, the sooner a
+# newly queued high or small batch's calls go: devkit/bench/RESULTS.md, "Fair shares").
 # A handful still covers slow answers at the DSP's rate.
 DSP_MAX_CONCURRENT_ACTIVITIES = 4
 # A budget larger than a handful can spend needs more (Little's law: rate x time a DSP task

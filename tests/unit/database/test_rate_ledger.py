@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import func, select, update
 
 from dsp_integration.database import rate_ledger
 from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.models import RateWaiter
 
 WINDOW = 60.0
 
@@ -72,3 +75,94 @@ async def test_a_pause_holds_every_slot_and_a_shorter_one_does_not_shorten_it(
     assert 15 < refused.wait_seconds <= 20
     async with clean_database() as session:
         assert await rate_ledger.granted_in_window(session, WINDOW) == 0
+
+
+async def join(sessions: SessionFactory) -> int:
+    async with sessions.begin() as session:
+        return await rate_ledger.join_queue(session)
+
+
+async def take_queued(
+    sessions: SessionFactory, ticket: int, *, limit: int
+) -> rate_ledger.SlotDecision:
+    async with sessions.begin() as session:
+        return await rate_ledger.try_take_slot(
+            session, limit=limit, window=WINDOW, hold=0.0, ticket=ticket
+        )
+
+
+async def test_slots_go_to_the_callers_in_the_order_they_began_to_wait(
+    clean_database: SessionFactory,
+) -> None:
+    first, second = await join(clean_database), await join(clean_database)
+
+    second_early = await take_queued(clean_database, second, limit=1)
+    first_turn = await take_queued(clean_database, first, limit=1)
+    second_then = await take_queued(clean_database, second, limit=1)
+
+    assert not second_early.granted and second_early.ahead == 1
+    assert second_early.wait_seconds == rate_ledger.IN_FLIGHT_RECHECK_SECONDS
+    assert first_turn.granted
+    assert not second_then.granted and second_then.ahead == 0
+    assert WINDOW - 5 < second_then.wait_seconds <= WINDOW
+
+
+async def test_a_caller_behind_others_takes_a_slot_left_free_after_theirs(
+    clean_database: SessionFactory,
+) -> None:
+    first, second = await join(clean_database), await join(clean_database)
+    assert (await take_queued(clean_database, second, limit=2)).granted
+    assert (await take_queued(clean_database, first, limit=2)).granted
+
+
+async def test_a_caller_waits_for_the_slot_that_frees_after_those_ahead_of_it(
+    clean_database: SessionFactory,
+) -> None:
+    assert (await take(clean_database, limit=2)).granted
+    await asyncio.sleep(1.0)
+    assert (await take(clean_database, limit=2)).granted
+    first, second = await join(clean_database), await join(clean_database)
+
+    first_wait = (await take_queued(clean_database, first, limit=2)).wait_seconds
+    second_wait = (await take_queued(clean_database, second, limit=2)).wait_seconds
+
+    assert 0.5 < second_wait - first_wait < 1.5
+
+
+async def test_callers_without_a_ticket_go_after_the_queue_and_join_it_when_refused(
+    clean_database: SessionFactory,
+) -> None:
+    first = await join(clean_database)
+    refused = await take(clean_database, limit=1)
+    assert not refused.granted and refused.ahead == 1 and refused.ticket is not None
+    assert refused.ticket > first
+    assert (await take(clean_database, limit=3)).granted  # two ahead, three free
+    granted_first = await take_queued(clean_database, first, limit=3)
+    assert granted_first.granted and granted_first.ahead == 0
+    async with clean_database() as session:
+        waiting = list(await session.scalars(select(RateWaiter.id)))
+    assert waiting == [refused.ticket]
+
+
+async def test_a_caller_not_seen_for_a_while_no_longer_holds_the_queue_up(
+    clean_database: SessionFactory,
+) -> None:
+    gone, waiting = await join(clean_database), await join(clean_database)
+    async with clean_database.begin() as session:
+        await session.execute(
+            update(RateWaiter)
+            .where(RateWaiter.id == gone)
+            .values(seen_at=func.clock_timestamp() - timedelta(seconds=60))
+        )
+    assert (await take_queued(clean_database, waiting, limit=1)).granted
+    async with clean_database() as session:
+        assert await session.scalar(select(func.count()).select_from(RateWaiter)) == 0
+
+
+async def test_a_caller_that_leaves_the_queue_holds_nobody_up(
+    clean_database: SessionFactory,
+) -> None:
+    gone, waiting = await join(clean_database), await join(clean_database)
+    async with clean_database.begin() as session:
+        await rate_ledger.leave_queue(session, gone)
+    assert (await take_queued(clean_database, waiting, limit=1)).granted

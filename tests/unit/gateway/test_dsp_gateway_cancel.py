@@ -13,13 +13,13 @@ import pytest
 import pytest_asyncio
 import respx
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
 from dsp_integration.contracts import EntityType
 from dsp_integration.database.audit_log import RequestEntry
 from dsp_integration.database.engine import SessionFactory
-from dsp_integration.database.models import AuditRecord
+from dsp_integration.database.models import AuditRecord, RateWaiter
 from dsp_integration.dsp_client import DspClient, build_http_client, create_request
 from dsp_integration.gateway.dsp_gateway import DspGateway
 from dsp_integration.gateway.rate_limiter import RateSlot, SharedRateLimiter
@@ -70,6 +70,8 @@ async def test_a_call_cancelled_while_it_waits_for_its_slot_sends_nothing(
     await canceller
     assert not route.called
     assert await audit_rows(clean_database) == []
+    async with clean_database() as session:  # it left the queue of callers waiting for slots
+        assert await session.scalar(select(func.count()).select_from(RateWaiter)) == 0
 
 
 async def cancelled_on_its_way(
