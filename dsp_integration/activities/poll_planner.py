@@ -81,7 +81,6 @@ class PollPlanner:
         self._counted_at = float("-inf")
         self._models: dict[EntityType, tuple[float, ReviewTimes]] = {}
         self._model_lock = asyncio.Lock()
-        self._polling: dict[EntityType, tuple[float, int]] = {}
 
     @activity.defn
     async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
@@ -103,7 +102,7 @@ class PollPlanner:
                 interval = self.learned_interval(model, age)
                 interval *= 1 + random.uniform(-LEARNED_JITTER, LEARNED_JITTER)
             else:
-                interval = await self._cold_interval(request.entity_type, request.polls, model)
+                interval = await self._cold_interval(request, model)
             return PollPlan(interval=min(self._max, max(self._min, interval)), priority=priority)
         return PollPlan(interval=await self._backoff_interval(request.polls), priority=priority)
 
@@ -137,24 +136,24 @@ class PollPlanner:
             self._models[entity_type] = (time.monotonic(), model)
             return model
 
-    async def _cold_interval(
-        self, entity_type: EntityType, polls: int, model: ReviewTimes
-    ) -> float:
-        """Nothing learned yet: back off, stretched so that the polls of this type together
-        plan for at most the full rate (submissions still go first by priority), so that the
-        first decisions are seen, and learned from, soon. Once `SLOW_EVIDENCE` rounds were
-        seen pending and still (almost) none decided, the reviews are long: polls then share
-        the budget as `adaptive` plans them (`POLL_SHARE`), because queued polls held in the
-        workers' DSP slots do delay submissions when they want the whole budget
-        (devkit/bench/RESULTS.md, review workload)."""
-        now = time.monotonic()
-        counted_at, polling = self._polling.get(entity_type, (float("-inf"), 0))
-        if now - counted_at > IN_FLIGHT_CACHE_SECONDS:
-            async with autocommit_session(self._sessions) as session:
-                polling = await queue_store.count_to_poll(session, entity_type)
-            self._polling[entity_type] = (now, polling)
+    async def _cold_interval(self, request: PollPlanInput, model: ReviewTimes) -> float:
+        """Nothing learned yet: back off, stretched so that the polls of this type in the
+        entity's batch together plan for at most the full rate, so that the first decisions
+        are seen, and learned from, soon. Only the batch's own: each batch's calls go in its
+        own lanes, and counting every batch's let a large batch's backlog stretch a small
+        one's first polls (a small batch's creatives were first polled 27-30 s after their
+        POST behind 400 of a large batch's, reviewed in 2 s: devkit/bench/RESULTS.md, "Fair
+        shares"). The count is not cached: it is per batch and only taken while cold. Once
+        `SLOW_EVIDENCE` rounds were seen pending and still (almost) none decided, the reviews
+        are long: polls then share the budget as `adaptive` plans them (`POLL_SHARE`),
+        because queued polls held in the workers' DSP slots do delay submissions when they
+        want the whole budget (devkit/bench/RESULTS.md, review workload)."""
+        async with autocommit_session(self._sessions) as session:
+            polling = await queue_store.count_to_poll(
+                session, request.entity_type, batch_of=request.key
+            )
         share = POLL_SHARE if model.rounds - model.decided >= SLOW_EVIDENCE else 1.0
-        interval = max(self._min * BACKOFF_FACTOR**polls, polling / (self._rate * share))
+        interval = max(self._min * BACKOFF_FACTOR**request.polls, polling / (self._rate * share))
         return interval * (1 + random.uniform(-JITTER, JITTER))
 
     @staticmethod

@@ -539,9 +539,11 @@ async def open_keys_page(
     return list(rows)
 
 
-async def count_to_poll(session: AsyncSession, entity_type: EntityType | None = None) -> int:
+async def count_to_poll(
+    session: AsyncSession, entity_type: EntityType | None = None, *, batch_of: str | None = None
+) -> int:
     """Entities being polled, and those being submitted that will poll after their POST (of
-    one type, if given)."""
+    one type, if given; of the batch of the entity `batch_of`, if given)."""
     polled_types = [t.value for t in EntityType if polled_after_post(t)]
     query = (
         select(func.count())
@@ -558,4 +560,8 @@ async def count_to_poll(session: AsyncSession, entity_type: EntityType | None = 
     )
     if entity_type is not None:
         query = query.where(QueuedEntity.entity_type == entity_type.value)
+    if batch_of is not None:
+        owner = aliased(QueuedEntity, name="owner")
+        batch = select(owner.batch).where(owner.key == batch_of).scalar_subquery()
+        query = query.where(QueuedEntity.batch == batch)
     return int(await session.scalar(query) or 0)

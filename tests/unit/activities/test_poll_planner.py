@@ -37,11 +37,15 @@ def planner(sessions: SessionFactory, strategy: str = "adaptive") -> PollPlanner
 
 
 async def in_flight(
-    sessions: SessionFactory, count: int, status: EntityStatus, entity_type: str = "creatives"
+    sessions: SessionFactory,
+    count: int,
+    status: EntityStatus,
+    entity_type: str = "creatives",
+    batch: str = "plan",
 ) -> None:
     entities = [
         queue_store.NewEntity(
-            f"{entity_type}-{status.value}-{i}", "plan", entity_type, {}, "fp", []
+            f"{batch}-{entity_type}-{status.value}-{i}", batch, entity_type, {}, "fp", []
         )
         for i in range(count)
     ]
@@ -119,7 +123,11 @@ def creative_rounds(decisions: list[float]) -> list[AuditRecord]:
 
 
 async def posted(sessions: SessionFactory, key: str, seconds_ago: float) -> None:
+    """The creative `key`, of the batch "plan", POSTed `seconds_ago`."""
     async with sessions.begin() as session:
+        await queue_store.insert_new_entities(
+            session, [queue_store.NewEntity(key, "plan", "creatives", {}, "fp", [])]
+        )
         session.add(
             AuditRecord(
                 entity_key=key,
@@ -214,6 +222,20 @@ async def test_learning_creatives_poll_together_at_most_at_the_full_rate(
     full_rate = 100 / RATE  # 150 s: twice as often as `adaptive` would
     assert all(full_rate * (1 - JITTER) <= i <= full_rate * (1 + JITTER) for i in intervals)
     assert sum(intervals) / len(intervals) == pytest.approx(full_rate, rel=0.15)
+
+
+async def test_learning_polls_are_not_stretched_by_another_batchs_backlog(
+    clean_database: SessionFactory,
+) -> None:
+    await posted(clean_database, "k", 5)
+    await in_flight(clean_database, 3, EntityStatus.POLLING)
+    await in_flight(clean_database, 300, EntityStatus.POLLING, batch="large")
+    await in_flight(clean_database, 400, EntityStatus.SUBMITTING, batch="large")
+
+    intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(20)]
+
+    # Three of its own batch to poll: 3 / RATE = 4.5 s, under the minimum; 700 of another.
+    assert all(MIN * (1 - JITTER) <= i <= MIN * (1 + JITTER) for i in intervals)
 
 
 async def test_learned_polls_are_not_stretched_by_the_load(
