@@ -17,7 +17,8 @@ submissions leave idle; and an entity has at most one poll queued, so polls cann
 beyond one per entity under review.
 With fewer than `MIN_DECIDED` decisions seen for the type (a new deployment, or a review
 longer than anything seen) it backs off from `min_interval`, stretched so that the type's
-polls together plan for at most the full rate rather than half of it, to learn quickly."""
+polls in the entity's batch together plan for at most the full rate rather than half of it,
+to learn quickly."""
 
 from __future__ import annotations
 
