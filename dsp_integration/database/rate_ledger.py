@@ -165,15 +165,6 @@ _TAKE_SLOT = text(
 )
 
 
-async def join_queue(session: AsyncSession) -> int:
-    """Queue a caller about to wait for slots; its ticket goes to `try_take_slot`."""
-    ticket = await session.scalar(
-        insert(RateWaiter).values(seen_at=func.clock_timestamp()).returning(RateWaiter.id)
-    )
-    assert ticket is not None
-    return int(ticket)
-
-
 async def leave_queue(session: AsyncSession, ticket: int) -> None:
     """The caller stopped waiting without a slot (cancelled)."""
     await session.execute(delete(RateWaiter).where(RateWaiter.id == ticket))

@@ -14,7 +14,6 @@ from temporalio.exceptions import ApplicationError
 
 from dsp_integration.contracts import ErrorType
 from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
-from dsp_integration.database.engine import SessionFactory
 from dsp_integration.dsp_client import (
     DspClient,
     DspExchange,
@@ -33,12 +32,9 @@ T = TypeVar("T")
 
 
 class DspGateway:
-    def __init__(
-        self, client: DspClient, limiter: SharedRateLimiter, session_factory: SessionFactory
-    ) -> None:
+    def __init__(self, client: DspClient, limiter: SharedRateLimiter) -> None:
         self._client = client
         self._limiter = limiter
-        self._sessions = session_factory
 
     async def call(self, entity_key: str, request: DspRequest) -> DspExchange:
         """Send `request` once and return a successful exchange, or raise for Temporal to retry

@@ -118,7 +118,7 @@ async def run_worker(
             window=settings.dsp_rate_window,
             timeout=settings.dsp_timeout,
         )
-        dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_token()), limiter, sessions))
+        dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_token()), limiter))
         queue = QueueActivities(
             sessions,
             temporal,

@@ -78,8 +78,11 @@ async def test_a_pause_holds_every_slot_and_a_shorter_one_does_not_shorten_it(
 
 
 async def join(sessions: SessionFactory) -> int:
+    """Queue a caller, as a refused attempt does."""
     async with sessions.begin() as session:
-        return await rate_ledger.join_queue(session)
+        refused = await rate_ledger.try_take_slot(session, limit=0, window=WINDOW)
+    assert refused.ticket is not None
+    return refused.ticket
 
 
 async def take_queued(

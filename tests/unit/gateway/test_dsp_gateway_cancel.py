@@ -37,7 +37,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 def gateway(http: httpx.AsyncClient, sessions: SessionFactory, limit: int) -> DspGateway:
     limiter = SharedRateLimiter(sessions, limit=limit, window=60.0, hold=5.0)
-    return DspGateway(DspClient(http, SecretStr("token")), limiter, sessions)
+    return DspGateway(DspClient(http, SecretStr("token")), limiter)
 
 
 async def audit_rows(sessions: SessionFactory) -> list[AuditRecord]:
@@ -153,7 +153,7 @@ async def test_a_call_cancelled_between_its_grant_and_its_send_leaves_no_audit_r
     route = respx_mock.post("/v1/advertisers").respond(201, json=CREATED)
     env = ActivityEnvironment()
     limiter = CancelledOnGrant(clean_database, env)
-    calls = DspGateway(DspClient(http, SecretStr("token")), limiter, clean_database)
+    calls = DspGateway(DspClient(http, SecretStr("token")), limiter)
 
     with pytest.raises(asyncio.CancelledError):
         await env.run(calls.call, "adv", create_request(EntityType.ADVERTISERS, BODY, "adv:v1"))
