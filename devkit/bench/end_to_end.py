@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import get_args
 
 from sqlalchemy import make_url, text
 from temporalio.api.enums.v1 import EventType
@@ -35,6 +36,7 @@ from devkit.bench.submit_10k import entity_lines, write_jsonl
 from dsp_integration.client.progress import wait_for_batch
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import TERMINAL_STATUSES, workflow_id_for
+from dsp_integration.worker.runtime import EventLoop
 
 BATCH = "bench-e2e"
 ENDED = {status.value for status in TERMINAL_STATUSES}
@@ -110,9 +112,18 @@ async def history_figures(client: Client, keys: list[str]) -> tuple[Counter[str]
     return totals, runs
 
 
-async def run(entities: int, workers: int, sample: int, sandbox: bool) -> int:
+async def run(
+    entities: int,
+    workers: int,
+    sample: int,
+    sandbox: bool,
+    dynamic_config: tuple[str, ...] = (),
+    event_loop: EventLoop = "uvloop",
+) -> int:
     options = StackOptions(
         workflow_sandbox=sandbox,
+        event_loop=event_loop,
+        temporal_dynamic_config=dynamic_config,
         workers=workers,
         rate_limit=UNLIMITED,
         rate_window=1.0,
@@ -294,10 +305,32 @@ def main() -> int:
     parser.add_argument(
         "--sandbox", action="store_true", help="run the workflows in Temporal's sandbox"
     )
+    parser.add_argument(
+        "--dynamic-config",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a dynamic config value for the dev server, over the stack's (repeatable)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=get_args(EventLoop),
+        default="uvloop",
+        help="the workers' event loop (DSP_EVENT_LOOP)",
+    )
     args = parser.parse_args()
     if args.review_days is not None:
         return asyncio.run(long_review(args.review_days))
-    return asyncio.run(run(args.entities, args.workers, args.sample, args.sandbox))
+    return asyncio.run(
+        run(
+            args.entities,
+            args.workers,
+            args.sample,
+            args.sandbox,
+            tuple(args.dynamic_config),
+            args.event_loop,
+        )
+    )
 
 
 if __name__ == "__main__":

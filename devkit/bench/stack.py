@@ -26,7 +26,7 @@ from dsp_integration.config import Settings
 from dsp_integration.config.settings import as_environment
 from dsp_integration.contracts import DEFAULT_CALL_ORDER, CallOrder
 from dsp_integration.database.migrate import upgrade
-from dsp_integration.worker.runtime import WorkerTuning
+from dsp_integration.worker.runtime import EventLoop, WorkerTuning
 
 BENCH_TOKEN = "bench-token"
 
@@ -50,6 +50,7 @@ class StackOptions:
     dependant_priority: bool = True
     call_order: CallOrder = DEFAULT_CALL_ORDER
     workflow_sandbox: bool = False
+    event_loop: EventLoop = "uvloop"
     temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None
 
@@ -93,6 +94,7 @@ def bench_worker_env(settings: Settings, options: StackOptions) -> Mapping[str, 
         dependant_priority=options.dependant_priority,
         call_order=options.call_order,
         workflow_sandbox=options.workflow_sandbox,
+        event_loop=options.event_loop,
     )
     return {**worker_env(settings), **as_environment(tuning)}
 

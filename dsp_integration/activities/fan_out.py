@@ -37,7 +37,7 @@ async def tell_dependant(
     running starts and reads the news (so a dependant whose start was lost still wakes up)."""
     await client.start_workflow(
         ENTITY_WORKFLOW_NAME,
-        EntityWorkflowInput(key=key),
+        EntityWorkflowInput(key=key, lean=True),
         id=workflow_id_for(key),
         task_queue=task_queue,
         search_attributes=entity_search_attributes(key),

@@ -67,6 +67,7 @@ class QueueActivities:
                 non_retryable=True,
             )
         snapshot.call_order = self._call_order
+        snapshot.publish_submitting = False
         return snapshot
 
     @activity.defn
@@ -131,7 +132,7 @@ class QueueActivities:
         for key in keys:
             await self._client.start_workflow(
                 ENTITY_WORKFLOW_NAME,
-                EntityWorkflowInput(key=key),
+                EntityWorkflowInput(key=key, lean=True),
                 id=workflow_id_for(key),
                 task_queue=self._task_queue,
                 search_attributes=entity_search_attributes(key),

@@ -51,7 +51,7 @@ async def restart_orphans(
         async with gate:
             await client.start_workflow(
                 ENTITY_WORKFLOW_NAME,
-                EntityWorkflowInput(key=key),
+                EntityWorkflowInput(key=key, lean=True),
                 id=workflow_id_for(key),
                 task_queue=request.task_queue,
                 search_attributes=entity_search_attributes(key),

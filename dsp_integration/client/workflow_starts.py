@@ -62,7 +62,9 @@ async def start_entity_workflow(
     else:
         options["start_signal"] = signal
         options["start_signal_args"] = [signal_arg]
-    await client.start_workflow(ENTITY_WORKFLOW_NAME, EntityWorkflowInput(key=key), **options)
+    await client.start_workflow(
+        ENTITY_WORKFLOW_NAME, EntityWorkflowInput(key=key, lean=True), **options
+    )
 
 
 async def start_entity_workflows(

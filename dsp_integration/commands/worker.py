@@ -12,7 +12,7 @@ from dsp_integration.client.temporal_client import TemporalUnavailable
 from dsp_integration.config import Settings
 from dsp_integration.config.settings import MissingDspToken
 from dsp_integration.worker.logging_setup import configure_logging
-from dsp_integration.worker.runtime import WorkerTuning, run_worker
+from dsp_integration.worker.runtime import WorkerTuning, event_loop_factory, run_worker
 
 logger = logging.getLogger("worker")
 
@@ -38,7 +38,8 @@ def main() -> int:
         logger.error("bad configuration: %s", error)
         return 2
     try:
-        asyncio.run(_serve(settings, tuning))
+        with asyncio.Runner(loop_factory=event_loop_factory(tuning)) as runner:
+            runner.run(_serve(settings, tuning))
     except TemporalUnavailable as error:
         logger.error("%s", error)
         return 3

@@ -34,6 +34,10 @@ class PollCarry(BaseModel):
 class EntityWorkflowInput(BaseModel):
     key: str
     carry: PollCarry | None = None
+    # Set by every start of this code: the run is lean from its first command (what the
+    # `lean-history` patch turns on) without recording that patch's marker and its
+    # `TemporalChangeVersion` upsert. False in runs started before the field.
+    lean: bool = False
 
 
 class CancelRequest(BaseModel):
@@ -120,6 +124,10 @@ class EntitySnapshot(BaseModel):
     # (`DSP_CALL_ORDER`). Results recorded before it carried `call_tiers`, which is ignored:
     # priority is not part of the replay check.
     call_order: CallOrder = DEFAULT_CALL_ORDER
+    # Whether the workflow upserts `submitting` as its `DspStatus`, as the worker that loaded
+    # it decides: this code does not (a visibility write per entity for a status that lasts
+    # until the DSP call's turn), results recorded before the field did.
+    publish_submitting: bool = True
 
 
 class RecordStatusInput(BaseModel):

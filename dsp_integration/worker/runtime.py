@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Literal
 
+import uvloop
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.client import Client
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 # Temporal's task-queue limit is a token bucket (about one second of rate as burst); the
 # PostgreSQL ledger is the exact limit. A little headroom keeps Temporal from holding the
 # budget below 100% while the backlog (and its priorities) still waits in the server.
+EventLoop = Literal["uvloop", "asyncio"]
 TEMPORAL_RATE_HEADROOM = 1.1
 # Few DSP tasks per worker: the tasks that left the server get their ledger slots in the order
 # they were dispatched (rate_ledger's queue), but each one held here goes before every task
@@ -61,8 +64,9 @@ class WorkerTuning(BaseSettings):
     `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority,
     `DSP_CALL_ORDER=tiers|flat` orders the DSP calls within a level by issue 9's priority
     tiers or by one fairness key per batch instead of the batch's lanes (`CallOrder`),
-    `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache and
-    `DSP_WORKFLOW_SANDBOX=1` runs the workflows in Temporal's sandbox.
+    `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache,
+    `DSP_WORKFLOW_SANDBOX=1` runs the workflows in Temporal's sandbox and
+    `DSP_EVENT_LOOP=asyncio` runs the worker on asyncio's own event loop instead of uvloop's.
 
     Why a model of its own, read by the worker entry point: the benchmarks compare real
     worker processes, so the switches must reach `python worker.py` through its environment,
@@ -81,7 +85,11 @@ class WorkerTuning(BaseSettings):
     it where no bytecode is cached) and guards each activation: a fifth of a worker's CPU in
     the end-to-end bench (devkit/bench/RESULTS.md, "Cost per entity"). The worker runs the
     workflows without it; the workflow tests and the replay test keep it, and they run every
-    path of the workflow, so a non-deterministic call still fails there."""
+    path of the workflow, so a non-deterministic call still fails there.
+
+    The worker's Python thread does its work in many short callbacks (SDK bridge futures
+    resolved from other threads, database and HTTP sockets): uvloop runs them for less CPU
+    than asyncio's own loop (devkit/bench/RESULTS.md, "Cost per entity")."""
 
     model_config = SettingsConfigDict(
         env_prefix="DSP_", env_file=".env", extra="ignore", env_ignore_empty=True
@@ -92,6 +100,14 @@ class WorkerTuning(BaseSettings):
     call_order: CallOrder = DEFAULT_CALL_ORDER
     max_cached_workflows: int = Field(default=1000, ge=0)
     workflow_sandbox: bool = False
+    event_loop: EventLoop = "uvloop"
+
+
+def event_loop_factory(tuning: WorkerTuning) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The event loop the worker process runs on (`asyncio.Runner(loop_factory=...)`)."""
+    if tuning.event_loop == "uvloop":
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
 
 
 async def run_worker(

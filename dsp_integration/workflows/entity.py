@@ -83,7 +83,7 @@ LAST_WORD_WINS_PATCH = "last-word-wins"
 # stands for the three patches above: a new run records one patch marker and one
 # `TemporalChangeVersion` upsert instead of three of each. An entity whose POST answer
 # already decides it (an advertiser, active at once) goes to its ending without recording
-# `polling` first.
+# `polling` first. Runs started with `EntityWorkflowInput.lean` are lean without the patch.
 LEAN_HISTORY_PATCH = "lean-history"
 # A DSP call still waiting in the DSP queue when the batch's level or weight changes is
 # cancelled and scheduled again with the new priority (issue 11). Decided when a change first
@@ -192,7 +192,7 @@ class EntityWorkflow:
     @workflow.run
     async def run(self, request: EntityWorkflowInput) -> EntityState:
         self._state.key = request.key
-        self._lean_history = workflow.patched(LEAN_HISTORY_PATCH)
+        self._lean_history = _lean_history(request)
         self._last_word_wins = self._lean_history or workflow.patched(LAST_WORD_WINS_PATCH)
         snapshot = await self._load(request.key)
         carry = request.carry
@@ -254,7 +254,9 @@ class EntityWorkflow:
                 return waited
 
             body = resolve_refs(snapshot.payload, self._dsp_ids)
-            await self._record(snapshot, EntityStatus.SUBMITTING)
+            await self._record(
+                snapshot, EntityStatus.SUBMITTING, publish=snapshot.publish_submitting
+            )
             try:
                 sent = await self._send_payload(snapshot, body)
             except ActivityError as err:
@@ -469,6 +471,7 @@ class EntityWorkflow:
         workflow.continue_as_new(
             EntityWorkflowInput(
                 key=snapshot.key,
+                lean=True,
                 carry=PollCarry(
                     dsp_id=dsp_id,
                     dsp_status=dsp_status,
@@ -695,9 +698,12 @@ class EntityWorkflow:
             self._weight = weight
         self._state.fairness_weight = self._weight
 
-    async def _record(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
+    async def _record(
+        self, snapshot: EntitySnapshot, status: EntityStatus, *, publish: bool = True
+    ) -> None:
         self._state.status = status
-        self._publish_status(snapshot, status)
+        if publish:
+            self._publish_status(snapshot, status)
         result = await self._queue_activity(
             QueueActivities.record_status,
             RecordStatusInput(
@@ -764,6 +770,18 @@ class EntityWorkflow:
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT")
+
+
+def _lean_history(request: EntityWorkflowInput) -> bool:
+    """Whether the run records the lean history. A run started by this code says so in its
+    input and records no patch marker; one started before decides by the patch. A marker
+    that an older worker recorded for a lean start (a rolling deploy) is read again when
+    replaying, since a marker no code asks for fails the replay."""
+    if not request.lean:
+        return workflow.patched(LEAN_HISTORY_PATCH)
+    if workflow.unsafe.is_replaying():
+        workflow.patched(LEAN_HISTORY_PATCH)
+    return True
 
 
 def _blocking_dependency(deps: list[DependencyOutcome]) -> DependencyOutcome | None:

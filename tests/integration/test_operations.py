@@ -158,13 +158,16 @@ async def test_an_operator_sees_the_batch_in_metrics_logs_queries_and_the_cli(
     await eventually(queries_answer)
 
     # A run that upserted its status replays: the upserts are deterministic (and patched).
+    # It upserts `polling` and its ending only: `waiting` was set at its start, `submitting`
+    # is not published, and its start said it is lean (no patch, no TemporalChangeVersion).
     history = await temporal_client.get_workflow_handle("dsp-entity-ops-cr0b").fetch_history()
     upserts = [
-        e
+        e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
     ]
-    assert len(upserts) >= 2  # submitting, polling, rejected (waiting was set at start)
+    upserted = [{name: json.loads(value.data) for name, value in u.items()} for u in upserts]
+    assert upserted == [{"DspStatus": "polling"}, {"DspStatus": "rejected"}]
     await Replayer(
         workflows=[EntityWorkflow], data_converter=pydantic_data_converter
     ).replay_workflow(history)

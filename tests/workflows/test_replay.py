@@ -3,6 +3,7 @@ a change that breaks running workflows fails here (use `workflow.patched` instea
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,28 @@ async def test_history_replays(path: Path) -> None:
     }
 
     await replayer().replay_workflow(history)
+
+
+async def test_a_lean_start_that_an_older_worker_ran_replays() -> None:
+    """During a rolling deploy an older worker may run a start that says `lean`: it ignores
+    the field and records the `lean-history` patch. This code reads that marker again."""
+    history = load(HISTORIES / "happy_path.v4.json")
+    started = history.events[0].workflow_execution_started_event_attributes
+    [payload] = started.input.payloads
+    start = json.loads(payload.data)
+    assert "lean" not in start
+    payload.data = json.dumps({**start, "lean": True}).encode()
+
+    await replayer().replay_workflow(history)
+
+
+def test_a_lean_start_records_no_patch_marker() -> None:
+    markers = [
+        e
+        for e in load(HISTORIES / "happy_path.json").events
+        if e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    assert markers == []
 
 
 async def test_a_changed_command_order_fails_the_replay() -> None:

@@ -420,7 +420,7 @@ class World:
     async def start(self, key: str) -> WorkflowHandle[Any, EntityState]:
         return await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
-            EntityWorkflowInput(key=key),
+            EntityWorkflowInput(key=key, lean=True),
             id=workflow_id_for(key),
             task_queue=self.task_queue,
             result_type=EntityState,
@@ -430,7 +430,7 @@ class World:
     async def cancel(self, key: str, reason: str = "cancelled by user") -> None:
         await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
-            EntityWorkflowInput(key=key),
+            EntityWorkflowInput(key=key, lean=True),
             id=workflow_id_for(key),
             task_queue=self.task_queue,
             start_signal="cancel",
@@ -444,7 +444,7 @@ class World:
         version = await self.store_resubmission(key, refs=refs)
         return await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
-            EntityWorkflowInput(key=key),
+            EntityWorkflowInput(key=key, lean=True),
             id=workflow_id_for(key),
             task_queue=self.task_queue,
             result_type=EntityState,
