@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ScalarSelect, Update, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Update, and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.database.models import AuditRecord
@@ -208,7 +208,9 @@ def _dsp_time(stamp: object) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-def latest_round_start(entity_key: str, collection: str) -> ScalarSelect[datetime]:
+def latest_round_start(
+    entity_key: str | ColumnElement[str], collection: str
+) -> ScalarSelect[datetime]:
     """When the entity's latest accepted POST or PUT started (None if there is none)."""
     return (
         select(func.max(AuditRecord.started_at))

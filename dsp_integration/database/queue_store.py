@@ -5,15 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     DateTime,
+    Integer,
+    Select,
     String,
     Text,
     and_,
     any_,
+    bindparam,
     case,
     func,
     literal,
@@ -98,10 +102,12 @@ async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntit
     return set(result.scalars())
 
 
-def _open_dependant_of(key: str) -> ColumnElement[bool]:
+def _open_dependant_of(key: str | ColumnElement[str]) -> ColumnElement[bool]:
     """Rows that depend on `key` directly and have not ended. `depends_on @> ARRAY[key]`
     (not `key = ANY(depends_on)`) so the GIN index on `depends_on` serves it."""
-    return and_(QueuedEntity.depends_on.contains([key]), QueuedEntity.status.not_in(_TERMINAL))
+    return and_(
+        QueuedEntity.depends_on.contains(array([key])), QueuedEntity.status.not_in(_TERMINAL)
+    )
 
 
 def _dependencies_of(row: type[QueuedEntity] | Any) -> ColumnElement[Any]:
@@ -142,20 +148,24 @@ def _open_dependants_count(row: type[QueuedEntity] | Any) -> ColumnElement[int]:
     )
 
 
+@cache
+def _snapshot_statement(count_dependants: bool) -> Select[Any]:
+    """Built once (see `_record_statement`); binds `key`."""
+    dependants = _open_dependants_count(QueuedEntity) if count_dependants else literal(0)
+    return select(
+        QueuedEntity,
+        _dependencies_of(QueuedEntity).label("dependencies"),
+        dependants.label("dependants"),
+    ).where(QueuedEntity.key == bindparam("key", type_=String))
+
+
 async def load_snapshot(
     session: AsyncSession, key: str, *, count_dependants: bool = True
 ) -> EntitySnapshot | None:
     """The entity, its dependencies' state and (unless told not to) its open dependants, in
     one statement (so one round trip and one snapshot)."""
-    dependants = _open_dependants_count(QueuedEntity) if count_dependants else literal(0)
     found = (
-        await session.execute(
-            select(
-                QueuedEntity,
-                _dependencies_of(QueuedEntity).label("dependencies"),
-                dependants.label("dependants"),
-            ).where(QueuedEntity.key == key)
-        )
+        await session.execute(_snapshot_statement(count_dependants), {"key": key})
     ).one_or_none()
     if found is None:
         return None
@@ -191,18 +201,25 @@ async def priority_of(session: AsyncSession, key: str) -> PriorityLevel | None:
     return None if stored is None else stored_level(stored)
 
 
+@cache
+def _priority_and_age_statement(collection: str | None) -> Select[Any]:
+    """Built once per collection (see `_record_statement`); binds `key`."""
+    key = bindparam("key", type_=String)
+    age: Any = literal(None)
+    if collection is not None:
+        since = func.clock_timestamp() - audit_log.latest_round_start(key, collection)
+        age = func.extract("epoch", since)
+    priority = select(QueuedEntity.priority).where(QueuedEntity.key == key).scalar_subquery()
+    return select(priority, age)
+
+
 async def priority_and_round_age(
     session: AsyncSession, key: str, collection: str | None
 ) -> tuple[PriorityLevel | None, float | None]:
     """The entity's priority now (None for an unknown key) and, given its type's
     `collection`, the seconds since its latest accepted POST or PUT (None if none), in one
     statement."""
-    age: Any = literal(None)
-    if collection is not None:
-        since = func.clock_timestamp() - audit_log.latest_round_start(key, collection)
-        age = func.extract("epoch", since)
-    priority = select(QueuedEntity.priority).where(QueuedEntity.key == key).scalar_subquery()
-    row = (await session.execute(select(priority, age))).one()
+    row = (await session.execute(_priority_and_age_statement(collection), {"key": key})).one()
     stored, seconds = row
     return (
         None if stored is None else stored_level(stored),
@@ -259,48 +276,51 @@ class StatusRecord:
     open_dependants: list[str] = field(default_factory=list)
 
 
-async def record_status(
-    session: AsyncSession,
-    change: RecordStatusInput,
-    *,
-    count_dependants: bool = False,
-    list_dependants: bool = False,
-) -> StatusRecord:
-    """Store a status change of the payload version the caller works on, in one statement:
-    the row's status before, the update and (when asked) the dependants to tell, counted or
-    listed.
+@dataclass(frozen=True)
+class _RecordShape:
+    """What varies in `record_status`'s statement besides the values it binds."""
 
-    A run still working on an older version (the client stored a resubmission meanwhile)
-    changes nothing but the DSP facts, so it can never overwrite the newer request: which DSP
-    entity exists is a fact whatever the version, or a resubmit would POST again."""
+    sets_dsp_id: bool
+    sets_dsp_status: bool
+    terminal: bool
+    count_dependants: bool
+    include_blocked: bool
+    list_dependants: bool
+
+
+@cache
+def _record_statement(shape: _RecordShape) -> Select[Any]:
+    """Built once per shape: a status is recorded several times per entity, and building
+    the statement and its cache key each time cost more worker CPU than running it. Binds
+    `entity_key`, `version` and the `new_` values (not the column names: an UPDATE's SET
+    reserves those)."""
     entity = QueuedEntity
-    same_version = entity.payload_version == change.payload_version
+    key = bindparam("entity_key", type_=String)
+    same_version = entity.payload_version == bindparam("version", type_=Integer)
 
     def if_recorded(value: Any, column: Any) -> Any:
         return case((same_version, value), else_=column)
 
     now = func.now()
     values: dict[str, Any] = {
-        "status": if_recorded(change.status.value, entity.status),
-        "reason": if_recorded(literal(change.reason, Text), entity.reason),
-        "blocked_by": if_recorded(literal(change.blocked_by, String), entity.blocked_by),
+        "status": if_recorded(bindparam("new_status", type_=String), entity.status),
+        "reason": if_recorded(bindparam("new_reason", type_=Text), entity.reason),
+        "blocked_by": if_recorded(bindparam("new_blocked_by", type_=String), entity.blocked_by),
         "updated_at": if_recorded(now, entity.updated_at),
         "finished_at": if_recorded(
-            now if change.status in TERMINAL_STATUSES else literal(None, DateTime(timezone=True)),
+            now if shape.terminal else literal(None, DateTime(timezone=True)),
             entity.finished_at,
         ),
     }
-    where = [entity.key == change.key]
-    if change.dsp_id is not None:
-        values["dsp_id"] = change.dsp_id
+    where = [entity.key == key]
+    if shape.sets_dsp_id:
+        values["dsp_id"] = bindparam("new_dsp_id", type_=String)
         values["submitted_at"] = func.coalesce(entity.submitted_at, now)
-        if change.dsp_status is not None:
-            values["dsp_status"] = change.dsp_status
     else:
         where.append(same_version)
-        if change.dsp_status is not None:
-            values["dsp_status"] = change.dsp_status
-    before = select(entity.status, entity.priority).where(entity.key == change.key).cte("before")
+    if shape.sets_dsp_status:
+        values["dsp_status"] = bindparam("new_dsp_status", type_=String)
+    before = select(entity.status, entity.priority).where(entity.key == key).cte("before")
     changed = (
         update(entity)
         .where(*where)
@@ -315,34 +335,67 @@ async def record_status(
         .cte("changed")
     )
     extra: list[Any] = []
-    if count_dependants:
-        include_blocked = change.status is EntityStatus.SUCCEEDED
+    if shape.count_dependants:
         extra.append(
             select(func.count())
             .select_from(entity)
-            .where(_dependant_to_tell(change.key, include_blocked=include_blocked))
+            .where(_dependant_to_tell(key, include_blocked=shape.include_blocked))
             .scalar_subquery()
             .label("to_tell")
         )
-    if list_dependants:
+    if shape.list_dependants:
         extra.append(
             select(func.array_agg(aggregate_order_by(entity.key, entity.key)))
-            .where(_open_dependant_of(change.key))
+            .where(_open_dependant_of(key))
             .scalar_subquery()
             .label("open_dependants")
         )
+    return select(
+        before.c.status.label("status_before"),
+        before.c.priority,
+        changed.c.recorded,
+        changed.c.entity_type,
+        changed.c.status,
+        changed.c.created_at,
+        changed.c.finished_at,
+        *extra,
+    ).select_from(before.outerjoin(changed, true()))
+
+
+async def record_status(
+    session: AsyncSession,
+    change: RecordStatusInput,
+    *,
+    count_dependants: bool = False,
+    list_dependants: bool = False,
+) -> StatusRecord:
+    """Store a status change of the payload version the caller works on, in one statement:
+    the row's status before, the update and (when asked) the dependants to tell, counted or
+    listed.
+
+    A run still working on an older version (the client stored a resubmission meanwhile)
+    changes nothing but the DSP facts, so it can never overwrite the newer request: which DSP
+    entity exists is a fact whatever the version, or a resubmit would POST again."""
+    shape = _RecordShape(
+        sets_dsp_id=change.dsp_id is not None,
+        sets_dsp_status=change.dsp_status is not None,
+        terminal=change.status in TERMINAL_STATUSES,
+        count_dependants=count_dependants,
+        include_blocked=change.status is EntityStatus.SUCCEEDED,
+        list_dependants=list_dependants,
+    )
     found = (
         await session.execute(
-            select(
-                before.c.status.label("status_before"),
-                before.c.priority,
-                changed.c.recorded,
-                changed.c.entity_type,
-                changed.c.status,
-                changed.c.created_at,
-                changed.c.finished_at,
-                *extra,
-            ).select_from(before.outerjoin(changed, true()))
+            _record_statement(shape),
+            {
+                "entity_key": change.key,
+                "version": change.payload_version,
+                "new_status": change.status.value,
+                "new_reason": change.reason,
+                "new_blocked_by": change.blocked_by,
+                "new_dsp_id": change.dsp_id,
+                "new_dsp_status": change.dsp_status,
+            },
         )
     ).one_or_none()
     if found is None:
@@ -369,14 +422,16 @@ async def open_dependants(session: AsyncSession, key: str) -> list[str]:
     return list(rows)
 
 
-def _dependant_to_tell(key: str, *, include_blocked: bool) -> ColumnElement[bool]:
+def _dependant_to_tell(
+    key: str | ColumnElement[str], *, include_blocked: bool
+) -> ColumnElement[bool]:
     """Direct dependants that an outcome of `key` concerns: the open ones, and after a
     success also the blocked ones, which look again (one may have been blocked by an outcome
     that a newer version of `key` has since superseded)."""
     if not include_blocked:
         return _open_dependant_of(key)
     return and_(
-        QueuedEntity.depends_on.contains([key]),
+        QueuedEntity.depends_on.contains(array([key])),
         or_(
             QueuedEntity.status.not_in(_TERMINAL),
             QueuedEntity.status == EntityStatus.BLOCKED.value,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import uvloop
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
@@ -24,7 +26,7 @@ from dsp_integration.config.settings import (
     as_environment,
     dev_server_ui_url,
 )
-from dsp_integration.worker.runtime import WorkerTuning
+from dsp_integration.worker.runtime import WorkerTuning, event_loop_factory
 
 
 def settings(**values: object) -> Settings:
@@ -119,6 +121,7 @@ def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPa
         call_order="tiers",
         max_cached_workflows=250,
         workflow_sandbox=True,
+        event_loop="asyncio",
     )
     env = as_environment(tuning)
     assert env == {
@@ -127,6 +130,7 @@ def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPa
         "DSP_CALL_ORDER": "tiers",
         "DSP_MAX_CACHED_WORKFLOWS": "250",
         "DSP_WORKFLOW_SANDBOX": "1",
+        "DSP_EVENT_LOOP": "asyncio",
     }
     assert read_back(env, WorkerTuning, monkeypatch) == tuning
 
@@ -168,3 +172,10 @@ def test_the_dev_server_ui_is_guessed_in_one_place(address: str, ui: str) -> Non
     assert settings(temporal_address=address).effective_temporal_ui_url == ui
     configured = settings(temporal_address=address, temporal_ui_url="https://ui.example/")
     assert configured.effective_temporal_ui_url == "https://ui.example"
+
+
+def test_the_worker_runs_on_uvloop_unless_told_otherwise() -> None:
+    default = WorkerTuning(_env_file=None)  # type: ignore[call-arg]
+    plain = WorkerTuning(_env_file=None, event_loop="asyncio")  # type: ignore[call-arg]
+    assert event_loop_factory(default) is uvloop.new_event_loop
+    assert event_loop_factory(plain) is asyncio.new_event_loop
