@@ -217,18 +217,3 @@ def latest_round_start(
         .where(AuditRecord.entity_key == entity_key, _round_starts(collection))
         .scalar_subquery()
     )
-
-
-async def seconds_since_round_start(
-    session: AsyncSession, entity_key: str, collection: str
-) -> float | None:
-    """Seconds (by the database clock, which timed the audit rows) since the entity's latest
-    accepted POST or PUT, or None if there is none."""
-    age = await session.scalar(
-        select(
-            func.extract(
-                "epoch", func.clock_timestamp() - latest_round_start(entity_key, collection)
-            )
-        )
-    )
-    return None if age is None else float(age)

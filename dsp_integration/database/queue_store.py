@@ -102,12 +102,13 @@ async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntit
     return set(result.scalars())
 
 
-def _open_dependant_of(key: str | ColumnElement[str]) -> ColumnElement[bool]:
-    """Rows that depend on `key` directly and have not ended. `depends_on @> ARRAY[key]`
-    (not `key = ANY(depends_on)`) so the GIN index on `depends_on` serves it."""
-    return and_(
-        QueuedEntity.depends_on.contains(array([key])), QueuedEntity.status.not_in(_TERMINAL)
-    )
+def _open_dependant_of(
+    key: str | ColumnElement[str] | Any, table: type[QueuedEntity] | Any = QueuedEntity
+) -> ColumnElement[bool]:
+    """Rows (of `table`, an alias of the queue if given) that depend on `key` directly and
+    have not ended. `depends_on @> ARRAY[key]` (not `key = ANY(depends_on)`) so the GIN
+    index on `depends_on` serves it."""
+    return and_(table.depends_on.contains(array([key])), table.status.not_in(_TERMINAL))
 
 
 def _dependencies_of(row: type[QueuedEntity] | Any) -> ColumnElement[Any]:
@@ -140,10 +141,7 @@ def _open_dependants_count(row: type[QueuedEntity] | Any) -> ColumnElement[int]:
     return (
         select(func.count())
         .select_from(waiting)
-        .where(
-            waiting.depends_on.contains(array([row.key])),
-            waiting.status.not_in(_TERMINAL),
-        )
+        .where(_open_dependant_of(row.key, waiting))
         .scalar_subquery()
     )
 
@@ -193,12 +191,6 @@ def stored_level(stored: str | None) -> PriorityLevel:
         return PriorityLevel(stored or DEFAULT_PRIORITY_LEVEL)
     except ValueError:
         return DEFAULT_PRIORITY_LEVEL
-
-
-async def priority_of(session: AsyncSession, key: str) -> PriorityLevel | None:
-    """The entity's priority now (None for an unknown key)."""
-    stored = await session.scalar(select(QueuedEntity.priority).where(QueuedEntity.key == key))
-    return None if stored is None else stored_level(stored)
 
 
 @cache

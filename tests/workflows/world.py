@@ -537,7 +537,7 @@ class World:
         self.plans.append(request)
         # The entity's priority now, read from the row as the real planner reads it.
         async with self.sessions() as session:
-            priority = await queue_store.priority_of(session, request.key)
+            priority, _ = await queue_store.priority_and_round_age(session, request.key, None)
         return PollPlan(interval=self.plan(request.polls), priority=priority)
 
     # --- DSP activities ----------------------------------------------------------------

@@ -13,7 +13,7 @@ from dsp_integration.activities.review_times import (
     observations_from,
 )
 from dsp_integration.contracts import EntityType
-from dsp_integration.database import audit_log
+from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.audit_log import RoundEvent
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import AuditRecord
@@ -151,9 +151,9 @@ async def test_the_age_of_a_round_is_timed_by_the_database_clock(
             )
         )
     async with clean_database() as session:
-        recent = await audit_log.seconds_since_round_start(session, "c2", "/v1/creatives")
-        old = await audit_log.seconds_since_round_start(session, "c1", "/v1/creatives")
-        none = await audit_log.seconds_since_round_start(session, "c9", "/v1/creatives")
+        _, recent = await queue_store.priority_and_round_age(session, "c2", "/v1/creatives")
+        _, old = await queue_store.priority_and_round_age(session, "c1", "/v1/creatives")
+        _, none = await queue_store.priority_and_round_age(session, "c9", "/v1/creatives")
     assert recent is not None and 0 <= recent < 5
     assert old is not None and old == pytest.approx(
         (datetime.now(UTC) - T0).total_seconds(), abs=60

@@ -1,15 +1,22 @@
 """Priority in `dsp_entity_queue`: stored by the intake, read by the workflow's local
-activities (`load_snapshot`, `record_status`, `priority_of`), changed for a batch's open
+activities (`load_snapshot`, `record_status`, `priority_and_round_age`), changed for a batch's open
 entities by `prioritise_batch`."""
 
 from __future__ import annotations
 
 from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.contracts import EntityStatus, PriorityLevel, RecordStatusInput
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import QueuedEntity
+
+
+async def priority_of(session: AsyncSession, key: str) -> PriorityLevel | None:
+    """The priority the workflow's local activities read from the row now."""
+    priority, _ = await queue_store.priority_and_round_age(session, key, None)
+    return priority
 
 
 def entity(key: str, batch: str, level: PriorityLevel | None = None) -> queue_store.NewEntity:
@@ -37,9 +44,9 @@ async def test_prioritise_changes_the_open_entities_of_the_batch_only(
             .values(status=EntityStatus.SUCCEEDED.value)
         )
     async with clean_database() as session:
-        assert await queue_store.priority_of(session, "a-open") is PriorityLevel.NORMAL
-        assert await queue_store.priority_of(session, "a-high") is PriorityLevel.HIGH
-        assert await queue_store.priority_of(session, "missing") is None
+        assert await priority_of(session, "a-open") is PriorityLevel.NORMAL
+        assert await priority_of(session, "a-high") is PriorityLevel.HIGH
+        assert await priority_of(session, "missing") is None
 
     async with clean_database.begin() as session:
         assert len(await queue_store.prioritise_batch(session, "a", PriorityLevel.LOW) or []) == 2
@@ -47,8 +54,7 @@ async def test_prioritise_changes_the_open_entities_of_the_batch_only(
 
     async with clean_database() as session:
         levels = {
-            key: await queue_store.priority_of(session, key)
-            for key in ("a-open", "a-high", "a-done", "b-open")
+            key: await priority_of(session, key) for key in ("a-open", "a-high", "a-done", "b-open")
         }
         snapshot = await queue_store.load_snapshot(session, "a-open")
     assert levels == {
@@ -79,4 +85,4 @@ async def test_record_status_returns_the_row_and_a_resubmit_sets_it(
             priority=PriorityLevel.LOW,
         )
         assert stored.payload_version == 2
-        assert await queue_store.priority_of(session, "r") is PriorityLevel.LOW
+        assert await priority_of(session, "r") is PriorityLevel.LOW
