@@ -223,7 +223,10 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
             f"now {rss_mib(pid):.0f} MiB, CPU {cpu[pid]:.1f} s"
         )
     if server:
-        print(f"temporal dev server CPU: {cpu[server]:.1f} s")
+        print(
+            f"temporal dev server CPU: {cpu[server]:.1f} s, "
+            f"peak RSS (VmHWM) {peak_rss_mib(server):.0f} MiB"
+        )
     print(f"PostgreSQL backends of the run's database CPU: {backends.seconds:.1f} s")
     print(f"bench process (mock DSP, submit, progress) CPU: {own_cpu:.1f} s")
     print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -37,12 +38,30 @@ SEARCH_ATTRIBUTES: Mapping[str, str] = {
 # keeps the priority order). `--dynamic-config-value` takes plain KEY=JSON values: the dev
 # server puts them into a StaticClient as unconstrained values, so they apply to every task
 # queue. That is fine for a dev server; docker-compose constrains them by queue name.
-DYNAMIC_CONFIG: Mapping[str, int | bool] = {
+#
+# The history service's task queues checkpoint every second instead of every 30 s: a queue
+# keeps each task it has run until its next checkpoint, and merging every new batch of tasks
+# into those took 12% of the dev server's CPU at 2,000 entities (`executableTracker.split`,
+# devkit/bench/RESULTS.md, "Combined records"), more under more load. A checkpoint is one
+# write of the shard's queue state and the dev server has one shard; a cluster with hundreds
+# of shards keeps the default (deploy/temporal/dynamicconfig/dsp.yaml).
+QUEUE_CHECKPOINT_INTERVAL = "1s"
+DYNAMIC_CONFIG: Mapping[str, int | bool | str] = {
     "matching.numTaskqueueReadPartitions": 1,
     "matching.numTaskqueueWritePartitions": 1,
     "matching.useNewMatcher": True,
     "matching.enableFairness": True,
+    **{
+        f"history.{queue}ProcessorUpdateAckInterval": QUEUE_CHECKPOINT_INTERVAL
+        for queue in ("transfer", "timer", "visibility", "outbound")
+    },
 }
+
+
+# The dev server's Go garbage collector runs when the heap has grown by GOGC percent (Go's
+# default 100): at 400 it spends about a tenth less CPU per entity for a few hundred MiB more
+# at the peak (devkit/bench/RESULTS.md, "Combined records"). GOGC in the environment wins.
+DEV_SERVER_GOGC = 400
 
 
 class TemporalServerError(RuntimeError):
@@ -83,6 +102,7 @@ class TemporalDevServer:
         log_level: str = "warn",
         startup_timeout: float = 60.0,
         extra_args: Sequence[str] = (),
+        gogc: int = DEV_SERVER_GOGC,
     ) -> None:
         self.ip = "127.0.0.1" if ip == "localhost" else ip
         self.port = port
@@ -94,7 +114,12 @@ class TemporalDevServer:
         self.startup_timeout = startup_timeout
         self.extra_args = list(extra_args)
         self.startup_seconds: float | None = None
-        self._process = ManagedProcess("temporal", self.command(), log_file=log_file)
+        self._process = ManagedProcess(
+            "temporal",
+            self.command(),
+            env={"GOGC": str(gogc), **os.environ},
+            log_file=log_file,
+        )
 
     @property
     def address(self) -> str:

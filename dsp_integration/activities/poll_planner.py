@@ -30,7 +30,7 @@ from typing import Literal, get_args
 from temporalio import activity
 
 from dsp_integration.activities.review_times import ReviewTimes, observations_from
-from dsp_integration.contracts import EntityType, PollPlan, PollPlanInput
+from dsp_integration.contracts import EntityType, PollPlan, PollPlanInput, StartPollingInput
 from dsp_integration.contracts.entity_types import collection_path
 from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.engine import SessionFactory, autocommit_session
@@ -106,6 +106,14 @@ class PollPlanner:
                 interval = await self._cold_interval(request, model)
             return PollPlan(interval=min(self._max, max(self._min, interval)), priority=priority)
         return PollPlan(interval=await self._backoff_interval(request.polls), priority=priority)
+
+    @activity.defn
+    async def start_polling(self, request: StartPollingInput) -> PollPlan:
+        """Record `polling` (conditional on the payload version, as `record_status`) and
+        plan the first poll: one local activity after the POST where there were two."""
+        async with autocommit_session(self._sessions) as session:
+            await queue_store.record_status(session, request.record)
+        return await self.plan_next_poll(request.plan)
 
     def learned_interval(self, model: ReviewTimes, age: float) -> float:
         """Seconds from `age` to the age by which `DECISION_ODDS` of the rounds still

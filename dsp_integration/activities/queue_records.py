@@ -10,7 +10,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from dsp_integration.activities.fan_out import tell_dependant
+from dsp_integration.activities.fan_out import DependantFanOut, tell_dependant
 from dsp_integration.contracts import (
     DEFAULT_CALL_ORDER,
     ENTITY_WORKFLOW_NAME,
@@ -19,12 +19,14 @@ from dsp_integration.contracts import (
     EntitySnapshot,
     EntityWorkflowInput,
     ErrorType,
+    FinishEntityInput,
     LoadEntityInput,
     NotifyDependantsInput,
     RecordStatusInput,
     RecordStatusResult,
     ReopenBlockedInput,
     SubmissionCheckInput,
+    TellDependantsInput,
     workflow_id_for,
 )
 from dsp_integration.contracts.search_attributes import entity_search_attributes
@@ -51,6 +53,7 @@ class QueueActivities:
         # recorded result, so switching it never breaks a replay.
         self._dependant_priority = dependant_priority
         self._call_order = call_order
+        self._fan_out = DependantFanOut(session_factory, client, task_queue)
 
     @activity.defn
     async def load_entity(self, request: LoadEntityInput) -> EntitySnapshot:
@@ -68,6 +71,7 @@ class QueueActivities:
             )
         snapshot.call_order = self._call_order
         snapshot.publish_submitting = False
+        snapshot.combined_records = True
         return snapshot
 
     @activity.defn
@@ -105,6 +109,20 @@ class QueueActivities:
         if not stored.recorded:
             return RecordStatusResult(recorded=False, priority=priority)
         return RecordStatusResult(dependants_to_tell=stored.dependants_to_tell, priority=priority)
+
+    @activity.defn
+    async def finish_entity(self, request: FinishEntityInput) -> RecordStatusResult:
+        """Record an ending and, when it took and only a few dependants are concerned, tell
+        them in the same local activity (one marker where there were two). Telling reads the
+        dependants in pages that check the outcome is still current, so a newer version
+        stored meanwhile stops it; many dependants are left to the workflow's regular,
+        heartbeating `tell_dependants`."""
+        result = await self.record_status(request.record)
+        if result.recorded and 0 < result.dependants_to_tell <= request.tell_up_to:
+            result.told = await self._fan_out.tell_dependants(
+                TellDependantsInput(outcome=request.outcome)
+            )
+        return result
 
     @activity.defn
     async def submission_may_have_landed(self, request: SubmissionCheckInput) -> bool:

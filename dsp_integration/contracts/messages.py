@@ -128,6 +128,12 @@ class EntitySnapshot(BaseModel):
     # it decides: this code does not (a visibility write per entity for a status that lasts
     # until the DSP call's turn), results recorded before the field did.
     publish_submitting: bool = True
+    # Whether the run records `polling` together with the first poll's plan, and its ending
+    # together with telling a few dependants, each in one local activity (`start_polling`,
+    # `finish_entity`), and upserts `DspStatus=polling` only once a poll finds the review
+    # still open; as the worker that loaded it decides: this code does, results recorded
+    # before the field did not (two local activities each, `polling` upserted after the POST).
+    combined_records: bool = False
 
 
 class RecordStatusInput(BaseModel):
@@ -143,6 +149,11 @@ class RecordStatusInput(BaseModel):
     count_dependants: bool = False
 
 
+class TellDependantsResult(BaseModel):
+    told: int
+    superseded: bool = False
+
+
 class RecordStatusResult(BaseModel):
     """For a terminal status: the dependants to tell (listed for runs recorded before
     `count_dependants`, counted otherwise), and whether the row took the status at all (it
@@ -154,6 +165,17 @@ class RecordStatusResult(BaseModel):
     # The entity's priority as the row holds it now, so a `prioritise` reaches the next DSP
     # call of a running workflow. None in results recorded before the field (keep the level).
     priority: PriorityLevel | None = None
+    # Set by `finish_entity` when it told the dependants itself (a few of them).
+    told: TellDependantsResult | None = None
+
+
+class FinishEntityInput(BaseModel):
+    """Record an ending (`record.count_dependants` set) and, when it took and at most
+    `tell_up_to` dependants are concerned, tell them `outcome` in the same local activity."""
+
+    record: RecordStatusInput
+    outcome: DependencyOutcome
+    tell_up_to: int
 
 
 class NotifyDependantsInput(BaseModel):
@@ -166,11 +188,6 @@ class TellDependantsInput(BaseModel):
     table in pages, so however many there are, only this goes into the history."""
 
     outcome: DependencyOutcome
-
-
-class TellDependantsResult(BaseModel):
-    told: int
-    superseded: bool = False
 
 
 class SubmissionCheckInput(BaseModel):
@@ -235,6 +252,13 @@ class PollPlanInput(BaseModel):
     key: str
     entity_type: EntityType
     polls: int
+
+
+class StartPollingInput(BaseModel):
+    """Record `polling` (the POST's answer) and plan the first poll, in one local activity."""
+
+    record: RecordStatusInput
+    plan: PollPlanInput
 
 
 class PollPlan(BaseModel):

@@ -11,11 +11,11 @@ activity's retry runs on a fresh one."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import CursorResult, Executable, event, exc
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -79,6 +79,18 @@ def autocommit_session(sessions: SessionFactory) -> AsyncSession:
         reads = bind.execution_options(isolation_level="AUTOCOMMIT")
         setattr(bind.sync_engine, _READS, reads)
     return sessions(bind=reads)
+
+
+async def execute_core(
+    session: AsyncSession, statement: Executable, params: Mapping[str, Any]
+) -> CursorResult[Any]:
+    """Run a statement built once (of columns, not ORM objects) on the session's connection,
+    past the ORM layer: rows come back as the database sent them, with no ORM result
+    processing or bulk-update bookkeeping, which cost the workers more CPU than the
+    statements of each entity themselves (devkit/bench/RESULTS.md, "Combined records").
+    Same transaction as the session's."""
+    connection = await session.connection()
+    return await connection.execute(statement, params)
 
 
 @asynccontextmanager

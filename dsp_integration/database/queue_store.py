@@ -44,6 +44,7 @@ from dsp_integration.contracts import (
     polled_after_post,
 )
 from dsp_integration.database import audit_log
+from dsp_integration.database.engine import execute_core
 from dsp_integration.database.models import QueuedEntity
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
@@ -162,12 +163,11 @@ async def load_snapshot(
 ) -> EntitySnapshot | None:
     """The entity, its dependencies' state and (unless told not to) its open dependants, in
     one statement (so one round trip and one snapshot)."""
-    found = (
-        await session.execute(_snapshot_statement(count_dependants), {"key": key})
+    row = (
+        await execute_core(session, _snapshot_statement(count_dependants), {"key": key})
     ).one_or_none()
-    if found is None:
+    if row is None:
         return None
-    row, dependencies, dependants_count = found
     return EntitySnapshot(
         key=row.key,
         batch=row.batch,
@@ -178,8 +178,8 @@ async def load_snapshot(
         dsp_id=row.dsp_id,
         dsp_status=row.dsp_status,
         reason=row.reason,
-        dependencies=[DependencySnapshot.model_validate(dep) for dep in dependencies],
-        dependants=int(dependants_count),
+        dependencies=[DependencySnapshot.model_validate(dep) for dep in row.dependencies],
+        dependants=int(row.dependants),
         priority=stored_level(row.priority),
         fairness_weight=row.fairness_weight,
     )
@@ -194,7 +194,7 @@ def stored_level(stored: str | None) -> PriorityLevel:
 
 
 @cache
-def _priority_and_age_statement(collection: str | None) -> Select[Any]:
+def _priority_and_age_statement(collection: str | None) -> Select[Any, Any]:
     """Built once per collection (see `_record_statement`); binds `key`."""
     key = bindparam("key", type_=String)
     age: Any = literal(None)
@@ -211,8 +211,8 @@ async def priority_and_round_age(
     """The entity's priority now (None for an unknown key) and, given its type's
     `collection`, the seconds since its latest accepted POST or PUT (None if none), in one
     statement."""
-    row = (await session.execute(_priority_and_age_statement(collection), {"key": key})).one()
-    stored, seconds = row
+    row = (await execute_core(session, _priority_and_age_statement(collection), {"key": key})).one()
+    stored, seconds = tuple(row)
     return (
         None if stored is None else stored_level(stored),
         None if seconds is None else float(seconds),
@@ -377,7 +377,8 @@ async def record_status(
         list_dependants=list_dependants,
     )
     found = (
-        await session.execute(
+        await execute_core(
+            session,
             _record_statement(shape),
             {
                 "entity_key": change.key,
@@ -443,24 +444,40 @@ async def dependants_page(
     """The next `limit` dependants to tell (keys after `after`, in key order) about `key`
     standing at `status` in `payload_version`; None once that is no longer so (a newer
     version was stored, or the entity moved on), so a superseded outcome stops spreading."""
-    current = await session.execute(
-        select(QueuedEntity.payload_version, QueuedEntity.status).where(QueuedEntity.key == key)
-    )
+    current = await execute_core(session, _version_and_status_statement(), {"key": key})
     row = current.one_or_none()
     if row is None or row.payload_version != payload_version:
         return None
     if status in TERMINAL_STATUSES and row.status != status.value:
         return None
-    rows = await session.scalars(
+    rows = await execute_core(
+        session,
+        _dependants_page_statement(include_blocked=status is EntityStatus.SUCCEEDED),
+        {"key": key, "after": after, "page_size": limit},
+    )
+    return list(rows.scalars())
+
+
+@cache
+def _version_and_status_statement() -> Select[int, str]:
+    """Built once (see `_record_statement`); binds `key`."""
+    return select(QueuedEntity.payload_version, QueuedEntity.status).where(
+        QueuedEntity.key == bindparam("key", type_=String)
+    )
+
+
+@cache
+def _dependants_page_statement(*, include_blocked: bool) -> Select[Any]:
+    """Built once per kind (see `_record_statement`); binds `key`, `after`, `page_size`."""
+    return (
         select(QueuedEntity.key)
         .where(
-            _dependant_to_tell(key, include_blocked=status is EntityStatus.SUCCEEDED),
-            QueuedEntity.key > after,
+            _dependant_to_tell(bindparam("key", type_=String), include_blocked=include_blocked),
+            QueuedEntity.key > bindparam("after", type_=String),
         )
         .order_by(QueuedEntity.key)
-        .limit(limit)
+        .limit(bindparam("page_size", type_=Integer))
     )
-    return list(rows)
 
 
 async def reopen_blocked(session: AsyncSession, key: str) -> list[str]:

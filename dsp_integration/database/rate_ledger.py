@@ -28,14 +28,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
+from functools import cache
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    DateTime,
     Delete,
     Integer,
     Interval,
     String,
+    Text,
     Update,
     bindparam,
     delete,
@@ -48,7 +51,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dsp_integration.database.audit_log import RequestAnswer, RequestEntry, answer_request
+from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
+from dsp_integration.database.engine import execute_core
 from dsp_integration.database.models import AuditRecord, RateLedgerEntry, RatePause, RateWaiter
 
 LEDGER_LOCK_ID = 727_002
@@ -250,17 +254,47 @@ async def complete_request(
     """`complete_slot` and the request's audit row, in one statement: the row takes the
     answer; without one, it stays unanswered if the request may have left (`sent`), and
     goes if nothing was sent (a call cancelled between its grant and its send)."""
-    completion = _slot_completion(slot_id, arrived_by).cte("completion")
-    statement: Update | Delete
-    if answer is not None:
-        statement = answer_request(audit_id, answer)
-    elif not sent:
-        statement = delete(AuditRecord).where(AuditRecord.id == audit_id)
-    else:
+    if answer is None and sent:
         await complete_slot(session, slot_id, arrived_by)
         return
-    await session.execute(
-        statement.add_cte(completion).execution_options(synchronize_session=False)
+    params: dict[str, object] = {"slot_id": slot_id, "arrived_by": arrived_by, "audit_id": audit_id}
+    if answer is not None:
+        params |= {
+            "answer_status": answer.response_status,
+            "answer_body": answer.response_body,
+            "answer_error": answer.error,
+        }
+    await execute_core(session, _request_completion_statement(answered=answer is not None), params)
+
+
+@cache
+def _request_completion_statement(*, answered: bool) -> Update | Delete:
+    """Built once per kind (every DSP request completes one): completes the slot and answers
+    the audit row, or deletes it. Binds `slot_id`, `arrived_by`, `audit_id` and, answered,
+    `answer_status`, `answer_body`, `answer_error`."""
+    arrived_by = bindparam("arrived_by", type_=DateTime(timezone=True))
+    completion = (
+        update(RateLedgerEntry)
+        .where(
+            RateLedgerEntry.id == bindparam("slot_id", type_=BigInteger),
+            RateLedgerEntry.granted_at > arrived_by,
+        )
+        .values(granted_at=arrived_by)
+        .cte("completion")
+    )
+    audit_id = bindparam("audit_id", type_=BigInteger)
+    if not answered:
+        return delete(AuditRecord).where(AuditRecord.id == audit_id).add_cte(completion)
+    return (
+        update(AuditRecord)
+        .where(AuditRecord.id == audit_id)
+        .values(
+            response_status=bindparam("answer_status", type_=Integer),
+            response_body=bindparam("answer_body", type_=Text),
+            error=bindparam("answer_error", type_=Text),
+            finished_at=func.clock_timestamp(),
+        )
+        .add_cte(completion)
     )
 
 

@@ -192,10 +192,12 @@ def build_workers(
         activities=[
             queue.load_entity,
             queue.record_status,
+            queue.finish_entity,
             queue.submission_may_have_landed,
             queue.notify_dependants,
             queue.reopen_blocked,
             planner.plan_next_poll,
+            planner.start_polling,
             fan_out.tell_dependants,
             reconciler.restart_orphaned_entities,
         ],

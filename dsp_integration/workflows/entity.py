@@ -38,9 +38,11 @@ with workflow.unsafe.imports_passed_through():
         EntityStatus,
         EntityWorkflowInput,
         ErrorType,
+        FinishEntityInput,
         LoadEntityInput,
         NotifyDependantsInput,
         PollCarry,
+        PollPlan,
         PollPlanInput,
         PollStatusInput,
         PriorityLevel,
@@ -49,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         ReplaceEntityInput,
         ReprioritiseRequest,
         ResubmitRequest,
+        StartPollingInput,
         SubmissionCheckInput,
         SubmitEntityInput,
         SubmitEntityResult,
@@ -85,6 +88,9 @@ LAST_WORD_WINS_PATCH = "last-word-wins"
 # already decides it (an advertiser, active at once) goes to its ending without recording
 # `polling` first. Runs started with `EntityWorkflowInput.lean` are lean without the patch.
 LEAN_HISTORY_PATCH = "lean-history"
+# Choices that need no marker ride on `load_entity`'s recorded result instead, so a run keeps
+# the choice of the worker that loaded it: `EntitySnapshot.publish_submitting`,
+# `EntitySnapshot.combined_records` (fewer local activities and upserts, issue 13).
 # A DSP call still waiting in the DSP queue when the batch's level or weight changes is
 # cancelled and scheduled again with the new priority (issue 11). Decided when a change first
 # meets a waiting call, the only point where the commands differ.
@@ -276,9 +282,12 @@ class EntityWorkflow:
                 # Cancelled while the POST was in flight: it exists at the DSP now, so archive it.
                 return await self._archive(snapshot, dsp_id)
             decided = service_status_for(snapshot.entity_type, dsp_status) is not None
-            if not (self._lean_history and decided):
+            plan = None
+            if snapshot.combined_records and not decided:
+                plan = await self._start_polling(snapshot)
+            elif not (self._lean_history and decided):
                 await self._record(snapshot, EntityStatus.POLLING)
-            return await self._poll_until_decided(snapshot, dsp_id, dsp_status, 0)
+            return await self._poll_until_decided(snapshot, dsp_id, dsp_status, 0, plan)
 
     def _know_dependencies(self, snapshot: EntitySnapshot) -> None:
         """Start from the dependencies as loaded; signals of their versions overlay them."""
@@ -429,8 +438,17 @@ class EntityWorkflow:
         )
 
     async def _poll_until_decided(
-        self, snapshot: EntitySnapshot, dsp_id: str, dsp_status: str, polls: int
+        self,
+        snapshot: EntitySnapshot,
+        dsp_id: str,
+        dsp_status: str,
+        polls: int,
+        plan: PollPlan | None = None,
     ) -> _Ending | _Restart:
+        """Poll until the DSP decides; `plan` is the first wait's when `start_polling` made
+        it. With `combined_records`, `DspStatus=polling` is published once a poll finds the
+        review still open: an entity decided by its first poll never shows it in the web UI
+        (the queue row and the `state` query do), and a visibility write is saved."""
         self._state.dsp_id, self._state.dsp_status = dsp_id, dsp_status
         self._state.polls = polls
         polls_this_run = 0
@@ -439,7 +457,8 @@ class EntityWorkflow:
             if polls_this_run >= MAX_POLLS_PER_RUN and not self._interrupted(snapshot):
                 self._continue_polling_in_new_run(snapshot, dsp_id, dsp_status, polls)
             if not (self._last_word_wins and self._interrupted(snapshot)):
-                await self._wait_before_poll(snapshot, polls)
+                await self._wait_before_poll(snapshot, polls, plan)
+            plan = None
             if self._resubmitted(snapshot):
                 return RESTART
             if self._cancel is not None:
@@ -459,6 +478,8 @@ class EntityWorkflow:
                 self._state.dsp_status = dsp_status
                 if service_status_for(snapshot.entity_type, dsp_status) is None:
                     await self._record(snapshot, EntityStatus.POLLING)
+            elif snapshot.combined_records:
+                self._publish_status(snapshot, EntityStatus.POLLING)
         if self._resubmitted(snapshot):
             return RESTART
         status = service_status_for(snapshot.entity_type, dsp_status)
@@ -482,13 +503,31 @@ class EntityWorkflow:
             )
         )
 
-    async def _wait_before_poll(self, snapshot: EntitySnapshot, polls: int) -> None:
-        """Sleep as long as the planner says, or until the user interrupts."""
+    async def _start_polling(self, snapshot: EntitySnapshot) -> PollPlan:
+        self._state.status = EntityStatus.POLLING
         plan = await workflow.execute_local_activity_method(
-            PollPlanner.plan_next_poll,
-            PollPlanInput(key=snapshot.key, entity_type=snapshot.entity_type, polls=polls),
-            start_to_close_timeout=timedelta(seconds=10),
+            PollPlanner.start_polling,
+            StartPollingInput(
+                record=self._status_change(snapshot, EntityStatus.POLLING),
+                plan=PollPlanInput(key=snapshot.key, entity_type=snapshot.entity_type, polls=0),
+            ),
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=RECORD_RETRY_POLICY,
         )
+        self._set_level(plan.priority)
+        return plan
+
+    async def _wait_before_poll(
+        self, snapshot: EntitySnapshot, polls: int, plan: PollPlan | None = None
+    ) -> None:
+        """Sleep as long as the planner says (or `plan`, made already), or until the user
+        interrupts."""
+        if plan is None:
+            plan = await workflow.execute_local_activity_method(
+                PollPlanner.plan_next_poll,
+                PollPlanInput(key=snapshot.key, entity_type=snapshot.entity_type, polls=polls),
+                start_to_close_timeout=timedelta(seconds=10),
+            )
         self._set_level(plan.priority)
         self._state.next_poll_at = workflow.now() + timedelta(seconds=plan.interval)
         try:
@@ -635,18 +674,15 @@ class EntityWorkflow:
         self._state.status = ending.status
         self._state.reason = ending.reason
         self._publish_status(snapshot, ending.status)
-        result = await self._queue_activity(
-            QueueActivities.record_status,
-            RecordStatusInput(
-                key=snapshot.key,
-                status=ending.status,
-                payload_version=snapshot.payload_version,
-                dsp_id=self._state.dsp_id,
-                dsp_status=self._state.dsp_status,
-                reason=ending.reason,
-                blocked_by=ending.blocked_by,
-                count_dependants=self._last_word_wins,
-            ),
+        change = RecordStatusInput(
+            key=snapshot.key,
+            status=ending.status,
+            payload_version=snapshot.payload_version,
+            dsp_id=self._state.dsp_id,
+            dsp_status=self._state.dsp_status,
+            reason=ending.reason,
+            blocked_by=ending.blocked_by,
+            count_dependants=self._last_word_wins,
         )
         root = None
         if ending.status is not EntityStatus.SUCCEEDED:
@@ -659,9 +695,23 @@ class EntityWorkflow:
             blocked_by=root,
             payload_version=snapshot.payload_version if self._last_word_wins else 0,
         )
+        if self._last_word_wins and snapshot.combined_records:
+            result = await workflow.execute_local_activity_method(
+                QueueActivities.finish_entity,
+                FinishEntityInput(record=change, outcome=outcome, tell_up_to=LOCAL_FAN_OUT_LIMIT),
+                start_to_close_timeout=RECORD_TIMEOUT,
+                retry_policy=RECORD_RETRY_POLICY,
+            )
+        else:
+            result = await self._queue_activity(QueueActivities.record_status, change)
         if self._last_word_wins:
             # An outcome of a superseded version goes nowhere.
-            if result.recorded and result.dependants_to_tell and not self._resubmitted(snapshot):
+            if (
+                result.recorded
+                and result.dependants_to_tell
+                and result.told is None
+                and not self._resubmitted(snapshot)
+            ):
                 await self._tell_dependants(snapshot, outcome, result.dependants_to_tell)
             return
         if result.dependants:
@@ -705,16 +755,18 @@ class EntityWorkflow:
         if publish:
             self._publish_status(snapshot, status)
         result = await self._queue_activity(
-            QueueActivities.record_status,
-            RecordStatusInput(
-                key=snapshot.key,
-                status=status,
-                payload_version=snapshot.payload_version,
-                dsp_id=self._state.dsp_id,
-                dsp_status=self._state.dsp_status,
-            ),
+            QueueActivities.record_status, self._status_change(snapshot, status)
         )
         self._set_level(result.priority)
+
+    def _status_change(self, snapshot: EntitySnapshot, status: EntityStatus) -> RecordStatusInput:
+        return RecordStatusInput(
+            key=snapshot.key,
+            status=status,
+            payload_version=snapshot.payload_version,
+            dsp_id=self._state.dsp_id,
+            dsp_status=self._state.dsp_status,
+        )
 
     def _publish_status(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
         """Upsert `DspStatus` (and type and batch when the starter did not set them) for the

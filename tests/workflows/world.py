@@ -69,6 +69,7 @@ from dsp_integration.contracts import (
     ReplaceEntityInput,
     ReprioritiseRequest,
     ResubmitRequest,
+    StartPollingInput,
     SubmitEntityInput,
     SubmitEntityResult,
     TellDependantsResult,
@@ -79,6 +80,7 @@ from dsp_integration.contracts.search_attributes import (
     DSP_ENTITY_KEY,
     DSP_ENTITY_TYPE,
     DSP_STATUS,
+    entity_search_attributes,
 )
 from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.engine import SessionFactory
@@ -391,11 +393,13 @@ class World:
             activities=[
                 queue.load_entity,
                 queue.record_status,
+                queue.finish_entity,
                 queue.submission_may_have_landed,
                 queue.notify_dependants,
                 queue.reopen_blocked,
                 fan_out.tell_dependants,
                 self.plan_next_poll,
+                self.start_polling,
             ],
             # Cancellations reach a DSP call through its heartbeats: deliver them at once.
             max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
@@ -417,7 +421,9 @@ class World:
         async with workflow_worker, dsp_worker:
             yield
 
-    async def start(self, key: str) -> WorkflowHandle[Any, EntityState]:
+    async def start(self, key: str, *, published: bool = False) -> WorkflowHandle[Any, EntityState]:
+        """Start the workflow of `key`; `published`, with the key as a search attribute, as the
+        client starts it (the run then publishes its type, batch and status)."""
         return await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
             EntityWorkflowInput(key=key, lean=True),
@@ -425,6 +431,7 @@ class World:
             task_queue=self.task_queue,
             result_type=EntityState,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            search_attributes=entity_search_attributes(key) if published else None,
         )
 
     async def cancel(self, key: str, reason: str = "cancelled by user") -> None:
@@ -539,6 +546,13 @@ class World:
         async with self.sessions() as session:
             priority, _ = await queue_store.priority_and_round_age(session, request.key, None)
         return PollPlan(interval=self.plan(request.polls), priority=priority)
+
+    @activity.defn(name="start_polling")
+    async def start_polling(self, request: StartPollingInput) -> PollPlan:
+        """The real record of `polling`, then this planner's plan."""
+        async with self.sessions() as session, session.begin():
+            await queue_store.record_status(session, request.record)
+        return await self.plan_next_poll(request.plan)
 
     # --- DSP activities ----------------------------------------------------------------
     async def _enter(self, op: str, key: str, **details: Any) -> DspCall:
@@ -687,6 +701,11 @@ class _QueueLog(Interceptor):
         return _LoggedActivity(next, self.world)
 
 
+# The queue activities that record a status change (`start_polling`, `finish_entity`: with
+# the first poll's plan, with telling a few dependants).
+RECORDING_ACTIVITIES = frozenset({"record_status", "start_polling", "finish_entity"})
+
+
 class _LoggedActivity(ActivityInboundInterceptor):
     def __init__(self, next: ActivityInboundInterceptor, world: World) -> None:
         super().__init__(next)
@@ -695,8 +714,9 @@ class _LoggedActivity(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         world = self._world
         name = activity.info().activity_type
-        if name == "record_status":
-            [change] = input.args
+        if name in RECORDING_ACTIVITIES:
+            [request] = input.args
+            change = request if name == "record_status" else request.record
             assert isinstance(change, RecordStatusInput)
             async with world._versions[change.key]:
                 result = await super().execute_activity(input)
@@ -705,6 +725,8 @@ class _LoggedActivity(ActivityInboundInterceptor):
                 version = await world._payload_version(change.key)
             taken = version == change.payload_version
             (world.records if taken else world.stale_records).append(change)
+            if name == "finish_entity" and result.told is not None:
+                world.told.append((request.outcome, result.told))
             return result
         result = await super().execute_activity(input)
         if name == "load_entity":

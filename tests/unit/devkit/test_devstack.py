@@ -31,7 +31,12 @@ from devkit.stack.postgres import (
     without_password,
 )
 from devkit.stack.process import ManagedProcess
-from devkit.stack.temporal_server import DYNAMIC_CONFIG, SEARCH_ATTRIBUTES, TemporalDevServer
+from devkit.stack.temporal_server import (
+    DEV_SERVER_GOGC,
+    DYNAMIC_CONFIG,
+    SEARCH_ATTRIBUTES,
+    TemporalDevServer,
+)
 from devkit.stack.up import read_stack_file, write_stack_file
 from dsp_integration.config.settings import PROJECT_ROOT
 
@@ -42,6 +47,10 @@ async def _select_one(url: str) -> int:
         return await connection.fetchval("SELECT 1")
     finally:
         await connection.close()
+
+
+def process_environ(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
 
 
 async def test_temporal_dev_server_serves_search_attributes_and_survives_restart(
@@ -56,6 +65,11 @@ async def test_temporal_dev_server_serves_search_attributes_and_survives_restart
         assert f"--dynamic-config-value {key}={json.dumps(value)}" in command
     with server:
         assert server.startup_seconds is not None and server.startup_seconds < 30
+        # Its Go runtime collects garbage less often (DEV_SERVER_GOGC), unless told otherwise.
+        assert server.pid is not None
+        environ = process_environ(server.pid)
+        gogc = os.environ.get("GOGC", str(DEV_SERVER_GOGC))
+        assert f"GOGC={gogc}".encode() in environ
         client = await Client.connect(server.address)
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="default")
