@@ -228,10 +228,16 @@ async def try_take_slot(
     return replace(refused, wait_seconds=max(wait, 0.001))
 
 
-def _slot_completion(slot_id: int, arrived_by: datetime) -> Update:
+@cache
+def _slot_completion_statement() -> Update:
+    """Built once (every DSP request completes a slot); binds `slot_id`, `arrived_by`."""
+    arrived_by = bindparam("arrived_by", type_=DateTime(timezone=True))
     return (
         update(RateLedgerEntry)
-        .where(RateLedgerEntry.id == slot_id, RateLedgerEntry.granted_at > arrived_by)
+        .where(
+            RateLedgerEntry.id == bindparam("slot_id", type_=BigInteger),
+            RateLedgerEntry.granted_at > arrived_by,
+        )
         .values(granted_at=arrived_by)
     )
 
@@ -239,7 +245,9 @@ def _slot_completion(slot_id: int, arrived_by: datetime) -> Update:
 async def complete_slot(session: AsyncSession, slot_id: int, arrived_by: datetime) -> None:
     """The answer is back, so the request arrived by `arrived_by` (database clock): it
     counts from then, not from the `hold` bound."""
-    await session.execute(_slot_completion(slot_id, arrived_by))
+    await execute_core(
+        session, _slot_completion_statement(), {"slot_id": slot_id, "arrived_by": arrived_by}
+    )
 
 
 async def complete_request(
@@ -270,18 +278,9 @@ async def complete_request(
 @cache
 def _request_completion_statement(*, answered: bool) -> Update | Delete:
     """Built once per kind (every DSP request completes one): completes the slot and answers
-    the audit row, or deletes it. Binds `slot_id`, `arrived_by`, `audit_id` and, answered,
-    `answer_status`, `answer_body`, `answer_error`."""
-    arrived_by = bindparam("arrived_by", type_=DateTime(timezone=True))
-    completion = (
-        update(RateLedgerEntry)
-        .where(
-            RateLedgerEntry.id == bindparam("slot_id", type_=BigInteger),
-            RateLedgerEntry.granted_at > arrived_by,
-        )
-        .values(granted_at=arrived_by)
-        .cte("completion")
-    )
+    the audit row, or deletes it. Binds `_slot_completion_statement`'s values, `audit_id`
+    and, answered, `answer_status`, `answer_body`, `answer_error`."""
+    completion = _slot_completion_statement().cte("completion")
     audit_id = bindparam("audit_id", type_=BigInteger)
     if not answered:
         return delete(AuditRecord).where(AuditRecord.id == audit_id).add_cte(completion)

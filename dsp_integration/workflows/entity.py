@@ -674,12 +674,9 @@ class EntityWorkflow:
         self._state.status = ending.status
         self._state.reason = ending.reason
         self._publish_status(snapshot, ending.status)
-        change = RecordStatusInput(
-            key=snapshot.key,
-            status=ending.status,
-            payload_version=snapshot.payload_version,
-            dsp_id=self._state.dsp_id,
-            dsp_status=self._state.dsp_status,
+        change = self._status_change(
+            snapshot,
+            ending.status,
             reason=ending.reason,
             blocked_by=ending.blocked_by,
             count_dependants=self._last_word_wins,
@@ -696,11 +693,9 @@ class EntityWorkflow:
             payload_version=snapshot.payload_version if self._last_word_wins else 0,
         )
         if self._last_word_wins and snapshot.combined_records:
-            result = await workflow.execute_local_activity_method(
+            result = await self._queue_activity(
                 QueueActivities.finish_entity,
                 FinishEntityInput(record=change, outcome=outcome, tell_up_to=LOCAL_FAN_OUT_LIMIT),
-                start_to_close_timeout=RECORD_TIMEOUT,
-                retry_policy=RECORD_RETRY_POLICY,
             )
         else:
             result = await self._queue_activity(QueueActivities.record_status, change)
@@ -759,13 +754,17 @@ class EntityWorkflow:
         )
         self._set_level(result.priority)
 
-    def _status_change(self, snapshot: EntitySnapshot, status: EntityStatus) -> RecordStatusInput:
+    def _status_change(
+        self, snapshot: EntitySnapshot, status: EntityStatus, **details: Any
+    ) -> RecordStatusInput:
+        """`status` for the row of the loaded version, with the DSP facts known now."""
         return RecordStatusInput(
             key=snapshot.key,
             status=status,
             payload_version=snapshot.payload_version,
             dsp_id=self._state.dsp_id,
             dsp_status=self._state.dsp_status,
+            **details,
         )
 
     def _publish_status(self, snapshot: EntitySnapshot, status: EntityStatus) -> None:
