@@ -6,10 +6,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from dsp_integration.contracts import (
     ArchiveEntityInput,
+    CreatedEntity,
     DspStatusResult,
+    ErrorType,
     PollStatusInput,
     ReplaceEntityInput,
     SubmitEntityInput,
@@ -33,7 +36,13 @@ class DspActivities:
 
     def all(self) -> list[Callable[..., Awaitable[Any]]]:
         """Every DSP activity, as the DSP worker registers them."""
-        return [self.submit_entity, self.poll_status, self.replace_entity, self.archive_entity]
+        return [
+            self.submit_entity,
+            self.find_created_entity,
+            self.poll_status,
+            self.replace_entity,
+            self.archive_entity,
+        ]
 
     @activity.defn
     @auto_heartbeat
@@ -46,6 +55,25 @@ class DspActivities:
         )
         dsp_id, dsp_status = parse_created(exchange)
         return SubmitEntityResult(dsp_id=dsp_id, dsp_status=dsp_status)
+
+    @activity.defn
+    @auto_heartbeat
+    async def find_created_entity(self, request: SubmitEntityInput) -> CreatedEntity:
+        """What a POST whose answer was lost created. The same Idempotency-Key and body
+        replay the original answer; a request the DSP never took is taken now, so what it
+        creates is the key's entity either way. A refusal (422, or 409 reference_not_ready,
+        which a replay never answers) means nothing was created."""
+        try:
+            exchange = await self._gateway.call(
+                request.key,
+                create_request(request.entity_type, request.body, request.idempotency_key),
+            )
+        except ApplicationError as err:
+            if err.type in (ErrorType.DSP_REJECTED, ErrorType.DSP_REFERENCE_NOT_READY):
+                return CreatedEntity()
+            raise
+        dsp_id, dsp_status = parse_created(exchange)
+        return CreatedEntity(dsp_id=dsp_id, dsp_status=dsp_status)
 
     @activity.defn
     @auto_heartbeat

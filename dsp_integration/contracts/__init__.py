@@ -11,6 +11,7 @@ from dsp_integration.contracts.entity_types import (
 from dsp_integration.contracts.messages import (
     ArchiveEntityInput,
     CancelRequest,
+    CreatedEntity,
     DependencyOutcome,
     DependencySnapshot,
     DspStatusResult,
@@ -117,6 +118,7 @@ __all__ = [
     "CallLane",
     "CallOrder",
     "CancelRequest",
+    "CreatedEntity",
     "DependencyOutcome",
     "DependencySnapshot",
     "DspCallKind",

@@ -224,6 +224,13 @@ class SubmitEntityResult(BaseModel):
     dsp_status: str
 
 
+class CreatedEntity(BaseModel):
+    """What an unanswered POST created at the DSP: its id and status, or None: nothing."""
+
+    dsp_id: str | None = None
+    dsp_status: str | None = None
+
+
 class PollStatusInput(BaseModel):
     key: str
     entity_type: EntityType

@@ -211,7 +211,10 @@ class ErrorType(StrEnum):
     DSP_NOT_FOUND = "DspNotFound"  # 404 on an id we hold
     DSP_UNAUTHORIZED = "DspUnauthorized"  # 401: operator problem, retried until fixed
     DSP_RATE_LIMITED = "DspRateLimited"  # 429, retried after Retry-After
-    DSP_TRANSIENT = "DspTransient"  # 5xx, timeouts, bad bodies, 409 reference_not_ready
+    DSP_TRANSIENT = "DspTransient"  # 5xx, timeouts, bad bodies
+    # 409 reference_not_ready: retried like a transient fault; to a replayed POST it also
+    # says that the original request created nothing (a replay answers 201).
+    DSP_REFERENCE_NOT_READY = "DspReferenceNotReady"
     UNKNOWN_ENTITY = "UnknownEntity"  # a workflow for a key that is not in dsp_entity_queue
 
 

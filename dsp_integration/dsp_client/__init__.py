@@ -6,6 +6,7 @@ row around the raw exchange before deciding whether to retry."""
 from dsp_integration.dsp_client.client import DspClient, build_http_client
 from dsp_integration.dsp_client.exchange import MAX_STORED_BODY_BYTES, DspExchange
 from dsp_integration.dsp_client.outcome import (
+    REFERENCE_NOT_READY,
     DspOutcome,
     DspResponseError,
     OutcomeKind,
@@ -24,6 +25,7 @@ from dsp_integration.dsp_client.requests import (
 
 __all__ = [
     "MAX_STORED_BODY_BYTES",
+    "REFERENCE_NOT_READY",
     "DspClient",
     "DspExchange",
     "DspOutcome",

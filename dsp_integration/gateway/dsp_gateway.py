@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from dsp_integration.contracts import ErrorType
 from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
 from dsp_integration.dsp_client import (
+    REFERENCE_NOT_READY,
     DspClient,
     DspExchange,
     DspOutcome,
@@ -153,9 +154,10 @@ def _raise_unless_ok(key: str, request: DspRequest, outcome: DspOutcome) -> None
             return
         case OutcomeKind.TRANSIENT:
             delay = timedelta(seconds=outcome.retry_after) if outcome.retry_after else None
+            not_ready = outcome.code == REFERENCE_NOT_READY
             raise ApplicationError(
                 f"{where}: {outcome.message}",
-                type=ErrorType.DSP_TRANSIENT,
+                type=ErrorType.DSP_REFERENCE_NOT_READY if not_ready else ErrorType.DSP_TRANSIENT,
                 next_retry_delay=delay,
             )
         case OutcomeKind.UNAUTHORIZED:

@@ -52,6 +52,7 @@ from dsp_integration.contracts import (
     SIGNAL_REPRIORITISE,
     ArchiveEntityInput,
     CancelRequest,
+    CreatedEntity,
     DependencyOutcome,
     DspStatusResult,
     EntitySnapshot,
@@ -411,6 +412,7 @@ class World:
             interceptors=[self._in_flight],
             activities=[
                 self.submit_entity,
+                self.find_created_entity,
                 self.poll_status,
                 self.replace_entity,
                 self.archive_entity,
@@ -664,6 +666,23 @@ class World:
                 )
         status, _ = entity.status_at(call.at)
         return SubmitEntityResult(dsp_id=entity.dsp_id, dsp_status=status)
+
+    @activity.defn(name="find_created_entity")
+    async def find_created_entity(self, request: SubmitEntityInput) -> CreatedEntity:
+        """The POST replayed with the same Idempotency-Key: the entity an earlier attempt
+        created, or (the DSP never took it) one created now."""
+        call = await self._enter(
+            "find_out", request.key, idempotency_key=request.idempotency_key, body=request.body
+        )
+        known = self.idempotency.get(request.idempotency_key)
+        if known is not None:
+            entity = self.dsp[known]
+            call.dsp_id = known
+        else:
+            entity = self._place(call, request.entity_type, None, request.body)
+            self.idempotency[request.idempotency_key] = entity.dsp_id
+        status, _ = entity.status_at(call.at)
+        return CreatedEntity(dsp_id=entity.dsp_id, dsp_status=status)
 
     @activity.defn(name="replace_entity")
     async def replace_entity(self, request: ReplaceEntityInput) -> DspStatusResult:
