@@ -1,9 +1,9 @@
 """Record the histories that `test_replay.py` replays: representative runs of the entity
 workflow against the real queue table and a fake DSP, on the time-skipping test server.
 
-Run from the project root after a deliberate change of what the workflow records. It
-overwrites the files: while runs of the old code may still be open, keep the old histories
-under other names so they are still replayed.
+Run from the project root when a release is made: the histories go to
+tests/histories/<the version in pyproject.toml>/, beside those of earlier releases whose runs
+may still be open (README, "Changing a workflow safely").
 
     .venv/bin/python -m tests.workflows.record_histories [OUT_DIR] [--only SCENARIO ...]
 
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import tempfile
+import tomllib
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_databa
 from dsp_integration.contracts import EntityStatus, EntityType, PriorityLevel
 from dsp_integration.database.engine import SessionFactory, open_database
 from dsp_integration.database.migrate import upgrade
+from dsp_integration.workflows.entity import LOCAL_FAN_OUT_LIMIT
 from tests.workflows.world import World, start_test_env
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -174,6 +176,47 @@ async def rekey_queued_post(world: World) -> str:
     return acme
 
 
+async def many_dependants(world: World) -> str:
+    """An advertiser with more dependants than its ending's local activity tells: the rest
+    are told by the regular, heartbeating `tell_dependants`."""
+    acme = await world.add("acme", EntityType.ADVERTISERS)
+    campaigns = [
+        await world.add(f"spring{i}", EntityType.CAMPAIGNS, refs=["acme"])
+        for i in range(LOCAL_FAN_OUT_LIMIT + 5)
+    ]
+    for campaign in campaigns:
+        await world.start(campaign)
+    await world.start(acme)
+    for campaign in campaigns:
+        _expect((await world.result(campaign)).status, EntityStatus.SUCCEEDED, "many_dependants")
+    return acme
+
+
+async def resubmit_on_the_way(world: World) -> str:
+    """A resubmit while the POST's answer is on its way: the entity it names takes the new
+    version as a PUT."""
+    acme = await world.add("acme", EntityType.ADVERTISERS)
+    answer = world.hold_answer(acme)
+    await world.start(acme)
+    await world.until(lambda: len(world.dsp_calls(acme, "submit")) == 1)
+    await world.resubmit(acme)
+    answer.set()
+    _expect((await world.result(acme)).status, EntityStatus.SUCCEEDED, "resubmit_on_the_way")
+    return acme
+
+
+async def lost_post_found_out(world: World) -> str:
+    """A cancel while a POST whose answer was lost waits to be retried: what it created is
+    found out and archived."""
+    acme = await world.add("acme", EntityType.ADVERTISERS)
+    world.lose_answers(acme)
+    await world.start(acme)
+    await world.until(lambda: [c.outcome for c in world.dsp_calls(acme)] == ["lost"])
+    await world.cancel(acme)
+    _expect((await world.result(acme)).status, EntityStatus.CANCELLED, "lost_post_found_out")
+    return acme
+
+
 SCENARIOS: dict[str, Scenario] = {
     "happy_path": happy_path,
     "rejection": rejection,
@@ -184,6 +227,9 @@ SCENARIOS: dict[str, Scenario] = {
     "cancel_queued_post": cancel_queued_post,
     "held_back": held_back,
     "rekey_queued_post": rekey_queued_post,
+    "many_dependants": many_dependants,
+    "resubmit_on_the_way": resubmit_on_the_way,
+    "lost_post_found_out": lost_post_found_out,
 }
 
 
@@ -224,10 +270,15 @@ async def record_all(server_url: str, out: Path, only: list[str] | None = None) 
     await asyncio.sleep(0.2)
 
 
+def _project_version() -> str:
+    with (HISTORIES.parent.parent / "pyproject.toml").open("rb") as file:
+        return str(tomllib.load(file)["project"]["version"])
+
+
 def main() -> None:
     """PostgreSQL is DATABASE_URL's server when set, else an embedded one for the run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", nargs="?", type=Path, default=HISTORIES)
+    parser.add_argument("out", nargs="?", type=Path, default=HISTORIES / _project_version())
     parser.add_argument(
         "--only", action="append", choices=sorted(SCENARIOS), help="record just this scenario"
     )

@@ -1,12 +1,14 @@
-"""Recorded histories of representative runs must replay on the current `EntityWorkflow`:
-a change that breaks running workflows fails here (use `workflow.patched` instead)."""
+"""The histories recorded at every supported release must replay on the current
+`EntityWorkflow`: a change that would break runs in flight fails here. README, "Changing a
+workflow safely", says what to do then (a patch, retired on schedule)."""
 
 from __future__ import annotations
 
-import json
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -16,8 +18,21 @@ from temporalio.workflow import NondeterminismError
 from dsp_integration.contracts import EntityWorkflowInput, workflow_id_for
 from dsp_integration.workflows.entity import EntityWorkflow
 
-HISTORIES = Path(__file__).resolve().parent.parent / "histories"
-REQUIRED = {"happy_path", "rejection", "cancel", "resubmit", "blocked_chain"}
+ROOT = Path(__file__).resolve().parents[2]
+HISTORIES = ROOT / "tests" / "histories"
+# One folder per release whose runs may still be open: tests/histories/<version>/.
+RELEASES = sorted((p for p in HISTORIES.iterdir() if p.is_dir()), key=lambda p: Version(p.name))
+REQUIRED = {
+    "happy_path",
+    "rejection",
+    "cancel",
+    "resubmit",
+    "blocked_chain",
+    "continued_review",
+    "many_dependants",
+    "resubmit_on_the_way",
+    "lost_post_found_out",
+}
 
 
 def load(path: Path) -> WorkflowHistory:
@@ -33,11 +48,27 @@ def replayer() -> Replayer:
     return Replayer(workflows=[EntityWorkflow], data_converter=pydantic_data_converter)
 
 
-def test_the_representative_histories_are_recorded() -> None:
-    assert REQUIRED <= {path.stem for path in HISTORIES.glob("*.json")}
+def project_version() -> Version:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        return Version(tomllib.load(file)["project"]["version"])
 
 
-@pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
+def test_the_latest_release_has_its_histories() -> None:
+    """A released version records its histories (`tests.workflows.record_histories
+    tests/histories/<version>`); between releases the newest folder is the last release's."""
+    version = project_version()
+    latest = RELEASES[-1]
+    if not version.is_devrelease:
+        assert latest.name == str(version)
+    assert Version(latest.name) <= version
+    assert {path.stem for path in latest.glob("*.json")} >= REQUIRED
+
+
+@pytest.mark.parametrize(
+    "path",
+    [path for release in RELEASES for path in sorted(release.glob("*.json"))],
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
 async def test_history_replays(path: Path) -> None:
     history = load(path)
     assert history.events[-1].event_type in {
@@ -48,31 +79,9 @@ async def test_history_replays(path: Path) -> None:
     await replayer().replay_workflow(history)
 
 
-async def test_a_lean_start_that_an_older_worker_ran_replays() -> None:
-    """During a rolling deploy an older worker may run a start that says `lean`: it ignores
-    the field and records the `lean-history` patch. This code reads that marker again."""
-    history = load(HISTORIES / "happy_path.v4.json")
-    started = history.events[0].workflow_execution_started_event_attributes
-    [payload] = started.input.payloads
-    start = json.loads(payload.data)
-    assert "lean" not in start
-    payload.data = json.dumps({**start, "lean": True}).encode()
-
-    await replayer().replay_workflow(history)
-
-
-def test_a_lean_start_records_no_patch_marker() -> None:
-    markers = [
-        e
-        for e in load(HISTORIES / "happy_path.json").events
-        if e.marker_recorded_event_attributes.marker_name == "core_patch"
-    ]
-    assert markers == []
-
-
 async def test_a_changed_command_order_fails_the_replay() -> None:
     """The replay really checks: swapping the first activity for another type is caught."""
-    history = load(HISTORIES / "happy_path.json")
+    history = load(RELEASES[-1] / "happy_path.json")
     scheduled = next(
         e for e in history.events if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
     )
@@ -85,7 +94,7 @@ async def test_a_changed_command_order_fails_the_replay() -> None:
 async def test_a_changed_priority_still_replays() -> None:
     """Priority keys are not part of the determinism check (sdk-core compares a scheduled
     activity's id and type only), so changing how they are chosen needs no patch."""
-    history = load(HISTORIES / "happy_path.json")
+    history = load(RELEASES[-1] / "happy_path.json")
     changed = 0
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
