@@ -852,17 +852,16 @@ def _priority(
     kind: DspCallKind, snapshot: EntitySnapshot, level: PriorityLevel, weight: float
 ) -> Priority:
     """The priority key by the batch's level, the fairness key by the batch and the call's
-    lane (`CallOrder`), the weight by the batch's and the lane.
+    lane (`CallLane`), the weight by the batch's and the lane.
 
     Priority is not part of the replay check (sdk-core compares an activity's id and type
-    only), and `dependants`, the level, the weight, the order and the batch all come from
+    only), and `dependants`, the level, the weight and the batch all come from
     recorded local-activity results (`load_entity`, `record_status`, `plan_next_poll`) or
     signals, so it replays."""
-    order = snapshot.call_order
     return Priority(
-        priority_key=dsp_priority(kind, snapshot.dependants, level, order),
-        fairness_key=dsp_fairness_key(snapshot.batch, kind, snapshot.dependants, order),
-        fairness_weight=dsp_fairness_weight(kind, snapshot.dependants, weight, order),
+        priority_key=dsp_priority(kind, snapshot.dependants, level),
+        fairness_key=dsp_fairness_key(snapshot.batch, kind, snapshot.dependants),
+        fairness_weight=dsp_fairness_weight(kind, snapshot.dependants, weight),
     )
 
 
