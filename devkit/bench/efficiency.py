@@ -30,8 +30,9 @@ The floor, from the mock's actual processing times in the run:
   first request.
 
 Each run's figures go to `devkit/bench/out/efficiency-<label>.json` (`current`,
-`b8ed4d7-adaptive`, ...); the table and the plot (`devkit/bench/out/efficiency.png`) are drawn
-from the files present, so the runs can be made one at a time."""
+`b8ed4d7-poll_strategy=adaptive`, ...); the table and the plot
+(`devkit/bench/out/efficiency.png`) are drawn from the files present, so the runs can be
+made one at a time."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from dsp_integration.config.settings import PROJECT_ROOT
 
 CURRENT = "current"
 REVISIONS_DIR = Path(tempfile.gettempdir()) / "dsp-bench-revisions"
-_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9._=-]+")
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,12 @@ class WorkerCode:
 
     @property
     def label(self) -> str:
-        """A name for file names and tables: `current`, or the revision and the values set
-        (`b8ed4d7-adaptive`)."""
+        """A name for file names and tables: `current`, or the revision and the switches set
+        (`b8ed4d7-poll_strategy=adaptive`)."""
         if self.revision is None:
             return CURRENT
-        return _LABEL_UNSAFE.sub("_", "-".join([self.revision, *(v for _, v in self.env)]))
+        switches = [f"{name.lower().removeprefix('dsp_')}={value}" for name, value in self.env]
+        return _LABEL_UNSAFE.sub("_", "-".join([self.revision, *switches]))
 
     def root(self) -> Path:
         """The folder whose `worker.py` the workers run, checked out first if need be."""

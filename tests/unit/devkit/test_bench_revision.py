@@ -22,7 +22,7 @@ def test_a_revision_with_the_switches_it_read() -> None:
     code = WorkerCode.parse("b8ed4d7:DSP_POLL_STRATEGY=adaptive,DSP_CALL_ORDER=tiers")
     assert code.revision == "b8ed4d7"
     assert code.env == (("DSP_POLL_STRATEGY", "adaptive"), ("DSP_CALL_ORDER", "tiers"))
-    assert code.label == "b8ed4d7-adaptive-tiers"
+    assert code.label == "b8ed4d7-poll_strategy=adaptive-call_order=tiers"
     assert WorkerCode.parse("main~3").label == "main_3"
 
 
