@@ -50,7 +50,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from devkit.bench.rate_limit import drive
-from devkit.bench.revision import CURRENT, WorkerCode
+from devkit.bench.revision import CURRENT, WorkerCode, worker_code_argument
 from devkit.bench.stack import StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, Workload, dag
 from devkit.mock_dsp.request_log import RequestRecord
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--revisions",
         nargs="+",
-        type=WorkerCode.parse,
+        type=worker_code_argument,
         default=[WorkerCode()],
         metavar="SPEC",
         help="current, or REV[:NAME=VALUE,...] (devkit/bench/revision.py)",

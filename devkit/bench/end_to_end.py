@@ -35,7 +35,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from devkit.bench.cost import BackendCpu, cpu_seconds, database_counters, per_entity_lines
-from devkit.bench.revision import WorkerCode
+from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.submit_10k import entity_lines, write_jsonl
 from dsp_integration.client.progress import wait_for_batch
@@ -330,7 +330,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--revision",
-        type=WorkerCode.parse,
+        type=worker_code_argument,
         default=WorkerCode(),
         metavar="SPEC",
         help="the workers' code: current, or REV[:NAME=VALUE,...] (devkit/bench/revision.py)",

@@ -37,7 +37,7 @@ from typing import Any
 
 from devkit.bench import fair_trace
 from devkit.bench.metrics import busy_utilisation
-from devkit.bench.revision import WorkerCode
+from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, advertiser, advertiser_trees
 from devkit.mock_dsp.request_log import RequestRecord, max_in_window
@@ -169,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--revision",
-        type=WorkerCode.parse,
+        type=worker_code_argument,
         default=WorkerCode(),
         metavar="SPEC",
         help="the workers' code: current, or REV[:NAME=VALUE,...] (devkit/bench/revision.py)",

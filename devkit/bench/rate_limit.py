@@ -22,7 +22,7 @@ from typing import Any
 
 from devkit.bench.metrics import RunMetrics, measure, share_of_posts
 from devkit.bench.plot import plot_run
-from devkit.bench.revision import WorkerCode
+from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import (
     FANOUT_LEAF_PREFIX,
@@ -271,7 +271,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=5.0)
     parser.add_argument(
         "--revision",
-        type=WorkerCode.parse,
+        type=worker_code_argument,
         default=WorkerCode(),
         metavar="SPEC",
         help="the workers' code: current, or REV[:NAME=VALUE,...] (devkit/bench/revision.py)",

@@ -18,6 +18,7 @@ whole bench from its worktree (devkit/bench/RESULTS.md, "Running the benchmarks"
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import tempfile
@@ -74,6 +75,14 @@ class WorkerCode:
             REVISIONS_DIR.mkdir(parents=True, exist_ok=True)
             _git("worktree", "add", "--detach", str(path), commit)
         return path
+
+
+def worker_code_argument(spec: str) -> WorkerCode:
+    """`WorkerCode.parse` for argparse's `type=`: a bad spec is a usage error with its reason."""
+    try:
+        return WorkerCode.parse(spec)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _git(*args: str) -> str:
