@@ -1,12 +1,18 @@
-"""DSP requests per entity and time to the last decision, against the floor, per poll strategy.
+"""DSP requests per entity and time to the last decision, against the floor, per worker code.
 
     DATABASE_URL=postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \\
-        .venv/bin/python -m devkit.bench.efficiency --strategies fixed adaptive learned
+        .venv/bin/python -m devkit.bench.efficiency --revisions current \\
+        b8ed4d7:DSP_POLL_STRATEGY=adaptive b8ed4d7:DSP_POLL_STRATEGY=fixed
+
+Each `--revisions` spec is `current` (this checkout's learned planner) or a revision whose
+workers are run from a git worktree, with the switches it read (devkit/bench/revision.py):
+the revisions before issue 21 (b8ed4d7, for one) also have the backoff (`adaptive`) and
+fixed-interval (`fixed`) planners.
 
 A realistic mix, time scaled 10x (production 40 per 60 s becomes 40 per 6 s, and every DSP
 processing time is divided by 10 too): advertiser trees (an advertiser, a campaign, two
 creatives and an ad group using both), 300 entities. The mock DSP draws each entity's time
-from a seeded log-normal per type, by its Idempotency-Key, so every strategy meets the same
+from a seeded log-normal per type, by its Idempotency-Key, so every run meets the same
 times: creatives reviewed in minutes to hours (median 8 s scaled, sigma 0.8, at most 360 s),
 campaigns and ad groups processed in seconds (median 0.5 s, sigma 0.5), advertisers at once.
 
@@ -15,17 +21,18 @@ The floor, from the mock's actual processing times in the run:
 - time: when the last decision could be seen by a perfect poller: the same requests alone,
   at the full rate (the DSP's rolling window, bursts included), each status read at the
   moment its entity is decided, a child POSTed once its parents' decisions were read and had
-  propagated; the ready requests either in the service's own order (its priority keys:
-  parents' submissions, parents' reads, leaves' submissions, leaves' reads; then the file's
-  order) or every ready POST before any read (so reviews start sooner), whichever ends
-  sooner. It knows when each entity is decided, not how long a review will take before it
-  starts, so it does not reorder submissions by their review times: a heuristic, not a
-  proven minimum (a strategy that happens to POST a long review earlier can beat it by a
-  little). Time runs from the first request.
+  propagated; the ready requests either in the service's own order (`parents_first_rank`:
+  parents' calls, leaves' submissions, leaves' reads; then the file's order) or every ready
+  POST before any read (so reviews start sooner), whichever ends sooner. It knows when
+  each entity is decided, not how long a review will take before it starts, so it does not
+  reorder submissions by their review times: a heuristic, not a proven minimum (a planner
+  that happens to POST a long review earlier can beat it by a little). Time runs from the
+  first request.
 
-Each strategy's figures go to `devkit/bench/out/efficiency-<strategy>.json`; the plot
-(`devkit/bench/out/efficiency.png`) is drawn from the files present, so strategies can be
-run one at a time."""
+Each run's figures go to `devkit/bench/out/efficiency-<label>.json` (`current`,
+`b8ed4d7-poll_strategy=adaptive`, ...); the table and the plot
+(`devkit/bench/out/efficiency.png`) are drawn from the files present, so the runs can be
+made one at a time."""
 
 from __future__ import annotations
 
@@ -43,17 +50,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from devkit.bench.rate_limit import drive
+from devkit.bench.revision import CURRENT, WorkerCode, worker_code_argument
 from devkit.bench.stack import StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, Workload, dag
 from devkit.mock_dsp.request_log import RequestRecord
-from dsp_integration.activities.poll_planner import STRATEGIES
-from dsp_integration.contracts import (
-    DEFAULT_CALL_ORDER,
-    CallOrder,
-    DspCallKind,
-    PriorityLevel,
-    dsp_priority,
-)
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 LIMIT, WINDOW = 40, 6.0
@@ -73,8 +73,9 @@ class FloorEntity:
 
 
 @dataclass
-class StrategyRun:
-    strategy: str
+class CodeRun:
+    code: str
+    """The worker code's label (`WorkerCode.label`)."""
     entities: int
     requests: int
     requests_floor: int
@@ -89,7 +90,7 @@ class StrategyRun:
 
     def lines(self) -> list[str]:
         return [
-            f"== {self.strategy}: {self.entities} entities",
+            f"== {self.code}: {self.entities} entities",
             f"requests            {self.requests} / floor {self.requests_floor} = "
             f"{self.requests / self.requests_floor:.2f} x ({self.requests / self.entities:.2f} "
             f"per entity, floor {self.requests_floor / self.entities:.2f})",
@@ -180,11 +181,11 @@ def _perfect_poller(
                 ready_at = max(
                     [ready_at, *(posted.get(p, math.inf) + propagation for p in e.parents)]
                 )
-                rank = 0 if posts_first else dsp_priority_of("POST", children[e.key])
+                rank = 0 if posts_first else parents_first_rank("POST", children[e.key])
                 key = (rank, order[e.key], "POST")
             elif e.key not in seen:
                 ready_at = posted[e.key] + e.processing
-                rank = 10 if posts_first else dsp_priority_of("GET", children[e.key])
+                rank = 10 if posts_first else parents_first_rank("GET", children[e.key])
                 key = (rank, order[e.key], "GET")
             else:
                 continue
@@ -207,16 +208,15 @@ def _perfect_poller(
     return sent, sorted(seen.values())
 
 
-def dsp_priority_of(method: str, dependants: int) -> int:
-    """The service's priority keys: parents' submissions, parents' polls, leaves'
-    submissions, leaves' polls."""
-    kind = DspCallKind.SUBMIT if method == "POST" else DspCallKind.POLL
-    return dsp_priority(kind, dependants, PriorityLevel.NORMAL)
+def parents_first_rank(method: str, dependants: int) -> int:
+    """The service's order, which its lanes approximate with fair shares: parents' calls
+    (submissions and polls alike), then leaves' submissions, then leaves' polls."""
+    if dependants > 0:
+        return 2
+    return 3 if method == "POST" else 4
 
 
-async def run_strategy(
-    strategy: str, give_up_after: float, call_order: CallOrder = DEFAULT_CALL_ORDER
-) -> StrategyRun:
+async def run_code(code: WorkerCode, give_up_after: float) -> CodeRun:
     load = workload()
     entities = [e for phase in load.phases for e in phase.entities]
     options = StackOptions(
@@ -228,19 +228,18 @@ async def run_strategy(
         propagation_delay=PROPAGATION,
         poll_min_interval=POLL_MIN,
         poll_max_interval=POLL_MAX,
-        poll_strategy=strategy,  # type: ignore[arg-type]
-        call_order=call_order,
+        worker_code=code,
         review_model="lognormal",
         review_sigma=REVIEW_SIGMA,
         pending_sigma=PENDING_SIGMA,
         review_max_seconds=REVIEW_MAX,
         seed=SEED,
-        log_dir=OUT_DIR / "logs" / f"efficiency-{strategy}",
+        log_dir=OUT_DIR / "logs" / f"efficiency-{code.label}",
     )
     async with open_bench_stack(options) as stack:
         events = await drive(stack, load, give_up_after=give_up_after)
         if "timed_out" in events:
-            raise SystemExit(f"{strategy}: not all entities ended within {give_up_after:.0f} s")
+            raise SystemExit(f"{code.label}: not all entities ended within {give_up_after:.0f} s")
         records = sorted(stack.mock.dsp.request_log, key=lambda r: r.at)
         processing = {i: e.processing_seconds for i, e in stack.mock.dsp.entities.items()}
     seen, keys = seen_decisions(records, processing)
@@ -248,8 +247,8 @@ async def run_strategy(
     floor_entities = [FloorEntity(e["key"], by_key[e["key"]], _parents(e)) for e in entities]
     floor_sent, floor_seen = time_floor(floor_entities, LIMIT, WINDOW, PROPAGATION)
     t0 = records[0].at
-    return StrategyRun(
-        strategy=strategy,
+    return CodeRun(
+        code=code.label,
         entities=len(entities),
         requests=len(records),
         requests_floor=len(entities) + sum(1 for p in by_key.values() if p > 0),
@@ -264,7 +263,7 @@ async def run_strategy(
     )
 
 
-def plot(runs: list[StrategyRun], path: Path) -> Path:
+def plot(runs: list[CodeRun], path: Path) -> Path:
     figure, (decisions, requests) = plt.subplots(1, 2, figsize=(12, 4.5))
     floor = runs[0]
     for axes, attribute, floor_attribute, label in (
@@ -282,7 +281,7 @@ def plot(runs: list[StrategyRun], path: Path) -> Path:
         )
         for run in runs:
             times = getattr(run, attribute)
-            axes.step(times, range(1, len(times) + 1), where="post", label=run.strategy)
+            axes.step(times, range(1, len(times) + 1), where="post", label=run.code)
         axes.set_xlabel("seconds since the first request")
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
@@ -296,21 +295,23 @@ def plot(runs: list[StrategyRun], path: Path) -> Path:
     return path
 
 
-def load_runs() -> list[StrategyRun]:
+def load_runs() -> list[CodeRun]:
+    """Every run's figures present, the current code's first. Files written before issue 21
+    name the poll strategy they ran (`fixed`, `adaptive`, `learned`) as their code."""
     runs = []
-    for strategy in STRATEGIES[::-1]:
-        path = OUT_DIR / f"efficiency-{strategy}.json"
-        if path.exists():
-            runs.append(StrategyRun(**json.loads(path.read_text())))
-    return runs
+    for path in sorted(OUT_DIR.glob("efficiency-*.json")):
+        figures = json.loads(path.read_text())
+        figures.setdefault("code", figures.pop("strategy", path.stem))
+        runs.append(CodeRun(**figures))
+    return sorted(runs, key=lambda run: run.code != CURRENT)
 
 
-def table(runs: list[StrategyRun]) -> list[str]:
-    out = ["| strategy | requests / floor | time to last decision / floor | 409 | 429 |"]
+def table(runs: list[CodeRun]) -> list[str]:
+    out = ["| code | requests / floor | time to last decision / floor | 409 | 429 |"]
     out.append("| --- | --- | --- | --- | --- |")
     for r in runs:
         out.append(
-            f"| {r.strategy} | {r.requests / r.requests_floor:.2f} ({r.requests} / "
+            f"| {r.code} | {r.requests / r.requests_floor:.2f} ({r.requests} / "
             f"{r.requests_floor}) | {r.seconds_to_last_decision / r.time_floor:.2f} "
             f"({r.seconds_to_last_decision:.0f} s / {r.time_floor:.0f} s) | "
             f"{r.conflicts_409} | {r.rate_limited_429} |"
@@ -318,17 +319,13 @@ def table(runs: list[StrategyRun]) -> list[str]:
     return out
 
 
-async def main_async(strategies: list[str], give_up_after: float, call_order: CallOrder) -> None:
-    """Runs in another call order than the default are printed, not plotted."""
+async def main_async(codes: list[WorkerCode], give_up_after: float) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    for strategy in strategies:
+    for code in codes:
         began = time.monotonic()
-        result = await run_strategy(strategy, give_up_after, call_order)
-        name = strategy if call_order is DEFAULT_CALL_ORDER else f"{strategy}-{call_order}"
-        (OUT_DIR / f"efficiency-{name}.json").write_text(json.dumps(asdict(result)))
+        result = await run_code(code, give_up_after)
+        (OUT_DIR / f"efficiency-{code.label}.json").write_text(json.dumps(asdict(result)))
         print("\n".join(result.lines()), f"\n(wall {time.monotonic() - began:.0f} s)", flush=True)
-    if call_order is not DEFAULT_CALL_ORDER:
-        return
     runs = load_runs()
     print("\n".join(table(runs)))
     print(f"plot {plot(runs, OUT_DIR / 'efficiency.png')}")
@@ -336,13 +333,17 @@ async def main_async(strategies: list[str], give_up_after: float, call_order: Ca
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
-    parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument(
-        "--call-order", type=CallOrder, choices=list(CallOrder), default=DEFAULT_CALL_ORDER
+        "--revisions",
+        nargs="+",
+        type=worker_code_argument,
+        default=[WorkerCode()],
+        metavar="SPEC",
+        help="current, or REV[:NAME=VALUE,...] (devkit/bench/revision.py)",
     )
+    parser.add_argument("--timeout", type=float, default=900.0)
     args = parser.parse_args(argv)
-    asyncio.run(main_async(args.strategies, args.timeout, args.call_order))
+    asyncio.run(main_async(args.revisions, args.timeout))
 
 
 if __name__ == "__main__":

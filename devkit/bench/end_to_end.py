@@ -12,7 +12,11 @@ matters on a 2-core machine.
 
 instead measures one creative under a review of that many days on the time-skipping test
 server, with the workflow tests' harness (the real queue table, so DATABASE_URL is needed,
-and a fake DSP): the runs continue-as-new makes and the history events per run."""
+and a fake DSP): the runs continue-as-new makes and the history events per run.
+
+`--revision REV` runs the 2,000 entities' workers from a git worktree of an earlier revision,
+to compare with the current code (devkit/bench/revision.py); pairs run back to back on a
+loaded machine compare better than runs far apart."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from devkit.bench.cost import BackendCpu, cpu_seconds, database_counters, per_entity_lines
+from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.submit_10k import entity_lines, write_jsonl
 from dsp_integration.client.progress import wait_for_batch
@@ -119,8 +124,10 @@ async def run(
     sandbox: bool,
     dynamic_config: tuple[str, ...] = (),
     event_loop: EventLoop = "uvloop",
+    worker_code: WorkerCode | None = None,
 ) -> int:
     options = StackOptions(
+        worker_code=worker_code or WorkerCode(),
         workflow_sandbox=sandbox,
         event_loop=event_loop,
         temporal_dynamic_config=dynamic_config,
@@ -321,6 +328,13 @@ def main() -> int:
         default="uvloop",
         help="the workers' event loop (DSP_EVENT_LOOP)",
     )
+    parser.add_argument(
+        "--revision",
+        type=worker_code_argument,
+        default=WorkerCode(),
+        metavar="SPEC",
+        help="the workers' code: current, or REV[:NAME=VALUE,...] (devkit/bench/revision.py)",
+    )
     args = parser.parse_args()
     if args.review_days is not None:
         return asyncio.run(long_review(args.review_days))
@@ -332,6 +346,7 @@ def main() -> int:
             args.sandbox,
             tuple(args.dynamic_config),
             args.event_loop,
+            args.revision,
         )
     )
 

@@ -9,12 +9,18 @@ small batch has ended.
     python -m devkit.bench.fairness --limit 40 --window 60 --arrival 60 --rows alone,normal
 
 Rows: `alone` (the small batch on an idle stack), `normal` and `high` (behind the large
-batch, in the default order: each batch's lanes as fairness keys), `tiers` (normal, with
-`DSP_CALL_ORDER=tiers`: issue 9's priority tiers shared by all batches), `flat` (normal, with
-`DSP_CALL_ORDER=flat`: one fairness key per batch), `fifo` (normal, with the server's
-fairness off: first come, first served). `--trace` prints, per row, where the small batch's
-DSP calls spent their time and the order both batches' calls were dispatched and granted in
-(`fair_trace.py`).
+batch: each batch's lanes as fairness keys), `fifo` (normal, with the server's fairness off:
+first come, first served). `--trace` prints, per row, where the small batch's DSP calls spent
+their time and the order both batches' calls were dispatched and granted in (`fair_trace.py`).
+
+`--revision REV[:NAME=VALUE,...]` runs every row's workers from a git worktree of an earlier
+revision, with the switches it read, to compare with the current code (the default;
+devkit/bench/revision.py). The call orders the service had before issue 21:
+
+    python -m devkit.bench.fairness --rows normal --revision b8ed4d7:DSP_CALL_ORDER=tiers
+    python -m devkit.bench.fairness --rows normal --revision b8ed4d7:DSP_CALL_ORDER=flat
+
+(`tiers`: issue 9's priority tiers shared by all batches; `flat`: one fairness key per batch.)
 """
 
 from __future__ import annotations
@@ -31,21 +37,15 @@ from typing import Any
 
 from devkit.bench import fair_trace
 from devkit.bench.metrics import busy_utilisation
+from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, advertiser, advertiser_trees
 from devkit.mock_dsp.request_log import RequestRecord, max_in_window
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
-from dsp_integration.contracts import (
-    DEFAULT_CALL_ORDER,
-    TERMINAL_STATUSES,
-    CallOrder,
-    EntityStatus,
-    PriorityLevel,
-)
+from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus, PriorityLevel
 
-ROWS = ("alone", "normal", "high", "tiers", "flat", "fifo")
-ORDERS = {"tiers": CallOrder.TIERS, "flat": CallOrder.FLAT, "fifo": CallOrder.FLAT}
+ROWS = ("alone", "normal", "high", "fifo")
 LARGE, SMALL = "fair-large", "fair-small"
 
 
@@ -106,7 +106,7 @@ async def run_row(row: str, args: argparse.Namespace) -> RowResult:
         rate_limit=args.limit,
         rate_window=args.window,
         temporal_dynamic_config=("matching.enableFairness=false",) if row == "fifo" else (),
-        call_order=ORDERS.get(row, DEFAULT_CALL_ORDER),
+        worker_code=args.revision,
     )
     level = PriorityLevel.HIGH if row == "high" else PriorityLevel.NORMAL
     async with open_bench_stack(options) as stack:
@@ -167,6 +167,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="print where the small batch's DSP calls spent their time (fair_trace.py)",
     )
+    parser.add_argument(
+        "--revision",
+        type=worker_code_argument,
+        default=WorkerCode(),
+        metavar="SPEC",
+        help="the workers' code: current, or REV[:NAME=VALUE,...] (devkit/bench/revision.py)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     args = parser.parse_args(argv)
     unknown = set(args.rows.split(",")) - set(ROWS)
@@ -178,7 +185,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def main_async(args: argparse.Namespace) -> list[RowResult]:
     print(
         f"fairness: 1,000 entities, then after {args.arrival:g} s 10 entities ({args.small}); "
-        f"{args.limit} requests per {args.window:g} s, {args.workers} worker process(es)",
+        f"{args.limit} requests per {args.window:g} s, {args.workers} worker process(es), "
+        f"code {args.revision.label}",
         flush=True,
     )
     results: list[RowResult] = []
@@ -191,7 +199,8 @@ async def main_async(args: argparse.Namespace) -> list[RowResult]:
         print(result.line(alone), flush=True)
     if args.json:
         rows: list[dict[str, Any]] = [vars(r) for r in results]
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": None}, "rows": rows}))
+        settings = vars(args) | {"json": None, "revision": args.revision.label}
+        args.json.write_text(json.dumps({"args": settings, "rows": rows}))
     return results
 
 

@@ -2,6 +2,11 @@
 rate limit was kept and used.
 
     python -m devkit.bench.rate_limit --workload backlog --workers 2 --limit 20 --window 5
+
+`--revision REV[:NAME=VALUE,...]` runs the workers from a git worktree of an earlier
+revision with the switches it read, for a comparison with the current code (the default):
+e.g. `--workload fanout --revision b8ed4d7:DSP_DEPENDANT_PRIORITY=0` for parents' calls in
+the leaves' lanes (devkit/bench/revision.py).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 from devkit.bench.metrics import RunMetrics, measure, share_of_posts
 from devkit.bench.plot import plot_run
+from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import (
     FANOUT_LEAF_PREFIX,
@@ -27,7 +33,6 @@ from devkit.bench.workloads import (
     backlog,
     fanout,
 )
-from dsp_integration.activities.poll_planner import LEARNED, STRATEGIES
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus
@@ -40,7 +45,8 @@ class RunReport:
     name: str
     workload: str
     workers: int
-    strategy: str
+    code: str
+    """The worker code's label (`WorkerCode.label`): `current` or an earlier revision."""
     metrics: RunMetrics
     wall_seconds: float
     plot: str | None
@@ -49,7 +55,7 @@ class RunReport:
     def lines(self) -> list[str]:
         head = [
             f"== {self.name}: workload {self.workload}, {self.workers} worker process(es), "
-            f"poll strategy {self.strategy}",
+            f"code {self.code}",
             *self.metrics.lines(),
         ]
         head += [f"{key:<19} {value}" for key, value in self.extra.items()]
@@ -205,8 +211,7 @@ async def run(args: argparse.Namespace) -> RunReport:
         review_seconds=workload.review_seconds,
         poll_min_interval=args.poll_min,
         poll_max_interval=args.poll_max,
-        poll_strategy=args.strategy,
-        dependant_priority=args.dependant_priority == "on",
+        worker_code=args.revision,
         log_dir=OUT_DIR / "logs" / args.name,
         temporal_dynamic_config=tuple(args.dynamic_config),
     )
@@ -228,7 +233,6 @@ async def run(args: argparse.Namespace) -> RunReport:
         extra |= review_extra(stack, events, args.limit)
         extra |= throttle_extra(stack, events, args.limit, args.window)
         extra |= fanout_extra(stack, events)
-        extra["dependant priority"] = args.dependant_priority
         plot = None
         if records:
             plot = str(
@@ -238,11 +242,11 @@ async def run(args: argparse.Namespace) -> RunReport:
                     args.window,
                     OUT_DIR / f"{args.name}.png",
                     f"{args.workload}: {args.workers} worker process(es), "
-                    f"{args.limit} per {args.window:g} s, {args.strategy} polling",
+                    f"{args.limit} per {args.window:g} s, {args.revision.label} code",
                 )
             )
     report = RunReport(
-        args.name, args.workload, args.workers, args.strategy, metrics, wall, plot, extra
+        args.name, args.workload, args.workers, args.revision.label, metrics, wall, plot, extra
     )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     dump = asdict(report) | {
@@ -263,16 +267,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--grandchildren", type=int, default=0, help="fanout: ad groups under each campaign"
     )
-    parser.add_argument(
-        "--dependant-priority",
-        choices=["on", "off"],
-        default="on",
-        help="off: workers report no dependants (DSP_DEPENDANT_PRIORITY=0), so parents' DSP "
-        "calls get the keys of leaves",
-    )
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--window", type=float, default=5.0)
-    parser.add_argument("--strategy", choices=STRATEGIES, default=LEARNED)
+    parser.add_argument(
+        "--revision",
+        type=worker_code_argument,
+        default=WorkerCode(),
+        metavar="SPEC",
+        help="the workers' code: current, or REV[:NAME=VALUE,...] (devkit/bench/revision.py)",
+    )
     parser.add_argument("--poll-min", type=float, default=1.0)
     parser.add_argument("--poll-max", type=float, default=60.0)
     parser.add_argument("--throttle", type=int, default=0, help="other client's requests")
@@ -289,9 +292,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.name is None:
         args.name = (
-            f"{args.workload}-w{args.workers}-{args.limit}per{args.window:g}s-{args.strategy}"
-            + (f"-throttle{args.throttle}" if args.throttle else "")
-            + ("-nodependants" if args.dependant_priority == "off" else "")
+            f"{args.workload}-w{args.workers}-{args.limit}per{args.window:g}s-"
+            f"{args.revision.label}" + (f"-throttle{args.throttle}" if args.throttle else "")
         )
     return args
 

@@ -1,5 +1,6 @@
 """The whole stack for one benchmark run: Temporal dev server, a fresh PostgreSQL database,
-the mock DSP (in this process, so its request log is at hand) and N `python worker.py`."""
+the mock DSP (in this process, so its request log is at hand) and N `python worker.py`, of
+this checkout or of an earlier revision (`StackOptions.worker_code`, devkit/bench/revision.py)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,22 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from temporalio.client import Client
 
+from devkit.bench.revision import WorkerCode
 from devkit.mock_dsp.config import MockDspConfig, ReviewModel
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.ports import free_port
 from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
 from devkit.stack.temporal_server import TemporalDevServer
 from devkit.stack.workers import WorkerProcesses, worker_env
-from dsp_integration.activities.poll_planner import LEARNED, PollStrategy
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
 from dsp_integration.config.settings import as_environment
-from dsp_integration.contracts import DEFAULT_CALL_ORDER, CallOrder
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.worker.runtime import EventLoop, WorkerTuning
 
@@ -41,14 +41,12 @@ class StackOptions:
     propagation_delay: float = 0.3
     poll_min_interval: float = 1.0
     poll_max_interval: float = 30.0
-    poll_strategy: PollStrategy = LEARNED
     review_model: ReviewModel = "uniform"
     review_sigma: float = 1.0
     pending_sigma: float = 0.5
     review_max_seconds: float | None = None
     seed: int | None = None
-    dependant_priority: bool = True
-    call_order: CallOrder = DEFAULT_CALL_ORDER
+    worker_code: WorkerCode = field(default_factory=WorkerCode)
     workflow_sandbox: bool = False
     event_loop: EventLoop = "uvloop"
     temporal_dynamic_config: tuple[str, ...] = ()
@@ -87,16 +85,14 @@ async def _database(log_dir: Path) -> AsyncIterator[str]:
 
 
 def bench_worker_env(settings: Settings, options: StackOptions) -> Mapping[str, str]:
-    """The workers' environment: `settings`, and the comparison switches of `options`."""
+    """The workers' environment: `settings`, the tuning of `options`, and the switches its
+    worker code's revision is run with."""
     tuning = WorkerTuning(
         _env_file=None,  # type: ignore[call-arg]
-        poll_strategy=options.poll_strategy,
-        dependant_priority=options.dependant_priority,
-        call_order=options.call_order,
         workflow_sandbox=options.workflow_sandbox,
         event_loop=options.event_loop,
     )
-    return {**worker_env(settings), **as_environment(tuning)}
+    return {**worker_env(settings), **as_environment(tuning), **dict(options.worker_code.env)}
 
 
 @asynccontextmanager
@@ -147,8 +143,15 @@ async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
             dsp_poll_min_interval=options.poll_min_interval,
             dsp_poll_max_interval=options.poll_max_interval,
         )
+        code_root = options.worker_code.root()
         workers = stack.enter_context(
-            WorkerProcesses(options.workers, bench_worker_env(settings, options), log_dir=log_dir)
+            WorkerProcesses(
+                options.workers,
+                bench_worker_env(settings, options),
+                log_dir=log_dir,
+                cwd=code_root,
+                script=code_root / "worker.py",
+            )
         )
         client = await connect_temporal(settings)
         service = await stack.enter_async_context(open_service(settings, client=client))

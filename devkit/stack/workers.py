@@ -35,7 +35,8 @@ class WorkerProcesses:
 
     `env` is laid over this process's environment. With `log_dir` each worker writes
     `worker-<i>.log` there (appended across restarts); without it they print to this
-    process's stdout/stderr.
+    process's stdout/stderr. `script` is another checkout's `worker.py` where a benchmark
+    runs an earlier revision (devkit/bench/revision.py): its folder comes first on the path.
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class WorkerProcesses:
         log_dir: Path | str | None = None,
         cwd: Path | str = PROJECT_ROOT,
         python: str = sys.executable,
+        script: Path = WORKER_SCRIPT,
     ) -> None:
         if count < 0:
             raise ValueError("count must be >= 0")
@@ -54,7 +56,7 @@ class WorkerProcesses:
         self._processes = [
             ManagedProcess(
                 f"worker-{index}",
-                [python, str(WORKER_SCRIPT)],
+                [python, str(script)],
                 env=self.env,
                 cwd=cwd,
                 log_file=self.log_dir / f"worker-{index}.log" if self.log_dir else None,

@@ -1,31 +1,29 @@
 """How long an entity waits before its next status poll.
 
-Fixed-interval polling spends the DSP budget in proportion to how many entities are under
-review, and can starve submissions. The `adaptive` planner backs off per entity (min to max)
-and stretches every interval so that all polls together use at most `POLL_SHARE` of the
-budget; it spends few requests, but plans polls long ahead while the budget sits idle, and
-parents wait for their polls while their children cannot be sent.
-
-The `learned` planner (the default) polls when a decision is likely: it learns each type's
-decision times from the audit table (`review_times`) and plans the next poll at the age by
-which `DECISION_ODDS` of the rounds still pending at this age are decided; in the tail (past
-the type's `TAIL_QUANTILE`) it polls at least every `TAIL_STRETCH` x the entity's age, so the
-last decisions are seen soon after they happen. Polls are not stretched for submissions:
-a leaf's polls go in its batch's polls lane at a quarter of the batch's weight (`CallOrder`),
-so while submissions wait they take about a fifth of the dispatches, otherwise budget that
-submissions leave idle; and an entity has at most one poll queued, so polls cannot pile up
-beyond one per entity under review.
+The planner polls when a decision is likely: it learns each type's decision times from the
+audit table (`review_times`) and plans the next poll at the age by which `DECISION_ODDS` of
+the rounds still pending at this age are decided; in the tail (past the type's
+`TAIL_QUANTILE`) it polls at least every `TAIL_STRETCH` x the entity's age, so the last
+decisions are seen soon after they happen. Polls are not stretched for submissions: a leaf's
+polls go in its batch's polls lane at a quarter of the batch's weight (`CallLane`), so while
+submissions wait they take about a fifth of the dispatches, otherwise budget that submissions
+leave idle; and an entity has at most one poll queued, so polls cannot pile up beyond one per
+entity under review.
 With fewer than `MIN_DECIDED` decisions seen for the type (a new deployment, or a review
 longer than anything seen) it backs off from `min_interval`, stretched so that the type's
 polls in the entity's batch together plan for at most the full rate rather than half of it,
-to learn quickly."""
+to learn quickly. Where the round's start is not known at all, it backs off per entity (min
+to max), stretched so that all polls together use at most `POLL_SHARE` of the budget.
+
+Fixed-interval polling and a backoff-only planner were measured against this one
+(devkit/bench/RESULTS.md, "Frugal polling"); they live in the revisions before issue 21, and
+the benchmarks compare against those revisions (devkit/bench/README.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from typing import Literal, get_args
 
 from temporalio import activity
 
@@ -37,11 +35,6 @@ from dsp_integration.database.engine import SessionFactory, autocommit_session
 
 POLL_SHARE = 0.5
 BACKOFF_FACTOR = 1.6
-PollStrategy = Literal["learned", "adaptive", "fixed"]
-LEARNED: PollStrategy = "learned"
-ADAPTIVE: PollStrategy = "adaptive"
-FIXED: PollStrategy = "fixed"
-STRATEGIES: tuple[PollStrategy, ...] = get_args(PollStrategy)
 # Wide jitter: entities submitted together at the full rate would otherwise come due together
 # and, for a while, poll at the full rate too.
 JITTER = 0.5
@@ -69,11 +62,7 @@ class PollPlanner:
         min_interval: float,
         max_interval: float,
         requests_per_second: float,
-        strategy: PollStrategy = LEARNED,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"poll strategy must be one of {STRATEGIES}, not {strategy!r}")
-        self._strategy = strategy
         self._sessions = session_factory
         self._min = min_interval
         self._max = max_interval
@@ -86,18 +75,13 @@ class PollPlanner:
     @activity.defn
     async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
         """Read-only: reads the entity's priority for the poll that follows the wait, the
-        entity's age and its type's decision times (`learned`, cached per worker) or the
-        number of entities being polled (`adaptive`, cached briefly). The `fixed` strategy
-        polls every `min_interval` whatever the load; it and `adaptive` are kept for
-        comparison (devkit/bench/efficiency.py)."""
-        collection = collection_path(request.entity_type) if self._strategy == LEARNED else None
+        entity's age and its type's decision times (cached per worker)."""
+        collection = collection_path(request.entity_type)
         async with autocommit_session(self._sessions) as session:
             priority, age = await queue_store.priority_and_round_age(
                 session, request.key, collection
             )
-        if self._strategy == FIXED:
-            return PollPlan(interval=self._min, priority=priority)
-        if self._strategy == LEARNED and age is not None:
+        if age is not None:
             model = await self._model(request.entity_type)
             if model.decided >= MIN_DECIDED:
                 interval = self.learned_interval(model, age)
@@ -154,7 +138,7 @@ class PollPlanner:
         POST behind 400 of a large batch's, reviewed in 2 s: devkit/bench/RESULTS.md, "Fair
         shares"). The count is not cached: it is per batch and only taken while cold. Once
         `SLOW_EVIDENCE` rounds were seen pending and still (almost) none decided, the reviews
-        are long: polls then share the budget as `adaptive` plans them (`POLL_SHARE`),
+        are long: polls then share the budget as `_backoff_interval` plans them (`POLL_SHARE`),
         because queued polls held in the workers' DSP slots do delay submissions when they
         want the whole budget (devkit/bench/RESULTS.md, review workload)."""
         async with autocommit_session(self._sessions) as session:

@@ -12,10 +12,8 @@ from temporalio.exceptions import ApplicationError
 
 from dsp_integration.activities.fan_out import DependantFanOut, tell_dependant
 from dsp_integration.contracts import (
-    DEFAULT_CALL_ORDER,
     ENTITY_WORKFLOW_NAME,
     TERMINAL_STATUSES,
-    CallOrder,
     EntitySnapshot,
     EntityWorkflowInput,
     ErrorType,
@@ -36,23 +34,10 @@ from dsp_integration.observability.metrics import observe_entity_finished
 
 
 class QueueActivities:
-    def __init__(
-        self,
-        session_factory: SessionFactory,
-        client: Client,
-        task_queue: str,
-        *,
-        dependant_priority: bool = True,
-        call_order: CallOrder = DEFAULT_CALL_ORDER,
-    ) -> None:
+    def __init__(self, session_factory: SessionFactory, client: Client, task_queue: str) -> None:
         self._sessions = session_factory
         self._client = client
         self._task_queue = task_queue
-        # Off (for comparison, bench/): every snapshot reports no dependants, so the DSP calls
-        # of parents and leaves share the same priority keys. The workflow only reads the
-        # recorded result, so switching it never breaks a replay.
-        self._dependant_priority = dependant_priority
-        self._call_order = call_order
         self._fan_out = DependantFanOut(session_factory, client, task_queue)
 
     @activity.defn
@@ -60,16 +45,13 @@ class QueueActivities:
         """Read the entity, the current state of everything it depends on and how many open
         entities wait for it."""
         async with autocommit_session(self._sessions) as session:
-            snapshot = await queue_store.load_snapshot(
-                session, request.key, count_dependants=self._dependant_priority
-            )
+            snapshot = await queue_store.load_snapshot(session, request.key)
         if snapshot is None:
             raise ApplicationError(
                 f"entity {request.key!r} is not in dsp_entity_queue",
                 type=ErrorType.UNKNOWN_ENTITY,
                 non_retryable=True,
             )
-        snapshot.call_order = self._call_order
         snapshot.publish_submitting = False
         snapshot.combined_records = True
         return snapshot

@@ -10,12 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dsp_integration.contracts.names import (
-    DEFAULT_CALL_ORDER,
-    DEFAULT_PRIORITY_LEVEL,
-    CallOrder,
-    PriorityLevel,
-)
+from dsp_integration.contracts.names import DEFAULT_PRIORITY_LEVEL, PriorityLevel
 from dsp_integration.contracts.statuses import EntityStatus, EntityType
 
 JsonObject = dict[str, Any]
@@ -120,10 +115,6 @@ class EntitySnapshot(BaseModel):
     # Its batch's fairness weight, when it was loaded. None in results recorded before the
     # field (the default weight).
     fairness_weight: float | None = None
-    # How its DSP calls are ordered within their level (`CallOrder`), as the worker is set
-    # (`DSP_CALL_ORDER`). Results recorded before it carried `call_tiers`, which is ignored:
-    # priority is not part of the replay check.
-    call_order: CallOrder = DEFAULT_CALL_ORDER
     # Whether the workflow upserts `submitting` as its `DspStatus`, as the worker that loaded
     # it decides: this code does not (a visibility write per entity for a status that lasts
     # until the DSP call's turn), results recorded before the field did.

@@ -40,19 +40,10 @@ def parse_priority_level(text: str) -> PriorityLevel | None:
 # Temporal priority keys of DSP activities: lower runs first, 1 to 5 (the server's default
 # `matching.priorityLevels`, and the only range Temporal Cloud offers). Every call of a high
 # batch takes 1, of a normal batch 3 and of a low batch 5, so the levels never mix. Inside a
-# level the batches share by fairness key (`CallOrder`). The old order (`CallOrder.TIERS`)
-# also split the normal level: an entity others wait for 2 (its submission and the polls that
-# see it decided), a leaf's submission 3, a leaf's polls 4.
+# level the batches share by fairness key: each batch's lanes (`CallLane`).
 DSP_ACTIVITY_PRIORITY_HIGH = 1
-DSP_ACTIVITY_PRIORITY_PARENT = 2
-DSP_ACTIVITY_PRIORITY_SUBMIT = 3
-DSP_ACTIVITY_PRIORITY_NORMAL = DSP_ACTIVITY_PRIORITY_SUBMIT
-DSP_ACTIVITY_PRIORITY_POLL = 4
+DSP_ACTIVITY_PRIORITY_NORMAL = 3
 DSP_ACTIVITY_PRIORITY_LOW = 5
-# What runs recorded before the levels used for a normal parent's submission and polls; kept
-# for the tests that read those histories.
-DSP_ACTIVITY_PRIORITY_SUBMIT_PARENT = DSP_ACTIVITY_PRIORITY_PARENT
-DSP_ACTIVITY_PRIORITY_POLL_PARENT = DSP_ACTIVITY_PRIORITY_PARENT
 
 # Fairness between batches: every DSP call carries its batch in the fairness key, so the
 # server hands each batch with calls waiting at one priority key a share of the dispatches by
@@ -66,30 +57,6 @@ MAX_FAIRNESS_WEIGHT = 1000.0
 MAX_FAIRNESS_KEY_BYTES = 64
 
 
-class CallOrder(StrEnum):
-    """How the DSP calls waiting in the queue are ordered within a priority level.
-
-    `lanes` (the default): each batch has three fairness keys, its lanes: the calls of
-    entities others wait for (a parent's submission and the polls that see it decided), leaves'
-    submissions and archives, and leaves' polls. The server's stride scheduling gives each key
-    with calls waiting its share, and a key with few calls waiting goes almost at once (a
-    key's next call is placed no earlier than the queue's head): a batch's parents overtake
-    its own and others' backlogs, and a small batch is not held behind a large one.
-
-    `tiers` (issue 9's order): the lanes as priority keys shared by all batches, so every
-    batch's parents and submissions go before any batch's leaves and polls; a small batch
-    waits for a large one's tree (devkit/bench/RESULTS.md, "Fair shares").
-
-    `flat`: one key per batch, first come first served inside it."""
-
-    LANES = "lanes"
-    TIERS = "tiers"
-    FLAT = "flat"
-
-
-DEFAULT_CALL_ORDER = CallOrder.LANES
-
-
 class DspCallKind(StrEnum):
     """What a DSP activity does, for its priority."""
 
@@ -99,37 +66,24 @@ class DspCallKind(StrEnum):
 
 
 def dsp_priority(
-    kind: DspCallKind,
-    dependants: int,
-    level: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
-    order: CallOrder = DEFAULT_CALL_ORDER,
+    kind: DspCallKind, dependants: int, level: PriorityLevel = DEFAULT_PRIORITY_LEVEL
 ) -> int:
-    """The priority key of a DSP call of an entity of a batch at `level` that `dependants`
-    open entities wait for.
-
-    High and low take one key each, so a high batch's calls all go before a normal one's and
-    a low one's after; the normal level takes one key too, except in the `tiers` order, where
-    a parent's submission and the poll that sees it decided (a creative in review holds its
-    ad groups, a pending campaign its ad groups) go before any leaf's call, and leaves'
-    polls after every submission. Archiving unblocks nobody (the dependants of a cancelled
-    entity end blocked either way), so it keeps the leaf submissions' key."""
+    """The priority key of a DSP call of an entity of a batch at `level`: one key per level,
+    whatever the call's kind and `dependants`, so a high batch's calls all go before a normal
+    one's and a low one's after. Parents go first within a level by their lane
+    (`dsp_fairness_key`), not by a key of their own: a key shared by all batches' parents
+    held a small batch behind a large one's tree (devkit/bench/RESULTS.md, "Fair shares")."""
     if level is PriorityLevel.HIGH:
         return DSP_ACTIVITY_PRIORITY_HIGH
     if level is PriorityLevel.LOW:
         return DSP_ACTIVITY_PRIORITY_LOW
-    if order is not CallOrder.TIERS:
-        return DSP_ACTIVITY_PRIORITY_NORMAL
-    if kind is DspCallKind.POLL:
-        return DSP_ACTIVITY_PRIORITY_PARENT if dependants > 0 else DSP_ACTIVITY_PRIORITY_POLL
-    if kind is DspCallKind.SUBMIT and dependants > 0:
-        return DSP_ACTIVITY_PRIORITY_PARENT
-    return DSP_ACTIVITY_PRIORITY_SUBMIT
+    return DSP_ACTIVITY_PRIORITY_NORMAL
 
 
 def workflow_priority_key(level: PriorityLevel) -> int:
     """The priority key of the workflow tasks of an entity of a batch at `level`: the level's
     key of its DSP calls (one per level)."""
-    return dsp_priority(DspCallKind.SUBMIT, 0, level, CallOrder.FLAT)
+    return dsp_priority(DspCallKind.SUBMIT, 0, level)
 
 
 # The weight of a batch's polls lane against its submissions lane: while submissions wait, a
@@ -140,7 +94,12 @@ POLLS_LANE_SHARE = 0.25
 
 
 class CallLane(StrEnum):
-    """The lane of a DSP call in the `lanes` order: the suffix of its fairness key."""
+    """The lane of a DSP call: the suffix of its fairness key. Each batch has three: the calls
+    of entities others wait for (a parent's submission and the polls that see it decided),
+    leaves' submissions and archives, and leaves' polls. The server's stride scheduling gives
+    each key with calls waiting its share, and a key with few calls waiting goes almost at once
+    (a key's next call is placed no earlier than the queue's head): a batch's parents overtake
+    its own and others' backlogs, and a small batch is not held behind a large one."""
 
     PARENTS = "parents"
     SUBMISSIONS = "submissions"
@@ -154,25 +113,19 @@ def call_lane(kind: DspCallKind, dependants: int) -> CallLane:
     return CallLane.POLLS if kind is DspCallKind.POLL else CallLane.SUBMISSIONS
 
 
-def dsp_fairness_weight(
-    kind: DspCallKind, dependants: int, weight: float, order: CallOrder = DEFAULT_CALL_ORDER
-) -> float:
+def dsp_fairness_weight(kind: DspCallKind, dependants: int, weight: float) -> float:
     """The fairness weight of a DSP call of a batch of `weight`: the batch's, but a quarter of
     it in the polls lane (`POLLS_LANE_SHARE`)."""
-    if order is CallOrder.LANES and call_lane(kind, dependants) is CallLane.POLLS:
+    if call_lane(kind, dependants) is CallLane.POLLS:
         return max(MIN_FAIRNESS_WEIGHT, weight * POLLS_LANE_SHARE)
     return weight
 
 
-def dsp_fairness_key(
-    batch: str, kind: DspCallKind, dependants: int, order: CallOrder = DEFAULT_CALL_ORDER
-) -> str:
-    """The fairness key of a DSP call: the batch, and in the `lanes` order the call's lane
-    after a colon (`spring:parents`). Every key ends with one of the lanes' fixed suffixes,
-    so two batches never share a key."""
-    if order is CallOrder.LANES:
-        return fairness_key_for(batch, f":{call_lane(kind, dependants)}")
-    return fairness_key_for(batch)
+def dsp_fairness_key(batch: str, kind: DspCallKind, dependants: int) -> str:
+    """The fairness key of a DSP call: the batch and the call's lane after a colon
+    (`spring:parents`). Every key ends with one of the lanes' fixed suffixes, so two batches
+    never share a key."""
+    return fairness_key_for(batch, f":{call_lane(kind, dependants)}")
 
 
 def parse_fairness_weight(text: str) -> float | None:

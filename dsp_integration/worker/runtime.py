@@ -18,12 +18,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from dsp_integration.activities.dsp_calls import DspActivities
 from dsp_integration.activities.fan_out import DependantFanOut
-from dsp_integration.activities.poll_planner import LEARNED, PollPlanner, PollStrategy
+from dsp_integration.activities.poll_planner import PollPlanner
 from dsp_integration.activities.queue_records import QueueActivities
 from dsp_integration.activities.reconciler import OrphanReconciler
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
-from dsp_integration.contracts import DEFAULT_CALL_ORDER, CallOrder
 from dsp_integration.database.engine import open_database
 from dsp_integration.dsp_client import DspClient, build_http_client
 from dsp_integration.gateway.dsp_gateway import DspGateway
@@ -58,19 +57,14 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=15)
 
 
 class WorkerTuning(BaseSettings):
-    """Switches of the worker process for the benchmarks' comparisons, not for production:
-    `DSP_POLL_STRATEGY=fixed` polls every DSP_POLL_MIN_INTERVAL instead of planning,
-    `DSP_POLL_STRATEGY=adaptive` plans by backoff and load instead of learned decision times,
-    `DSP_DEPENDANT_PRIORITY=0` gives parents' DSP calls the leaves' priority,
-    `DSP_CALL_ORDER=tiers|flat` orders the DSP calls within a level by issue 9's priority
-    tiers or by one fairness key per batch instead of the batch's lanes (`CallOrder`),
+    """How the worker process runs its workflows, not what the service does:
     `DSP_MAX_CACHED_WORKFLOWS` sizes the sticky cache,
     `DSP_WORKFLOW_SANDBOX=1` runs the workflows in Temporal's sandbox and
     `DSP_EVENT_LOOP=asyncio` runs the worker on asyncio's own event loop instead of uvloop's.
 
-    Why a model of its own, read by the worker entry point: the benchmarks compare real
-    worker processes, so the switches must reach `python worker.py` through its environment,
-    and the worker must read them; but they are not part of the service's configuration
+    Why a model of its own, read by the worker entry point: the benchmarks measure real
+    worker processes, so these must reach `python worker.py` through its environment, and
+    the worker must read them; but they are not part of the service's configuration
     (`config.Settings`, which docker-compose and .env.example mirror field by field), whose
     defaults are the only values production runs. The bench writes them from this model
     (`dsp_integration.config.settings.as_environment`), so a switch cannot be spelled two ways.
@@ -95,9 +89,6 @@ class WorkerTuning(BaseSettings):
         env_prefix="DSP_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
 
-    poll_strategy: PollStrategy = LEARNED
-    dependant_priority: bool = True
-    call_order: CallOrder = DEFAULT_CALL_ORDER
     max_cached_workflows: int = Field(default=1000, ge=0)
     workflow_sandbox: bool = False
     event_loop: EventLoop = "uvloop"
@@ -135,19 +126,12 @@ async def run_worker(
             timeout=settings.dsp_timeout,
         )
         dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_token()), limiter))
-        queue = QueueActivities(
-            sessions,
-            temporal,
-            settings.temporal_task_queue,
-            dependant_priority=tuning.dependant_priority,
-            call_order=tuning.call_order,
-        )
+        queue = QueueActivities(sessions, temporal, settings.temporal_task_queue)
         planner = PollPlanner(
             sessions,
             min_interval=settings.dsp_poll_min_interval,
             max_interval=settings.dsp_poll_max_interval,
             requests_per_second=settings.dsp_requests_per_second,
-            strategy=tuning.poll_strategy,
         )
         fan_out = DependantFanOut(sessions, temporal, settings.temporal_task_queue)
         reconciler = OrphanReconciler(sessions, temporal)

@@ -570,11 +570,10 @@ class EntityWorkflow:
         call's lane, the weight by the batch's and the lane's. Priority is not part of the
         replay check (sdk-core compares an activity's id and type only)."""
         snapshot = self._loaded()
-        order = snapshot.call_order
         return Priority(
-            priority_key=dsp_priority(kind, snapshot.dependants, self._level, order),
-            fairness_key=dsp_fairness_key(snapshot.batch, kind, snapshot.dependants, order),
-            fairness_weight=dsp_fairness_weight(kind, snapshot.dependants, self._weight, order),
+            priority_key=dsp_priority(kind, snapshot.dependants, self._level),
+            fairness_key=dsp_fairness_key(snapshot.batch, kind, snapshot.dependants),
+            fairness_weight=dsp_fairness_weight(kind, snapshot.dependants, self._weight),
         )
 
     def _loaded(self) -> EntitySnapshot:

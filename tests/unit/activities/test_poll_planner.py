@@ -1,5 +1,6 @@
-"""The poll planner: per-entity backoff, stretched so all polls share at most half the budget
-(`adaptive`), and polls planned from the decision times learned from the audit (`learned`)."""
+"""The poll planner: polls planned from the decision times learned from the audit, a backoff
+while it knows too little, and, where an entity's round start is unknown, a per-entity backoff
+stretched so all polls share at most half the budget."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ from sqlalchemy import update
 from dsp_integration.activities.poll_planner import (
     BACKOFF_FACTOR,
     DECISION_ODDS,
-    FIXED,
     JITTER,
-    LEARNED,
     MIN_DECIDED,
     POLL_SHARE,
     SLOW_EVIDENCE,
@@ -30,10 +29,8 @@ from dsp_integration.database.models import AuditRecord, QueuedEntity
 MIN, MAX, RATE = 5.0, 300.0, 40 / 60
 
 
-def planner(sessions: SessionFactory, strategy: str = "adaptive") -> PollPlanner:
-    return PollPlanner(
-        sessions, min_interval=MIN, max_interval=MAX, requests_per_second=RATE, strategy=strategy
-    )
+def planner(sessions: SessionFactory) -> PollPlanner:
+    return PollPlanner(sessions, min_interval=MIN, max_interval=MAX, requests_per_second=RATE)
 
 
 async def in_flight(
@@ -64,14 +61,14 @@ async def plan(p: PollPlanner, polls: int) -> float:
 
 
 @pytest.mark.parametrize(("polls", "backoff"), [(0, MIN), (3, MIN * 1.6**3), (30, MAX)])
-async def test_few_in_flight_back_off_from_min_to_max(
+async def test_without_a_round_start_few_in_flight_back_off_from_min_to_max(
     clean_database: SessionFactory, polls: int, backoff: float
 ) -> None:
     intervals = [await plan(planner(clean_database), polls) for _ in range(50)]
     assert all(max(MIN, backoff * (1 - JITTER)) <= i <= backoff * (1 + JITTER) for i in intervals)
 
 
-async def test_many_to_poll_stretch_intervals_to_half_the_budget(
+async def test_without_a_round_start_many_to_poll_stretch_to_half_the_budget(
     clean_database: SessionFactory,
 ) -> None:
     await in_flight(clean_database, 150, EntityStatus.POLLING)
@@ -85,16 +82,6 @@ async def test_many_to_poll_stretch_intervals_to_half_the_budget(
     assert all(fair_share * (1 - JITTER) <= i <= fair_share * (1 + JITTER) for i in intervals)
     mean_rate = sum(200 / i for i in intervals) / len(intervals)
     assert mean_rate == pytest.approx(RATE * POLL_SHARE, rel=0.2)
-
-
-async def test_fixed_strategy_ignores_the_load(clean_database: SessionFactory) -> None:
-    await in_flight(clean_database, 200, EntityStatus.POLLING)
-    assert await plan(planner(clean_database, FIXED), 10) == MIN
-
-
-def test_an_unknown_strategy_is_refused(clean_database: SessionFactory) -> None:
-    with pytest.raises(ValueError, match="poll strategy must be one of"):
-        planner(clean_database, "eager")
 
 
 def creative_rounds(decisions: list[float]) -> list[AuditRecord]:
@@ -147,7 +134,7 @@ async def test_learned_plans_the_poll_when_most_pending_rounds_are_decided(
     async with clean_database.begin() as session:
         session.add_all(creative_rounds(decisions))
     await posted(clean_database, "k", 0)
-    learned = planner(clean_database, LEARNED)
+    learned = planner(clean_database)
 
     intervals = [await plan(learned, 0) for _ in range(20)]
 
@@ -169,7 +156,7 @@ def times_of(decisions: range) -> list[ReviewObservation]:
 
 
 def test_learned_policy_from_the_start_into_the_tail(clean_database: SessionFactory) -> None:
-    learned = planner(clean_database, LEARNED)
+    learned = planner(clean_database)
     times = ReviewTimes(times_of(range(10, 210, 10)))
 
     # Pending at 100 s: 10 of the 20 rounds still to go.
@@ -189,7 +176,7 @@ def test_learned_backs_off_on_the_age_past_what_a_young_sample_tells(
 ) -> None:
     # Three fast decisions seen, seven rounds still pending at 50 s: nothing known beyond.
     young = ReviewTimes([*times_of(range(2, 5)), *[ReviewObservation(50)] * 7])
-    learned = planner(clean_database, LEARNED)
+    learned = planner(clean_database)
 
     assert learned.learned_interval(young, 60) == pytest.approx((BACKOFF_FACTOR - 1) * 60)
 
@@ -203,7 +190,7 @@ async def test_learned_backs_off_before_it_knows_anything(
     await in_flight(clean_database, 10, EntityStatus.POLLING)
     await in_flight(clean_database, 300, EntityStatus.POLLING, "campaigns")
 
-    intervals = [await plan(planner(clean_database, LEARNED), 3) for _ in range(20)]
+    intervals = [await plan(planner(clean_database), 3) for _ in range(20)]
 
     backoff = MIN * 1.6**3
     assert all(backoff * (1 - JITTER) <= i <= backoff * (1 + JITTER) for i in intervals)
@@ -217,9 +204,9 @@ async def test_learning_creatives_poll_together_at_most_at_the_full_rate(
     await in_flight(clean_database, 40, EntityStatus.SUBMITTING)  # about to poll
     await in_flight(clean_database, 100, EntityStatus.WAITING)  # not yet
 
-    intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(200)]
+    intervals = [await plan(planner(clean_database), 0) for _ in range(200)]
 
-    full_rate = 100 / RATE  # 150 s: twice as often as `adaptive` would
+    full_rate = 100 / RATE  # 150 s: twice as often as once the reviews prove long
     assert all(full_rate * (1 - JITTER) <= i <= full_rate * (1 + JITTER) for i in intervals)
     assert sum(intervals) / len(intervals) == pytest.approx(full_rate, rel=0.15)
 
@@ -232,7 +219,7 @@ async def test_learning_polls_are_not_stretched_by_another_batchs_backlog(
     await in_flight(clean_database, 300, EntityStatus.POLLING, batch="large")
     await in_flight(clean_database, 400, EntityStatus.SUBMITTING, batch="large")
 
-    intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(20)]
+    intervals = [await plan(planner(clean_database), 0) for _ in range(20)]
 
     # Three of its own batch to poll: 3 / RATE = 4.5 s, under the minimum; 700 of another.
     assert all(MIN * (1 - JITTER) <= i <= MIN * (1 + JITTER) for i in intervals)
@@ -247,7 +234,7 @@ async def test_learned_polls_are_not_stretched_by_the_load(
     await in_flight(clean_database, 150, EntityStatus.POLLING)
     await in_flight(clean_database, 50, EntityStatus.SUBMITTING)  # not polling yet
 
-    intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(20)]
+    intervals = [await plan(planner(clean_database), 0) for _ in range(20)]
 
     # Submissions go first by their priority keys: polls use what is left, when due.
     assert all(MIN <= i <= 10 * 1.1 for i in intervals)
@@ -278,8 +265,8 @@ async def test_learning_backs_off_to_half_the_budget_once_reviews_prove_long(
     await posted(clean_database, "k", 5)
     await in_flight(clean_database, 100, EntityStatus.POLLING)
 
-    intervals = [await plan(planner(clean_database, LEARNED), 0) for _ in range(100)]
+    intervals = [await plan(planner(clean_database), 0) for _ in range(100)]
 
-    half_share = 100 / (RATE * POLL_SHARE)  # 300 s, as `adaptive` plans it
+    half_share = 100 / (RATE * POLL_SHARE)  # 300 s
     assert all(half_share * (1 - JITTER) <= i <= MAX for i in intervals)
     assert sum(intervals) / len(intervals) > 100 / RATE * (1 + JITTER)

@@ -116,18 +116,12 @@ def test_worker_env_for_the_mock_dsp_names_it_and_its_token(
 def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     tuning = WorkerTuning(  # type: ignore[call-arg]
         _env_file=None,
-        poll_strategy="fixed",
-        dependant_priority=False,
-        call_order="tiers",
         max_cached_workflows=250,
         workflow_sandbox=True,
         event_loop="asyncio",
     )
     env = as_environment(tuning)
     assert env == {
-        "DSP_POLL_STRATEGY": "fixed",
-        "DSP_DEPENDANT_PRIORITY": "0",
-        "DSP_CALL_ORDER": "tiers",
         "DSP_MAX_CACHED_WORKFLOWS": "250",
         "DSP_WORKFLOW_SANDBOX": "1",
         "DSP_EVENT_LOOP": "asyncio",
@@ -136,9 +130,22 @@ def test_worker_tuning_goes_through_the_environment(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_bad_worker_switch_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DSP_POLL_STRATEGY", "sometimes")
+    monkeypatch.setenv("DSP_EVENT_LOOP", "sometimes")
     with pytest.raises(ValidationError):
         WorkerTuning(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_retired_benchmark_switches_change_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An environment written for a revision before issue 21 still starts this worker, with
+    its one poll planner and one call order."""
+    default = WorkerTuning(_env_file=None)  # type: ignore[call-arg]
+    for name, value in (
+        ("DSP_POLL_STRATEGY", "fixed"),
+        ("DSP_DEPENDANT_PRIORITY", "0"),
+        ("DSP_CALL_ORDER", "tiers"),
+    ):
+        monkeypatch.setenv(name, value)
+    assert WorkerTuning(_env_file=None) == default  # type: ignore[call-arg]
 
 
 def test_the_mock_dsp_command_line_has_an_option_per_config_field(

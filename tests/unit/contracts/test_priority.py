@@ -1,6 +1,5 @@
 """Priority keys of the DSP calls (lower runs first on the DSP task queue) by the batch's
-level (and, in the old `tiers` order, the call's kind), fairness keys by the batch and the
-call's lane, and the weights users may give."""
+level, fairness keys by the batch and the call's lane, and the weights users may give."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ from dsp_integration.contracts import (
     MIN_FAIRNESS_WEIGHT,
     POLLS_LANE_SHARE,
     CallLane,
-    CallOrder,
     DspCallKind,
     PriorityLevel,
     call_lane,
@@ -25,58 +23,29 @@ from dsp_integration.contracts import (
     fairness_key_for,
     parse_fairness_weight,
     parse_priority_level,
+    workflow_priority_key,
 )
 
 HIGH, NORMAL, LOW = PriorityLevel.HIGH, PriorityLevel.NORMAL, PriorityLevel.LOW
-TIERS = CallOrder.TIERS
 
 
-@pytest.mark.parametrize(
-    ("kind", "dependants", "key"),
-    [
-        (DspCallKind.SUBMIT, 3, 2),
-        (DspCallKind.SUBMIT, 1, 2),
-        (DspCallKind.SUBMIT, 0, 3),
-        (DspCallKind.POLL, 5, 2),
-        (DspCallKind.POLL, 0, 4),
-        (DspCallKind.ARCHIVE, 0, 3),
-        (DspCallKind.ARCHIVE, 4, 3),
-    ],
-)
-def test_priority_key_of_a_normal_batch_in_the_tiers_order(
-    kind: DspCallKind, dependants: int, key: int
-) -> None:
-    assert dsp_priority(kind, dependants, NORMAL, TIERS) == key
-
-
-def test_in_the_tiers_order_a_parents_calls_go_before_a_leafs_and_submissions_before_polls() -> (
-    None
-):
-    parent = [
-        dsp_priority(kind, 2, NORMAL, TIERS) for kind in (DspCallKind.SUBMIT, DspCallKind.POLL)
-    ]
-    leaf = [dsp_priority(kind, 0, NORMAL, TIERS) for kind in (DspCallKind.SUBMIT, DspCallKind.POLL)]
-    assert parent[0] <= parent[1] < leaf[0] < leaf[1]
-
-
-@pytest.mark.parametrize("order", [CallOrder.LANES, CallOrder.FLAT])
-def test_a_level_is_one_priority_key_where_lanes_or_batches_share(order: CallOrder) -> None:
+@pytest.mark.parametrize("level", list(PriorityLevel))
+def test_a_level_is_one_priority_key_whatever_the_call(level: PriorityLevel) -> None:
+    """Parents go first by their lane within the level, not by a priority key of their own."""
     calls = list(itertools.product(DspCallKind, (0, 3)))
-    assert {dsp_priority(kind, n, NORMAL, order) for kind, n in calls} == {
-        DSP_ACTIVITY_PRIORITY_NORMAL
-    }
+    assert len({dsp_priority(kind, n, level) for kind, n in calls}) == 1
     assert {dsp_priority(kind, n) for kind, n in calls} == {DSP_ACTIVITY_PRIORITY_NORMAL}
 
 
-@pytest.mark.parametrize("order", list(CallOrder))
-def test_every_high_call_goes_before_every_normal_one_and_low_after_all(order: CallOrder) -> None:
+def test_every_high_call_goes_before_every_normal_one_and_low_after_all() -> None:
     calls = list(itertools.product(DspCallKind, (0, 3)))
-    high = {dsp_priority(kind, n, HIGH, order) for kind, n in calls}
-    normal = {dsp_priority(kind, n, NORMAL, order) for kind, n in calls}
-    low = {dsp_priority(kind, n, LOW, order) for kind, n in calls}
+    high = {dsp_priority(kind, n, HIGH) for kind, n in calls}
+    normal = {dsp_priority(kind, n, NORMAL) for kind, n in calls}
+    low = {dsp_priority(kind, n, LOW) for kind, n in calls}
     assert max(high) < min(normal) and max(normal) < min(low)
     # Within Temporal's default five priority levels (and Temporal Cloud's).
     assert high | normal | low <= {1, 2, 3, 4, 5}
+    assert {workflow_priority_key(level) for level in (HIGH, NORMAL, LOW)} == high | normal | low
 
 
 @pytest.mark.parametrize(
@@ -93,16 +62,13 @@ def test_every_high_call_goes_before_every_normal_one_and_low_after_all(order: C
 def test_a_calls_lane(kind: DspCallKind, dependants: int, lane: CallLane) -> None:
     assert call_lane(kind, dependants) is lane
     assert dsp_fairness_key("spring", kind, dependants) == f"spring:{lane}"
-    assert dsp_fairness_key("spring", kind, dependants, CallOrder.FLAT) == "spring"
-    assert dsp_fairness_key("spring", kind, dependants, TIERS) == "spring"
 
 
-def test_a_leafs_polls_weigh_a_quarter_of_the_batchs_weight_in_the_lanes_order() -> None:
+def test_a_leafs_polls_weigh_a_quarter_of_the_batchs_weight() -> None:
     assert dsp_fairness_weight(DspCallKind.POLL, 0, 2.0) == 2.0 * POLLS_LANE_SHARE
     assert dsp_fairness_weight(DspCallKind.POLL, 0, MIN_FAIRNESS_WEIGHT) == MIN_FAIRNESS_WEIGHT
     assert dsp_fairness_weight(DspCallKind.POLL, 3, 2.0) == 2.0  # a parent's polls
     assert dsp_fairness_weight(DspCallKind.SUBMIT, 0, 2.0) == 2.0
-    assert dsp_fairness_weight(DspCallKind.POLL, 0, 2.0, CallOrder.FLAT) == 2.0
 
 
 def test_two_batches_never_share_a_lanes_key() -> None:
