@@ -119,6 +119,7 @@ async def blocked_chain(world: World) -> str:
     for name in ("d", "c", "b", "a"):
         await world.start(world.k(name))
     _expect((await world.result(d)).status, EntityStatus.BLOCKED, "blocked_chain")
+    _expect((await world.result(c)).status, EntityStatus.BLOCKED, "blocked_chain, middle")
     return c
 
 
@@ -239,6 +240,7 @@ async def record(
     world = World(client, sessions)
     async with world.workers():
         key = await scenario(world)
+        await world.result(key)  # its last workflow task completed
         history = await world.handle(key).fetch_history()
         await world.terminate_all()
     path = out / f"{name}.json"
