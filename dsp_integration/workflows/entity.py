@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import Priority, RetryPolicy
+from temporalio.common import Priority
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 from temporalio.workflow import ActivityCancellationType
 
@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
         EntityState,
         EntityStatus,
         EntityWorkflowInput,
-        ErrorType,
         FinishEntityInput,
         LoadEntityInput,
         PollCarry,
@@ -64,6 +63,19 @@ with workflow.unsafe.imports_passed_through():
         DSP_STATUS,
     )
     from dsp_integration.entities.refs import resolve_refs
+    from dsp_integration.workflows.activity_options import (
+        DSP_HEARTBEAT,
+        DSP_RETRY_POLICY,
+        DSP_START_TO_CLOSE,
+        FAN_OUT_HEARTBEAT,
+        FAN_OUT_RETRY_POLICY,
+        FAN_OUT_START_TO_CLOSE,
+        LOCAL_FAN_OUT_LIMIT,
+        MAX_POLLS_PER_RUN,
+        RECORD_RETRY_POLICY,
+        RECORD_TIMEOUT,
+        REFUSALS,
+    )
     from dsp_integration.workflows.entity_machine import (
         Announce,
         Announced,
@@ -96,34 +108,6 @@ with workflow.unsafe.imports_passed_through():
         next_step,
         still_wanted,
     )
-
-# Polls per run before continue-as-new keeps the history of a days-long review bounded.
-MAX_POLLS_PER_RUN = 100
-
-RECORD_TIMEOUT = timedelta(seconds=30)
-RECORD_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=[ErrorType.UNKNOWN_ENTITY],
-)
-DSP_RETRY_POLICY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=[ErrorType.DSP_REJECTED, ErrorType.DSP_NOT_FOUND],
-)
-# DSP calls may wait for a slot of the shared budget; heartbeats notice a dead worker early
-# and carry a cancellation to a call that is waiting for its slot.
-DSP_START_TO_CLOSE = timedelta(minutes=10)
-DSP_HEARTBEAT = timedelta(seconds=30)
-REFUSALS = (ErrorType.DSP_REJECTED, ErrorType.DSP_NOT_FOUND)
-# Telling 10,000 dependants takes minutes; the heartbeat after each page is what matters.
-FAN_OUT_START_TO_CLOSE = timedelta(hours=1)
-FAN_OUT_HEARTBEAT = timedelta(seconds=30)
-FAN_OUT_RETRY_POLICY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-# Up to this many dependants are told inside the ending's local activity; more in a
-# regular, heartbeating activity that resumes where it stopped.
-LOCAL_FAN_OUT_LIMIT = 50
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT")

@@ -29,7 +29,7 @@ from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_databa
 from dsp_integration.contracts import EntityStatus, EntityType, PriorityLevel
 from dsp_integration.database.engine import SessionFactory, open_database
 from dsp_integration.database.migrate import upgrade
-from dsp_integration.workflows.entity import LOCAL_FAN_OUT_LIMIT
+from dsp_integration.workflows.activity_options import LOCAL_FAN_OUT_LIMIT
 from tests.workflows.world import World, start_test_env
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"

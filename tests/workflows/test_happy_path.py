@@ -17,7 +17,7 @@ from dsp_integration.contracts import (
     EntityWorkflowInput,
     PriorityLevel,
 )
-from dsp_integration.workflows.entity import MAX_POLLS_PER_RUN
+from dsp_integration.workflows.activity_options import MAX_POLLS_PER_RUN
 from tests.workflows.world import World, backoff_interval
 
 SUBMITTED_AND_SUCCEEDED = [EntityStatus.SUBMITTING, EntityStatus.POLLING, EntityStatus.SUCCEEDED]
