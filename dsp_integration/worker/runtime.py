@@ -56,10 +56,10 @@ DSP_CONCURRENCY_CEILING = 32
 # On SIGTERM in-flight DSP requests may finish (each is bounded by DSP_TIMEOUT) before the
 # worker stops; what is still running then is retried elsewhere, idempotently.
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
-# A cancellation reaches an activity only in the answer to a heartbeat, and the SDK sends a
-# heartbeat at most once per throttle interval (by default 0.8 x the heartbeat timeout: 24 s
-# for a DSP call). Beats every HEARTBEAT_EVERY sent as often let a cancel reach a call held
-# for its ledger slot within about two of them, before the slot is granted.
+# A cancellation reaches an activity only in the answer to a heartbeat, and the SDK sends an
+# activity's heartbeats at most once per throttle interval (by default 0.8 x the heartbeat
+# timeout: 24 s for a DSP call). Throttled to the beat interval, a cancel reaches a call held
+# for its ledger slot within about two seconds (tests/integration/test_cancel_held_call.py).
 HEARTBEAT_THROTTLE = HEARTBEAT_EVERY
 
 
