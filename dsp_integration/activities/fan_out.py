@@ -1,27 +1,25 @@
 """Telling an entity's dependants how it stands, however many there are.
 
-The keys are read from `dsp_entity_queue` in pages, never carried in the workflow's history,
-and signalled with bounded concurrency. Progress is heartbeated after each page, so a retry
-resumes after the last page done instead of starting over; a page read also checks that the
-outcome is still the entity's current one, so a superseded outcome stops spreading."""
+The dependants are read from `dsp_entity_queue` in pages, never carried in the workflow's
+history, and signalled with bounded concurrency. Progress is heartbeated after each page, so a
+retry resumes after the last page done instead of starting over; a page read also checks that
+the outcome is still the entity's current one, so a superseded outcome stops spreading."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from temporalio import activity
 from temporalio.client import Client
 
+from dsp_integration.activities.entity_starts import EntityStart, start_entity_workflow
 from dsp_integration.contracts import (
-    ENTITY_WORKFLOW_NAME,
     SIGNAL_DEPENDENCY_FINISHED,
     DependencyOutcome,
-    EntityWorkflowInput,
     TellDependantsInput,
     TellDependantsResult,
-    workflow_id_for,
 )
-from dsp_integration.contracts.search_attributes import entity_search_attributes
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory, autocommit_session
 
@@ -31,19 +29,43 @@ SIGNAL_CONCURRENCY = 32
 
 
 async def tell_dependant(
-    client: Client, task_queue: str, key: str, outcome: DependencyOutcome
-) -> None:
-    """Signal-with-start `dependency_finished` to the workflow of `key`: one that is not
-    running starts and reads the news (so a dependant whose start was lost still wakes up)."""
-    await client.start_workflow(
-        ENTITY_WORKFLOW_NAME,
-        EntityWorkflowInput(key=key, lean=True),
-        id=workflow_id_for(key),
-        task_queue=task_queue,
-        search_attributes=entity_search_attributes(key),
-        start_signal=SIGNAL_DEPENDENCY_FINISHED,
-        start_signal_args=[outcome],
+    client: Client,
+    sessions: SessionFactory,
+    task_queue: str,
+    dependant: queue_store.StartRow,
+    outcome: DependencyOutcome,
+) -> bool:
+    """Signal-with-start `dependency_finished` to the dependant's workflow; returns False when
+    it had ended and no run was opened for the news.
+
+    The first try never reopens a completed run (`EntityStart.reopen=False`): the page was
+    read a moment ago, and a dependant open then may have ended and closed its run since,
+    when a new run would only wake, find its row ended and stop, showing in the web UI as an
+    entity still `waiting`. The server refuses such a start atomically, so no race with the
+    run's close slips through. A refusal means the latest run completed; the row then decides
+    (`queue_store.needs_run`), so no dependant is stranded:
+    - one reopened without a running workflow (a resubmit upstream put it back to waiting,
+      or its own resubmit's start has not come yet) has not ended: it is started;
+    - one blocked that must look again (a success of a newer version of the dependency that
+      blocked it) has no dependency that still ends it: it is started and looks again;
+    - anything else has ended for good: a run would have nothing to do.
+    A start that still races a close after that check needs the whole new run to end in
+    between; none is opened otherwise."""
+    start = EntityStart(
+        key=dependant.key,
+        batch=dependant.batch,
+        level=dependant.level,
+        weight=dependant.weight,
+        signal=SIGNAL_DEPENDENCY_FINISHED,
+        signal_arg=outcome,
+        reopen=False,
     )
+    if await start_entity_workflow(client, task_queue, start):
+        return True
+    async with autocommit_session(sessions) as session:
+        if not await queue_store.needs_run(session, dependant.key):
+            return False
+    return await start_entity_workflow(client, task_queue, replace(start, reopen=True))
 
 
 class DependantFanOut:
@@ -72,11 +94,16 @@ class DependantFanOut:
         details = activity.info().heartbeat_details
         after = str(details[0]) if details else ""
         told = int(details[1]) if len(details) > 1 else 0
+        ended = int(details[2]) if len(details) > 2 else 0
         gate = asyncio.Semaphore(self._concurrency)
 
-        async def tell(key: str) -> None:
+        async def tell(dependant: queue_store.StartRow) -> None:
+            nonlocal ended
             async with gate:
-                await tell_dependant(self._client, self._task_queue, key, outcome)
+                if not await tell_dependant(
+                    self._client, self._sessions, self._task_queue, dependant, outcome
+                ):
+                    ended += 1
 
         while True:
             async with autocommit_session(self._sessions) as session:
@@ -89,12 +116,12 @@ class DependantFanOut:
                     limit=self._page_size,
                 )
             if page is None:
-                return TellDependantsResult(told=told, superseded=True)
+                return TellDependantsResult(told=told, already_ended=ended, superseded=True)
             if not page:
-                return TellDependantsResult(told=told)
+                return TellDependantsResult(told=told, already_ended=ended)
             async with asyncio.TaskGroup() as group:
-                for key in page:
-                    group.create_task(tell(key))
-            after, told = page[-1], told + len(page)
+                for dependant in page:
+                    group.create_task(tell(dependant))
+            after, told = page[-1].key, told + len(page)
             if not activity.info().is_local:  # a local activity, for a few, has no heartbeat
-                activity.heartbeat(after, told)
+                activity.heartbeat(after, told, ended)

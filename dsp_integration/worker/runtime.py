@@ -194,8 +194,6 @@ def build_workers(
             queue.record_status,
             queue.finish_entity,
             queue.submission_may_have_landed,
-            queue.notify_dependants,
-            queue.reopen_blocked,
             planner.plan_next_poll,
             planner.start_polling,
             fan_out.tell_dependants,

@@ -40,14 +40,12 @@ with workflow.unsafe.imports_passed_through():
         ErrorType,
         FinishEntityInput,
         LoadEntityInput,
-        NotifyDependantsInput,
         PollCarry,
         PollPlan,
         PollPlanInput,
         PollStatusInput,
         PriorityLevel,
         RecordStatusInput,
-        ReopenBlockedInput,
         ReplaceEntityInput,
         ReprioritiseRequest,
         ResubmitRequest,
@@ -198,7 +196,7 @@ class EntityWorkflow:
     @workflow.run
     async def run(self, request: EntityWorkflowInput) -> EntityState:
         self._state.key = request.key
-        self._lean_history = _lean_history(request)
+        self._lean_history = True
         self._last_word_wins = self._lean_history or workflow.patched(LAST_WORD_WINS_PATCH)
         snapshot = await self._load(request.key)
         carry = request.carry
@@ -231,11 +229,6 @@ class EntityWorkflow:
         still open hear that this key is `waiting` at the new version (a queued POST of theirs
         is cancelled); the client has already put what the older one blocked back to waiting.
         Runs recorded before the patch reopen the entities blocked because of this one."""
-        if not self._last_word_wins:
-            await self._queue_activity(
-                QueueActivities.reopen_blocked, ReopenBlockedInput(key=snapshot.key)
-            )
-            return
         await self._tell_dependants(
             snapshot,
             DependencyOutcome(
@@ -260,9 +253,7 @@ class EntityWorkflow:
                 return waited
 
             body = resolve_refs(snapshot.payload, self._dsp_ids)
-            await self._record(
-                snapshot, EntityStatus.SUBMITTING, publish=snapshot.publish_submitting
-            )
+            await self._record(snapshot, EntityStatus.SUBMITTING, publish=False)
             try:
                 sent = await self._send_payload(snapshot, body)
             except ActivityError as err:
@@ -283,7 +274,7 @@ class EntityWorkflow:
                 return await self._archive(snapshot, dsp_id)
             decided = service_status_for(snapshot.entity_type, dsp_status) is not None
             plan = None
-            if snapshot.combined_records and not decided:
+            if not decided:
                 plan = await self._start_polling(snapshot)
             elif not (self._lean_history and decided):
                 await self._record(snapshot, EntityStatus.POLLING)
@@ -478,7 +469,7 @@ class EntityWorkflow:
                 self._state.dsp_status = dsp_status
                 if service_status_for(snapshot.entity_type, dsp_status) is None:
                     await self._record(snapshot, EntityStatus.POLLING)
-            elif snapshot.combined_records:
+            else:
                 self._publish_status(snapshot, EntityStatus.POLLING)
         if self._resubmitted(snapshot):
             return RESTART
@@ -492,7 +483,6 @@ class EntityWorkflow:
         workflow.continue_as_new(
             EntityWorkflowInput(
                 key=snapshot.key,
-                lean=True,
                 carry=PollCarry(
                     dsp_id=dsp_id,
                     dsp_status=dsp_status,
@@ -679,7 +669,6 @@ class EntityWorkflow:
             ending.status,
             reason=ending.reason,
             blocked_by=ending.blocked_by,
-            count_dependants=self._last_word_wins,
         )
         root = None
         if ending.status is not EntityStatus.SUCCEEDED:
@@ -692,7 +681,7 @@ class EntityWorkflow:
             blocked_by=root,
             payload_version=snapshot.payload_version if self._last_word_wins else 0,
         )
-        if self._last_word_wins and snapshot.combined_records:
+        if self._last_word_wins:
             result = await self._queue_activity(
                 QueueActivities.finish_entity,
                 FinishEntityInput(record=change, outcome=outcome, tell_up_to=LOCAL_FAN_OUT_LIMIT),
@@ -708,12 +697,6 @@ class EntityWorkflow:
                 and not self._resubmitted(snapshot)
             ):
                 await self._tell_dependants(snapshot, outcome, result.dependants_to_tell)
-            return
-        if result.dependants:
-            await self._queue_activity(
-                QueueActivities.notify_dependants,
-                NotifyDependantsInput(outcome=outcome, dependants=result.dependants),
-            )
 
     async def _load(self, key: str) -> EntitySnapshot:
         snapshot = await self._queue_activity(QueueActivities.load_entity, LoadEntityInput(key=key))
@@ -821,18 +804,6 @@ class EntityWorkflow:
 
 InputT = TypeVar("InputT")
 ResultT = TypeVar("ResultT")
-
-
-def _lean_history(request: EntityWorkflowInput) -> bool:
-    """Whether the run records the lean history. A run started by this code says so in its
-    input and records no patch marker; one started before decides by the patch. A marker
-    that an older worker recorded for a lean start (a rolling deploy) is read again when
-    replaying, since a marker no code asks for fails the replay."""
-    if not request.lean:
-        return workflow.patched(LEAN_HISTORY_PATCH)
-    if workflow.unsafe.is_replaying():
-        workflow.patched(LEAN_HISTORY_PATCH)
-    return True
 
 
 def _blocking_dependency(deps: list[DependencyOutcome]) -> DependencyOutcome | None:
