@@ -6,19 +6,32 @@ activities, and the client may import activities but not the other way round.
 
 Every start carries the batch's priority and fairness key (`entity_workflow_priority`).
 
-**A start never opens a second run for an entity that has just ended.** Entity workflows
-end by completing normally (an ending is recorded in the row first), so a start that must
-not reopen a completed run says so with `reopen=False`: it uses the id-reuse policy
+**No second run for an entity that has just ended.** A start that brings the entity new work
+(its first start, a resubmit, the sweep of an open row nothing runs) may open a new run after
+a completed one (`EntityStart.reopen`, id-reuse policy `ALLOW_DUPLICATE`). Any other start
+only carries news (a dependency's outcome, a user's cancel, a file submitted again) and must
+not: a run of an entity that has ended would only wake, find its row ended and stop, and show
+in the web UI as an entity still `waiting`. Such a start first goes with the policy
 `ALLOW_DUPLICATE_FAILED_ONLY`. The server then signals a running run, starts the first run of
-a key that has none, starts again after a run that failed, was terminated or timed out, and
-rejects the start (`WorkflowAlreadyStartedError`) when the latest run completed; checking and
-starting are one step on the server, so a start racing the run's close cannot slip between
-them. `start_entity_workflow` then returns False instead of raising. Starts that reopen work
-(submit, resubmit, cancel, the sweep of an open row) keep `ALLOW_DUPLICATE`."""
+a key, starts again after a run that failed, was terminated or timed out, and refuses the
+start (`WorkflowAlreadyStartedError`) when the latest run completed; it checks and starts in
+one step, so a start racing the run's close cannot slip between the two. Entity workflows
+end by completing normally, after their ending is in the row.
+
+A refusal means the latest run completed, not that the entity has ended for good, so the row
+decides (`queue_store.needs_run`) and nothing is stranded:
+- an entity reopened with no run (a resubmit upstream put it back to waiting after it ended
+  blocked, or its own resubmit's start is still on its way) has not ended: it is started;
+- a blocked entity that must look again (the dependency that blocked it succeeded in a newer
+  version) has no dependency that still ends it: it is started and looks again;
+- anything else has ended: nothing starts, and `start_entity_workflow` returns False.
+A second run could still open only if, between the refusal and the start after it, another
+start opened a run and that run ended too.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from temporalio.client import Client
@@ -39,6 +52,8 @@ from dsp_integration.contracts import (
     workflow_priority_key,
 )
 from dsp_integration.contracts.search_attributes import entity_search_attributes
+from dsp_integration.database import queue_store
+from dsp_integration.database.engine import SessionFactory, autocommit_session
 
 
 def entity_workflow_priority(batch: str, level: PriorityLevel, weight: float) -> Priority:
@@ -57,8 +72,9 @@ def entity_workflow_priority(batch: str, level: PriorityLevel, weight: float) ->
 class EntityStart:
     """One start of the workflow of `key`, of a batch at `level` with `weight`. With `signal`,
     signal-with-start (`signal_arg` its argument); without, a start that leaves a running
-    workflow as it is. `reopen=False`: never a new run after a completed one (module
-    docstring). `search_attributes` default to the key alone (the workflow adds the rest)."""
+    workflow as it is. `reopen`: the start brings new work, so it may open a new run after a
+    completed one; otherwise the row decides (module docstring). `search_attributes` default
+    to the key alone (the workflow adds the rest)."""
 
     key: str
     batch: str
@@ -66,14 +82,28 @@ class EntityStart:
     weight: float
     signal: str | None = None
     signal_arg: Any = None
-    reopen: bool = True
+    reopen: bool = False
     search_attributes: TypedSearchAttributes | None = None
 
 
-async def start_entity_workflow(client: Client, task_queue: str, start: EntityStart) -> bool:
-    """Start (or signal-with-start) the entity's workflow on `task_queue`. Returns False only
-    for a start with `reopen=False` that the server refused because the entity's latest run
-    completed: it has ended, and the start had nothing to carry to it."""
+async def start_entity_workflow(
+    client: Client, sessions: SessionFactory, task_queue: str, start: EntityStart
+) -> bool:
+    """Start (or signal-with-start) the entity's workflow on `task_queue`. Returns False when
+    the start only carried news (`reopen` unset) to an entity that has ended: no run opened."""
+    if start.reopen:
+        return await _start(client, task_queue, start)
+    if await _start(client, task_queue, start):
+        return True
+    async with autocommit_session(sessions) as session:
+        if not await queue_store.needs_run(session, start.key):
+            return False
+    return await _start(client, task_queue, replace(start, reopen=True))
+
+
+async def _start(client: Client, task_queue: str, start: EntityStart) -> bool:
+    """One start with the id-reuse policy `start.reopen` asks for; False when the server
+    refused it because the latest run completed."""
     options: dict[str, Any] = {
         "id": workflow_id_for(start.key),
         "task_queue": task_queue,

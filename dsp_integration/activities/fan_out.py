@@ -8,7 +8,6 @@ the outcome is still the entity's current one, so a superseded outcome stops spr
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 from temporalio import activity
 from temporalio.client import Client
@@ -35,22 +34,12 @@ async def tell_dependant(
     dependant: queue_store.StartRow,
     outcome: DependencyOutcome,
 ) -> bool:
-    """Signal-with-start `dependency_finished` to the dependant's workflow; returns False when
-    it had ended and no run was opened for the news.
-
-    The first try never reopens a completed run (`EntityStart.reopen=False`): the page was
-    read a moment ago, and a dependant open then may have ended and closed its run since,
-    when a new run would only wake, find its row ended and stop, showing in the web UI as an
-    entity still `waiting`. The server refuses such a start atomically, so no race with the
-    run's close slips through. A refusal means the latest run completed; the row then decides
-    (`queue_store.needs_run`), so no dependant is stranded:
-    - one reopened without a running workflow (a resubmit upstream put it back to waiting,
-      or its own resubmit's start has not come yet) has not ended: it is started;
-    - one blocked that must look again (a success of a newer version of the dependency that
-      blocked it) has no dependency that still ends it: it is started and looks again;
-    - anything else has ended for good: a run would have nothing to do.
-    A start that still races a close after that check needs the whole new run to end in
-    between; none is opened otherwise."""
+    """Signal-with-start `dependency_finished` to the dependant's workflow, so one whose
+    workflow is not running starts and reads the news; returns False when it has ended and
+    no run was opened for it (`start_entity_workflow`: the page was read a moment ago, and a
+    dependant open then may have ended since). The `waiting` news of a new version goes the
+    same way: a dependant its resubmit reopened has work in its row and starts, one that had
+    succeeded stays ended."""
     start = EntityStart(
         key=dependant.key,
         batch=dependant.batch,
@@ -58,14 +47,8 @@ async def tell_dependant(
         weight=dependant.weight,
         signal=SIGNAL_DEPENDENCY_FINISHED,
         signal_arg=outcome,
-        reopen=False,
     )
-    if await start_entity_workflow(client, task_queue, start):
-        return True
-    async with autocommit_session(sessions) as session:
-        if not await queue_store.needs_run(session, dependant.key):
-            return False
-    return await start_entity_workflow(client, task_queue, replace(start, reopen=True))
+    return await start_entity_workflow(client, sessions, task_queue, start)
 
 
 class DependantFanOut:

@@ -48,11 +48,10 @@ async def restart_orphans(
 
     async def start(row: queue_store.StartRow) -> None:
         async with gate:
-            await start_entity_workflow(
-                client,
-                request.task_queue,
-                EntityStart(key=row.key, batch=row.batch, level=row.level, weight=row.weight),
+            start = EntityStart(
+                key=row.key, batch=row.batch, level=row.level, weight=row.weight, reopen=True
             )
+            await start_entity_workflow(client, sessions, request.task_queue, start)
             restarted.append(row.key)
 
     after = ""

@@ -57,10 +57,14 @@ class PrioritiseReport:
 
 
 def _signal_with_start(
-    row: QueuedEntity, signal: str, arg: Any, level: PriorityLevel | None = None
+    row: QueuedEntity,
+    signal: str,
+    arg: Any,
+    *,
+    reopen: bool,
+    level: PriorityLevel | None = None,
 ) -> EntityStart:
-    """Signal-with-start for `row`'s workflow, at its batch's priority (at `level` if given).
-    A user's word reopens work, so it may open a new run after a completed one."""
+    """Signal-with-start for `row`'s workflow, at its batch's priority (at `level` if given)."""
     return EntityStart(
         key=row.key,
         batch=row.batch,
@@ -68,6 +72,7 @@ def _signal_with_start(
         weight=row.fairness_weight,
         signal=signal,
         signal_arg=arg,
+        reopen=reopen,
     )
 
 
@@ -81,16 +86,18 @@ async def _row(service: ServiceContext, key: str) -> QueuedEntity:
 
 async def cancel(service: ServiceContext, key: str, reason: str = "cancelled by user") -> str:
     """Ask the entity's workflow to cancel; returns the status it had. A workflow that is not
-    running is started to carry the cancel out (signal-with-start), so none is lost."""
+    running is started to carry the cancel out (signal-with-start), so none is lost; one
+    that ends meanwhile is not started again for it."""
     row = await _row(service, key)
-    if EntityStatus(row.status) in TERMINAL_STATUSES:
-        raise EntityEnded(f"entity {key!r} has already ended {row.status}; nothing to cancel")
-    await start_entity_workflow(
+    if EntityStatus(row.status) not in TERMINAL_STATUSES and await start_entity_workflow(
         await service.temporal(),
+        service.sessions,
         service.settings.temporal_task_queue,
-        _signal_with_start(row, SIGNAL_CANCEL, CancelRequest(reason=reason)),
-    )
-    return row.status
+        _signal_with_start(row, SIGNAL_CANCEL, CancelRequest(reason=reason), reopen=False),
+    ):
+        return row.status
+    ended = await _row(service, key)
+    raise EntityEnded(f"entity {key!r} has already ended {ended.status}; nothing to cancel")
 
 
 # One lock for every change of the dependency graph by a resubmit: two resubmits checked
@@ -157,9 +164,14 @@ async def resubmit(
         )
     await start_entity_workflow(
         await service.temporal(),
+        service.sessions,
         service.settings.temporal_task_queue,
         _signal_with_start(
-            row, SIGNAL_RESUBMIT, ResubmitRequest(payload_version=stored.payload_version), priority
+            row,
+            SIGNAL_RESUBMIT,
+            ResubmitRequest(payload_version=stored.payload_version),
+            reopen=True,
+            level=priority,
         ),
     )
     return ResubmitReport(

@@ -77,7 +77,8 @@ def _start(
     weight: float,
 ) -> EntityStart:
     """The start of an entity of the file: with what was stored before, if it was (its batch,
-    level, weight and status), else with the file's."""
+    level, weight and status; the start then only carries news, as the entity may end
+    meanwhile), else with the file's (the start brings it new work)."""
     if stored is not None:
         batch, level, weight = stored.batch, PriorityLevel(stored.priority), stored.fairness_weight
     status = stored.status if stored is not None else EntityStatus.WAITING.value
@@ -86,6 +87,7 @@ def _start(
         batch=batch,
         level=level,
         weight=weight,
+        reopen=stored is None,
         search_attributes=entity_search_attributes(key, entity_type, batch, status),
     )
 
@@ -145,7 +147,9 @@ async def submit(
         for spec in ordered
         if spec.key not in ended
     ]
-    started = await start_entity_workflows(client, service.settings.temporal_task_queue, starts)
+    started = await start_entity_workflows(
+        client, service.sessions, service.settings.temporal_task_queue, starts
+    )
     return SubmitReport(
         batch=submission.batch,
         entities=len(submission.entities),

@@ -16,6 +16,7 @@ from dsp_integration.activities.entity_starts import (
     start_entity_workflow,
 )
 from dsp_integration.contracts import workflow_id_for
+from dsp_integration.database.engine import SessionFactory
 
 __all__ = [
     "START_CONCURRENCY",
@@ -34,15 +35,19 @@ T = TypeVar("T")
 
 
 async def start_entity_workflows(
-    client: Client, task_queue: str, starts: Sequence[EntityStart]
+    client: Client, sessions: SessionFactory, task_queue: str, starts: Sequence[EntityStart]
 ) -> int:
-    """Start many workflows concurrently, in the order given (parents first)."""
+    """Start many workflows concurrently, in the order given (parents first); returns how
+    many started or were running (not those that had ended meanwhile)."""
+    started = 0
 
     async def start(one: EntityStart) -> None:
-        await start_entity_workflow(client, task_queue, one)
+        nonlocal started
+        if await start_entity_workflow(client, sessions, task_queue, one):
+            started += 1
 
     await _for_each(starts, start)
-    return len(starts)
+    return started
 
 
 async def signal_running_workflows(

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from dsp_integration.activities.fan_out import tell_dependant
 from dsp_integration.client import control
+from dsp_integration.client.errors import EntityEnded
 from dsp_integration.client.progress import wait_for_batch
 from dsp_integration.contracts import (
     DependencyOutcome,
@@ -18,6 +20,7 @@ from dsp_integration.contracts import (
     PriorityLevel,
     workflow_id_for,
 )
+from dsp_integration.database.models import QueuedEntity
 from dsp_integration.database.queue_store import StartRow
 from tests.integration.dag import ad_group, advertiser, campaign
 from tests.integration.harness import Stack, write_entities
@@ -88,3 +91,35 @@ async def test_a_dependant_reopened_after_its_run_completed_runs_again(
     rerun = await temporal_client.get_workflow_handle(workflow_id_for("re-ag")).describe()
     assert rerun.run_id != blocked_run.run_id
     assert rerun.status is WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_cancel_racing_the_entitys_ending_opens_no_new_run(
+    stack: Stack, temporal_client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cancel` read the row while the advertiser was still being submitted; it succeeded and
+    its run completed before the cancel's signal-with-start: the cancel reports that it has
+    ended, and no run opens to carry it out."""
+    counts = await stack.submit_file(
+        write_entities(tmp_path / "cx.json", "cx", [advertiser("cx-adv")])
+    )
+    assert counts == {"succeeded": 1}
+    handle = temporal_client.get_workflow_handle(workflow_id_for("cx-adv"))
+    ended = await handle.describe()
+    read_row = control._row
+    reads = 0
+
+    async def row_read_before_it_ended(service: object, key: str) -> QueuedEntity:
+        nonlocal reads
+        row = await read_row(stack.service, key)
+        reads += 1
+        if reads == 1:
+            row.status = EntityStatus.SUBMITTING.value
+        return row
+
+    monkeypatch.setattr(control, "_row", row_read_before_it_ended)
+
+    with pytest.raises(EntityEnded, match="has already ended succeeded"):
+        await control.cancel(stack.service, "cx-adv")
+
+    latest = await handle.describe()
+    assert (latest.run_id, latest.status) == (ended.run_id, WorkflowExecutionStatus.COMPLETED)
