@@ -399,16 +399,30 @@ def _dependant_to_tell(
     key: str | ColumnElement[str], *, include_blocked: bool
 ) -> ColumnElement[bool]:
     """Direct dependants that an outcome of `key` concerns: the open ones, and after a
-    success also the blocked ones, which look again (one may have been blocked by an outcome
-    that a newer version of `key` has since superseded)."""
+    success also the blocked ones that no other dependency still ends, which look again (one
+    may have been blocked by an outcome that a newer version of `key` has since superseded)."""
     if not include_blocked:
         return _open_dependant_of(key)
-    return and_(
-        QueuedEntity.depends_on.contains(array([key])),
-        or_(
-            QueuedEntity.status.not_in(_TERMINAL),
-            QueuedEntity.status == EntityStatus.BLOCKED.value,
-        ),
+    return and_(QueuedEntity.depends_on.contains(array([key])), _has_work(QueuedEntity))
+
+
+def _has_work(row: type[QueuedEntity] | Any) -> ColumnElement[bool]:
+    """Whether a run of `row`'s workflow would have anything to do: it has not ended, or it
+    is blocked and none of its dependencies ends it any more (a run looks again, as
+    `EntityWorkflow` does for a blocked entity woken by a dependency's success)."""
+    dep = aliased(QueuedEntity, name="blocking")
+    still_blocking = (
+        select(dep.key)
+        .where(
+            dep.key == any_(row.depends_on),
+            dep.status.in_(_TERMINAL),
+            dep.status != EntityStatus.SUCCEEDED.value,
+        )
+        .exists()
+    )
+    return or_(
+        row.status.not_in(_TERMINAL),
+        and_(row.status == EntityStatus.BLOCKED.value, ~still_blocking),
     )
 
 
@@ -496,28 +510,12 @@ def _dependants_page_statement(*, include_blocked: bool) -> Select[Any]:
 @cache
 def _needs_run_statement() -> Select[Any]:
     """Built once (see `_record_statement`); binds `key`."""
-    dep = aliased(QueuedEntity, name="dep")
-    ended_unsucceeded = (
-        select(dep.key)
-        .where(
-            dep.key == any_(QueuedEntity.depends_on),
-            dep.status.in_(_TERMINAL),
-            dep.status != EntityStatus.SUCCEEDED.value,
-        )
-        .exists()
-    )
-    return select(
-        or_(
-            QueuedEntity.status.not_in(_TERMINAL),
-            and_(QueuedEntity.status == EntityStatus.BLOCKED.value, ~ended_unsucceeded),
-        )
-    ).where(QueuedEntity.key == bindparam("key", type_=String))
+    return select(_has_work(QueuedEntity)).where(QueuedEntity.key == bindparam("key", type_=String))
 
 
 async def needs_run(session: AsyncSession, key: str) -> bool:
-    """Whether the entity has work for a run of its workflow, by its row: it has not ended,
-    or it is blocked and none of its dependencies now ends it (a run would look again, as
-    `EntityWorkflow` does for a blocked entity woken by a dependency's success)."""
+    """Whether a run of the entity's workflow would have anything to do (`_has_work`);
+    False for an unknown key."""
     found = await execute_core(session, _needs_run_statement(), {"key": key})
     return bool(found.scalar_one_or_none())
 

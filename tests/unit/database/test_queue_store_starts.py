@@ -1,12 +1,12 @@
 """What the queue store gives a workflow start: the pages of dependants and of open keys carry
 each row's batch, level and fairness weight, and `needs_run` says whether a run would have
-anything to do."""
+anything to do; a success is told (and counted) to the dependants that have work."""
 
 from __future__ import annotations
 
 from sqlalchemy import update
 
-from dsp_integration.contracts import EntityStatus, PriorityLevel
+from dsp_integration.contracts import EntityStatus, PriorityLevel, RecordStatusInput
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import QueuedEntity
@@ -101,3 +101,33 @@ async def test_needs_run_for_an_open_row_and_a_blocked_one_nothing_ends_any_more
         "bad": False,
         "missing": False,
     }
+
+
+async def test_a_success_is_told_to_the_blocked_dependants_nothing_else_ends(
+    clean_database: SessionFactory,
+) -> None:
+    async with clean_database.begin() as session:
+        await queue_store.insert_new_entities(
+            session,
+            [
+                entity("ok"),
+                entity("bad"),
+                entity("open", "ok"),
+                entity("unblocked", "ok"),
+                entity("still-blocked", "ok", "bad"),
+            ],
+        )
+    await set_status(clean_database, EntityStatus.REJECTED, "bad")
+    await set_status(clean_database, EntityStatus.BLOCKED, "unblocked", "still-blocked")
+
+    async with clean_database.begin() as session:
+        recorded = await queue_store.record_status(
+            session, RecordStatusInput(key="ok", status=EntityStatus.SUCCEEDED, payload_version=1)
+        )
+    async with clean_database() as session:
+        page = await queue_store.dependants_page(
+            session, "ok", payload_version=1, status=EntityStatus.SUCCEEDED, after="", limit=10
+        )
+
+    assert recorded.dependants_to_tell == 2
+    assert page is not None and [row.key for row in page] == ["open", "unblocked"]
