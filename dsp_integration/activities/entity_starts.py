@@ -26,7 +26,9 @@ decides (`queue_store.needs_run`) and nothing is stranded:
   version) has no dependency that still ends it: it is started and looks again;
 - anything else has ended: nothing starts, and `start_entity_workflow` returns False.
 A second run could still open only if, between the refusal and the start after it, another
-start opened a run and that run ended too.
+start opened a run and that run ended too. Past the namespace's retention a completed run is
+gone and a start finds no run to refuse it, so news goes only to entities with work: the
+fan-out's pages select them by the same predicate as `needs_run`.
 """
 
 from __future__ import annotations
