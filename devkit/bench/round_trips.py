@@ -229,7 +229,6 @@ async def report(proxy: RoundTripProxy, counts: Counts, sessions: Any, repeat: i
                 payload_version=1,
                 dsp_id="adv_1",
                 dsp_status="active",
-                count_dependants=True,
             )
         )
 

@@ -1,9 +1,9 @@
 """Telling an entity's dependants how it stands, however many there are.
 
-The keys are read from `dsp_entity_queue` in pages, never carried in the workflow's history,
-and signalled with bounded concurrency. Progress is heartbeated after each page, so a retry
-resumes after the last page done instead of starting over; a page read also checks that the
-outcome is still the entity's current one, so a superseded outcome stops spreading."""
+The dependants are read from `dsp_entity_queue` in pages, never carried in the workflow's
+history, and signalled with bounded concurrency. Progress is heartbeated after each page, so a
+retry resumes after the last page done instead of starting over; a page read also checks that
+the outcome is still the entity's current one, so a superseded outcome stops spreading."""
 
 from __future__ import annotations
 
@@ -12,16 +12,13 @@ import asyncio
 from temporalio import activity
 from temporalio.client import Client
 
+from dsp_integration.activities.entity_starts import EntityStart, start_entity_workflow
 from dsp_integration.contracts import (
-    ENTITY_WORKFLOW_NAME,
     SIGNAL_DEPENDENCY_FINISHED,
     DependencyOutcome,
-    EntityWorkflowInput,
     TellDependantsInput,
     TellDependantsResult,
-    workflow_id_for,
 )
-from dsp_integration.contracts.search_attributes import entity_search_attributes
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory, autocommit_session
 
@@ -31,19 +28,27 @@ SIGNAL_CONCURRENCY = 32
 
 
 async def tell_dependant(
-    client: Client, task_queue: str, key: str, outcome: DependencyOutcome
-) -> None:
-    """Signal-with-start `dependency_finished` to the workflow of `key`: one that is not
-    running starts and reads the news (so a dependant whose start was lost still wakes up)."""
-    await client.start_workflow(
-        ENTITY_WORKFLOW_NAME,
-        EntityWorkflowInput(key=key, lean=True),
-        id=workflow_id_for(key),
-        task_queue=task_queue,
-        search_attributes=entity_search_attributes(key),
-        start_signal=SIGNAL_DEPENDENCY_FINISHED,
-        start_signal_args=[outcome],
+    client: Client,
+    sessions: SessionFactory,
+    task_queue: str,
+    dependant: queue_store.StartRow,
+    outcome: DependencyOutcome,
+) -> bool:
+    """Signal-with-start `dependency_finished` to the dependant's workflow, so one whose
+    workflow is not running starts and reads the news; returns False when it has ended and
+    no run was opened for it (`start_entity_workflow`: the page was read a moment ago, and a
+    dependant open then may have ended since). The `waiting` news of a new version goes the
+    same way: a dependant its resubmit reopened has work in its row and starts, one that had
+    succeeded stays ended."""
+    start = EntityStart(
+        key=dependant.key,
+        batch=dependant.batch,
+        level=dependant.level,
+        weight=dependant.weight,
+        signal=SIGNAL_DEPENDENCY_FINISHED,
+        signal_arg=outcome,
     )
+    return await start_entity_workflow(client, sessions, task_queue, start)
 
 
 class DependantFanOut:
@@ -72,11 +77,16 @@ class DependantFanOut:
         details = activity.info().heartbeat_details
         after = str(details[0]) if details else ""
         told = int(details[1]) if len(details) > 1 else 0
+        ended = int(details[2]) if len(details) > 2 else 0
         gate = asyncio.Semaphore(self._concurrency)
 
-        async def tell(key: str) -> None:
+        async def tell(dependant: queue_store.StartRow) -> None:
+            nonlocal ended
             async with gate:
-                await tell_dependant(self._client, self._task_queue, key, outcome)
+                if not await tell_dependant(
+                    self._client, self._sessions, self._task_queue, dependant, outcome
+                ):
+                    ended += 1
 
         while True:
             async with autocommit_session(self._sessions) as session:
@@ -89,12 +99,12 @@ class DependantFanOut:
                     limit=self._page_size,
                 )
             if page is None:
-                return TellDependantsResult(told=told, superseded=True)
+                return TellDependantsResult(told=told, already_ended=ended, superseded=True)
             if not page:
-                return TellDependantsResult(told=told)
+                return TellDependantsResult(told=told, already_ended=ended)
             async with asyncio.TaskGroup() as group:
-                for key in page:
-                    group.create_task(tell(key))
-            after, told = page[-1], told + len(page)
+                for dependant in page:
+                    group.create_task(tell(dependant))
+            after, told = page[-1].key, told + len(page)
             if not activity.info().is_local:  # a local activity, for a few, has no heartbeat
-                activity.heartbeat(after, told)
+                activity.heartbeat(after, told, ended)

@@ -1,33 +1,25 @@
 """Activities that read and write `dsp_entity_queue` and wake the workflows of other entities.
-They run on the workflow worker, as local activities of the entity workflow (as regular
-activities on the workflow task queue for runs recorded before that), never on the
+They run on the workflow worker, as local activities of the entity workflow, never on the
 rate-limited DSP queue."""
 
 from __future__ import annotations
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
-from dsp_integration.activities.fan_out import DependantFanOut, tell_dependant
+from dsp_integration.activities.fan_out import DependantFanOut
 from dsp_integration.contracts import (
-    ENTITY_WORKFLOW_NAME,
     TERMINAL_STATUSES,
     EntitySnapshot,
-    EntityWorkflowInput,
     ErrorType,
     FinishEntityInput,
     LoadEntityInput,
-    NotifyDependantsInput,
     RecordStatusInput,
     RecordStatusResult,
-    ReopenBlockedInput,
     SubmissionCheckInput,
     TellDependantsInput,
-    workflow_id_for,
 )
-from dsp_integration.contracts.search_attributes import entity_search_attributes
 from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.engine import SessionFactory, autocommit_session
 from dsp_integration.observability.metrics import observe_entity_finished
@@ -36,8 +28,6 @@ from dsp_integration.observability.metrics import observe_entity_finished
 class QueueActivities:
     def __init__(self, session_factory: SessionFactory, client: Client, task_queue: str) -> None:
         self._sessions = session_factory
-        self._client = client
-        self._task_queue = task_queue
         self._fan_out = DependantFanOut(session_factory, client, task_queue)
 
     @activity.defn
@@ -52,23 +42,16 @@ class QueueActivities:
                 type=ErrorType.UNKNOWN_ENTITY,
                 non_retryable=True,
             )
-        snapshot.publish_submitting = False
-        snapshot.combined_records = True
         return snapshot
 
     @activity.defn
     async def record_status(self, change: RecordStatusInput) -> RecordStatusResult:
         """Store a status change (conditional on the payload version, so safe to repeat).
-        For a terminal status of the version the row holds, returns the dependants to tell:
-        counted when the caller tells them in pages, listed for runs recorded before that."""
+        For a terminal status of the version the row holds, returns how many dependants to
+        tell (the caller tells them in pages)."""
         terminal = change.status in TERMINAL_STATUSES
         async with autocommit_session(self._sessions) as session:
-            stored = await queue_store.record_status(
-                session,
-                change,
-                count_dependants=terminal and change.count_dependants,
-                list_dependants=terminal and not change.count_dependants,
-            )
+            stored = await queue_store.record_status(session, change)
         # The row's priority now: a `prioritise` reaches the workflow's next DSP call.
         priority = stored.priority
         if not terminal:
@@ -83,10 +66,6 @@ class QueueActivities:
             assert stored.created_at is not None
             observe_entity_finished(
                 stored.entity_type, stored.status, stored.created_at, stored.finished_at
-            )
-        if not change.count_dependants:
-            return RecordStatusResult(
-                dependants=stored.open_dependants, recorded=stored.recorded, priority=priority
             )
         if not stored.recorded:
             return RecordStatusResult(recorded=False, priority=priority)
@@ -114,28 +93,3 @@ class QueueActivities:
             return await audit_log.request_may_have_landed(
                 session, request.key, request.idempotency_key
             )
-
-    @activity.defn
-    async def notify_dependants(self, request: NotifyDependantsInput) -> None:
-        """Signal each dependant how this entity ended, starting its workflow if it is not
-        running (signal-with-start), so a dependant whose start was lost still wakes up.
-        Repeating it delivers a duplicate signal, which the workflow ignores."""
-        for key in request.dependants:
-            await tell_dependant(self._client, self._task_queue, key, request.outcome)
-
-    @activity.defn
-    async def reopen_blocked(self, request: ReopenBlockedInput) -> list[str]:
-        """After a resubmit: entities blocked because of this one wait again, each in a new
-        run of its workflow (an already running one is left as it is)."""
-        async with self._sessions.begin() as session:
-            keys = await queue_store.reopen_blocked(session, request.key)
-        for key in keys:
-            await self._client.start_workflow(
-                ENTITY_WORKFLOW_NAME,
-                EntityWorkflowInput(key=key, lean=True),
-                id=workflow_id_for(key),
-                task_queue=self._task_queue,
-                search_attributes=entity_search_attributes(key),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            )
-        return keys

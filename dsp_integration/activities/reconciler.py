@@ -12,16 +12,14 @@ import asyncio
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 
+from dsp_integration.activities.entity_starts import EntityStart, start_entity_workflow
 from dsp_integration.contracts import (
     ENTITY_WORKFLOW_NAME,
-    EntityWorkflowInput,
     ReconcileInput,
     ReconcileResult,
     workflow_id_for,
 )
-from dsp_integration.contracts.search_attributes import entity_search_attributes
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
 
@@ -41,23 +39,20 @@ async def restart_orphans(
     sessions: SessionFactory, client: Client, request: ReconcileInput
 ) -> ReconcileResult:
     """Start the workflow of every open entity, idle for `grace_seconds`, that has none
-    running on `request.task_queue`."""
+    running on `request.task_queue`, with its batch's priority and fairness key. An open row
+    has work to do, so the start may open a new run after a completed one."""
     running = await running_workflow_ids(client, request.task_queue)
     gate = asyncio.Semaphore(START_CONCURRENCY)
     restarted: list[str] = []
     seen = 0
 
-    async def start(key: str) -> None:
+    async def start(row: queue_store.StartRow) -> None:
         async with gate:
-            await client.start_workflow(
-                ENTITY_WORKFLOW_NAME,
-                EntityWorkflowInput(key=key, lean=True),
-                id=workflow_id_for(key),
-                task_queue=request.task_queue,
-                search_attributes=entity_search_attributes(key),
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start = EntityStart(
+                key=row.key, batch=row.batch, level=row.level, weight=row.weight, reopen=True
             )
-            restarted.append(key)
+            await start_entity_workflow(client, sessions, request.task_queue, start)
+            restarted.append(row.key)
 
     after = ""
     while True:
@@ -69,10 +64,10 @@ async def restart_orphans(
             break
         seen += len(page)
         async with asyncio.TaskGroup() as group:
-            for key in page:
-                if workflow_id_for(key) not in running:
-                    group.create_task(start(key))
-        after = page[-1]
+            for row in page:
+                if workflow_id_for(row.key) not in running:
+                    group.create_task(start(row))
+        after = page[-1].key
         if activity.in_activity():
             activity.heartbeat(after)
     return ReconcileResult(open_entities=seen, restarted=sorted(restarted))

@@ -7,13 +7,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.common import Priority
 
 from dsp_integration.activities.reconciler import restart_orphans as _restart_orphans
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import EntityEnded, UnknownBatch, UnknownEntity
 from dsp_integration.client.workflow_starts import (
-    entity_workflow_priority,
+    EntityStart,
     signal_running_workflows,
     start_entity_workflow,
 )
@@ -57,10 +56,23 @@ class PrioritiseReport:
     """Of those, the ones whose workflow was running and was told (the rest read the row)."""
 
 
-def _workflow_priority(row: QueuedEntity, level: PriorityLevel | None = None) -> Priority:
-    """The priority a workflow started for `row` takes (at `level` if given)."""
-    return entity_workflow_priority(
-        row.batch, level or PriorityLevel(row.priority), row.fairness_weight
+def _signal_with_start(
+    row: QueuedEntity,
+    signal: str,
+    arg: Any,
+    *,
+    reopen: bool,
+    level: PriorityLevel | None = None,
+) -> EntityStart:
+    """Signal-with-start for `row`'s workflow, at its batch's priority (at `level` if given)."""
+    return EntityStart(
+        key=row.key,
+        batch=row.batch,
+        level=level or PriorityLevel(row.priority),
+        weight=row.fairness_weight,
+        signal=signal,
+        signal_arg=arg,
+        reopen=reopen,
     )
 
 
@@ -74,19 +86,18 @@ async def _row(service: ServiceContext, key: str) -> QueuedEntity:
 
 async def cancel(service: ServiceContext, key: str, reason: str = "cancelled by user") -> str:
     """Ask the entity's workflow to cancel; returns the status it had. A workflow that is not
-    running is started to carry the cancel out (signal-with-start), so none is lost."""
+    running is started to carry the cancel out (signal-with-start), so none is lost; one
+    that ends meanwhile is not started again for it."""
     row = await _row(service, key)
-    if EntityStatus(row.status) in TERMINAL_STATUSES:
-        raise EntityEnded(f"entity {key!r} has already ended {row.status}; nothing to cancel")
-    await start_entity_workflow(
+    if EntityStatus(row.status) not in TERMINAL_STATUSES and await start_entity_workflow(
         await service.temporal(),
-        key,
+        service.sessions,
         service.settings.temporal_task_queue,
-        signal=SIGNAL_CANCEL,
-        signal_arg=CancelRequest(reason=reason),
-        priority=_workflow_priority(row),
-    )
-    return row.status
+        _signal_with_start(row, SIGNAL_CANCEL, CancelRequest(reason=reason), reopen=False),
+    ):
+        return row.status
+    ended = await _row(service, key)
+    raise EntityEnded(f"entity {key!r} has already ended {ended.status}; nothing to cancel")
 
 
 # One lock for every change of the dependency graph by a resubmit: two resubmits checked
@@ -153,11 +164,15 @@ async def resubmit(
         )
     await start_entity_workflow(
         await service.temporal(),
-        key,
+        service.sessions,
         service.settings.temporal_task_queue,
-        signal=SIGNAL_RESUBMIT,
-        signal_arg=ResubmitRequest(payload_version=stored.payload_version),
-        priority=_workflow_priority(row, priority),
+        _signal_with_start(
+            row,
+            SIGNAL_RESUBMIT,
+            ResubmitRequest(payload_version=stored.payload_version),
+            reopen=True,
+            level=priority,
+        ),
     )
     return ResubmitReport(
         key=key,

@@ -7,10 +7,7 @@ from pathlib import Path
 
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import BadWeight, UnknownPriority
-from dsp_integration.client.workflow_starts import (
-    entity_workflow_priority,
-    start_entity_workflows,
-)
+from dsp_integration.client.workflow_starts import EntityStart, start_entity_workflows
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
     DSP_FAIRNESS_WEIGHT,
@@ -71,6 +68,30 @@ def fairness_weight(text: str | float | None) -> float:
     return weight
 
 
+def _start(
+    key: str,
+    entity_type: str,
+    stored: QueuedEntity | None,
+    batch: str,
+    level: PriorityLevel,
+    weight: float,
+) -> EntityStart:
+    """The start of an entity of the file: with what was stored before, if it was (its batch,
+    level, weight and status; the start then only carries news, as the entity may end
+    meanwhile), else with the file's (the start brings it new work)."""
+    if stored is not None:
+        batch, level, weight = stored.batch, PriorityLevel(stored.priority), stored.fairness_weight
+    status = stored.status if stored is not None else EntityStatus.WAITING.value
+    return EntityStart(
+        key=key,
+        batch=batch,
+        level=level,
+        weight=weight,
+        reopen=stored is None,
+        search_attributes=entity_search_attributes(key, entity_type, batch, status),
+    )
+
+
 def _existing(row: QueuedEntity) -> ExistingEntity:
     return ExistingEntity(key=row.key, type=row.entity_type, payload=row.payload, batch=row.batch)
 
@@ -114,29 +135,20 @@ async def submit(
             check_submission(submission, {key: _existing(row) for key, row in rows.items()})
         stored = len(inserted)
     ended = {key for key, row in rows.items() if EntityStatus(row.status) in TERMINAL_STATUSES}
-    attributes = {
-        spec.key: entity_search_attributes(
+    starts = [
+        _start(
             spec.key,
             str(spec.type),
+            rows.get(spec.key),
             submission.batch,
-            rows[spec.key].status if spec.key in rows else EntityStatus.WAITING.value,
+            priority,
+            fairness_weight,
         )
         for spec in ordered
         if spec.key not in ended
-    }
-    priorities = {
-        spec.key: entity_workflow_priority(submission.batch, priority, fairness_weight)
-        if spec.key not in rows
-        else entity_workflow_priority(
-            rows[spec.key].batch,
-            PriorityLevel(rows[spec.key].priority),
-            rows[spec.key].fairness_weight,
-        )
-        for spec in ordered
-        if spec.key not in ended
-    }
+    ]
     started = await start_entity_workflows(
-        client, attributes, service.settings.temporal_task_queue, attributes, priorities
+        client, service.sessions, service.settings.temporal_task_queue, starts
     )
     return SubmitReport(
         batch=submission.batch,

@@ -29,10 +29,6 @@ class PollCarry(BaseModel):
 class EntityWorkflowInput(BaseModel):
     key: str
     carry: PollCarry | None = None
-    # Set by every start of this code: the run is lean from its first command (what the
-    # `lean-history` patch turns on) without recording that patch's marker and its
-    # `TemporalChangeVersion` upsert. False in runs started before the field.
-    lean: bool = False
 
 
 class CancelRequest(BaseModel):
@@ -115,16 +111,6 @@ class EntitySnapshot(BaseModel):
     # Its batch's fairness weight, when it was loaded. None in results recorded before the
     # field (the default weight).
     fairness_weight: float | None = None
-    # Whether the workflow upserts `submitting` as its `DspStatus`, as the worker that loaded
-    # it decides: this code does not (a visibility write per entity for a status that lasts
-    # until the DSP call's turn), results recorded before the field did.
-    publish_submitting: bool = True
-    # Whether the run records `polling` together with the first poll's plan, and its ending
-    # together with telling a few dependants, each in one local activity (`start_polling`,
-    # `finish_entity`), and upserts `DspStatus=polling` only once a poll finds the review
-    # still open; as the worker that loaded it decides: this code does, results recorded
-    # before the field did not (two local activities each, `polling` upserted after the POST).
-    combined_records: bool = False
 
 
 class RecordStatusInput(BaseModel):
@@ -135,22 +121,23 @@ class RecordStatusInput(BaseModel):
     dsp_status: str | None = None
     reason: str | None = None
     blocked_by: str | None = None
-    # Set by runs that tell dependants in pages (`tell_dependants`): the result then counts
-    # the dependants instead of listing them, so no list of keys enters the history.
-    count_dependants: bool = False
 
 
 class TellDependantsResult(BaseModel):
+    """How many dependants were told; of those, how many had already ended, so the news
+    started no run of theirs (`already_ended`); and whether the outcome was superseded
+    before every page was told."""
+
     told: int
+    already_ended: int = 0
     superseded: bool = False
 
 
 class RecordStatusResult(BaseModel):
-    """For a terminal status: the dependants to tell (listed for runs recorded before
-    `count_dependants`, counted otherwise), and whether the row took the status at all (it
-    does not when a newer payload version was stored meanwhile)."""
+    """For a terminal status: how many dependants to tell (counted, so no list of keys enters
+    the history), and whether the row took the status at all (it does not when a newer
+    payload version was stored meanwhile)."""
 
-    dependants: list[str] = Field(default_factory=list)
     dependants_to_tell: int = 0
     recorded: bool = True
     # The entity's priority as the row holds it now, so a `prioritise` reaches the next DSP
@@ -161,17 +148,12 @@ class RecordStatusResult(BaseModel):
 
 
 class FinishEntityInput(BaseModel):
-    """Record an ending (`record.count_dependants` set) and, when it took and at most
-    `tell_up_to` dependants are concerned, tell them `outcome` in the same local activity."""
+    """Record an ending and, when it took and at most `tell_up_to` dependants are
+    concerned, tell them `outcome` in the same local activity."""
 
     record: RecordStatusInput
     outcome: DependencyOutcome
     tell_up_to: int
-
-
-class NotifyDependantsInput(BaseModel):
-    outcome: DependencyOutcome
-    dependants: list[str]
 
 
 class TellDependantsInput(BaseModel):
@@ -197,10 +179,6 @@ class ReconcileInput(BaseModel):
 class ReconcileResult(BaseModel):
     open_entities: int
     restarted: list[str] = Field(default_factory=list)
-
-
-class ReopenBlockedInput(BaseModel):
-    key: str
 
 
 class SubmitEntityInput(BaseModel):

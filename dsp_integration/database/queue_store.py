@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -265,7 +265,6 @@ class StatusRecord:
     created_at: datetime | None = None
     finished_at: datetime | None = None
     dependants_to_tell: int = 0
-    open_dependants: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -275,9 +274,7 @@ class _RecordShape:
     sets_dsp_id: bool
     sets_dsp_status: bool
     terminal: bool
-    count_dependants: bool
     include_blocked: bool
-    list_dependants: bool
 
 
 @cache
@@ -327,20 +324,13 @@ def _record_statement(shape: _RecordShape) -> Select[Any]:
         .cte("changed")
     )
     extra: list[Any] = []
-    if shape.count_dependants:
+    if shape.terminal:
         extra.append(
             select(func.count())
             .select_from(entity)
             .where(_dependant_to_tell(key, include_blocked=shape.include_blocked))
             .scalar_subquery()
             .label("to_tell")
-        )
-    if shape.list_dependants:
-        extra.append(
-            select(func.array_agg(aggregate_order_by(entity.key, entity.key)))
-            .where(_open_dependant_of(key))
-            .scalar_subquery()
-            .label("open_dependants")
         )
     return select(
         before.c.status.label("status_before"),
@@ -354,16 +344,9 @@ def _record_statement(shape: _RecordShape) -> Select[Any]:
     ).select_from(before.outerjoin(changed, true()))
 
 
-async def record_status(
-    session: AsyncSession,
-    change: RecordStatusInput,
-    *,
-    count_dependants: bool = False,
-    list_dependants: bool = False,
-) -> StatusRecord:
+async def record_status(session: AsyncSession, change: RecordStatusInput) -> StatusRecord:
     """Store a status change of the payload version the caller works on, in one statement:
-    the row's status before, the update and (when asked) the dependants to tell, counted or
-    listed.
+    the row's status before, the update and, for an ending, how many dependants to tell.
 
     A run still working on an older version (the client stored a resubmission meanwhile)
     changes nothing but the DSP facts, so it can never overwrite the newer request: which DSP
@@ -372,9 +355,7 @@ async def record_status(
         sets_dsp_id=change.dsp_id is not None,
         sets_dsp_status=change.dsp_status is not None,
         terminal=change.status in TERMINAL_STATUSES,
-        count_dependants=count_dependants,
         include_blocked=change.status is EntityStatus.SUCCEEDED,
-        list_dependants=list_dependants,
     )
     found = (
         await execute_core(
@@ -402,8 +383,7 @@ async def record_status(
         status=found.status if recorded else None,
         created_at=found.created_at if recorded else None,
         finished_at=found.finished_at if recorded else None,
-        dependants_to_tell=int(found.to_tell or 0) if count_dependants else 0,
-        open_dependants=list(found.open_dependants or []) if list_dependants else [],
+        dependants_to_tell=int(found.to_tell or 0) if shape.terminal else 0,
     )
 
 
@@ -419,17 +399,63 @@ def _dependant_to_tell(
     key: str | ColumnElement[str], *, include_blocked: bool
 ) -> ColumnElement[bool]:
     """Direct dependants that an outcome of `key` concerns: the open ones, and after a
-    success also the blocked ones, which look again (one may have been blocked by an outcome
-    that a newer version of `key` has since superseded)."""
+    success also the blocked ones that no other dependency still ends, which look again (one
+    may have been blocked by an outcome that a newer version of `key` has since superseded)."""
     if not include_blocked:
         return _open_dependant_of(key)
-    return and_(
-        QueuedEntity.depends_on.contains(array([key])),
-        or_(
-            QueuedEntity.status.not_in(_TERMINAL),
-            QueuedEntity.status == EntityStatus.BLOCKED.value,
-        ),
+    return and_(QueuedEntity.depends_on.contains(array([key])), _has_work(QueuedEntity))
+
+
+def _has_work(row: type[QueuedEntity] | Any) -> ColumnElement[bool]:
+    """Whether a run of `row`'s workflow would have anything to do: it has not ended, or it
+    is blocked and none of its dependencies ends it any more (a run looks again, as
+    `EntityWorkflow` does for a blocked entity woken by a dependency's success)."""
+    dep = aliased(QueuedEntity, name="blocking")
+    still_blocking = (
+        select(dep.key)
+        .where(
+            dep.key == any_(row.depends_on),
+            dep.status.in_(_TERMINAL),
+            dep.status != EntityStatus.SUCCEEDED.value,
+        )
+        .exists()
     )
+    return or_(
+        row.status.not_in(_TERMINAL),
+        and_(row.status == EntityStatus.BLOCKED.value, ~still_blocking),
+    )
+
+
+@dataclass(frozen=True)
+class StartRow:
+    """What starting an entity's workflow needs from its row: the key, and the batch, level
+    and fairness weight its workflow tasks are ordered by."""
+
+    key: str
+    batch: str
+    level: PriorityLevel
+    weight: float
+
+
+def _start_columns() -> tuple[Any, ...]:
+    return (
+        QueuedEntity.key,
+        QueuedEntity.batch,
+        QueuedEntity.priority,
+        QueuedEntity.fairness_weight,
+    )
+
+
+def _start_rows(rows: Iterable[Any]) -> list[StartRow]:
+    return [
+        StartRow(
+            key=row.key,
+            batch=row.batch,
+            level=stored_level(row.priority),
+            weight=float(row.fairness_weight),
+        )
+        for row in rows
+    ]
 
 
 async def dependants_page(
@@ -440,10 +466,11 @@ async def dependants_page(
     status: EntityStatus,
     after: str,
     limit: int,
-) -> list[str] | None:
+) -> list[StartRow] | None:
     """The next `limit` dependants to tell (keys after `after`, in key order) about `key`
-    standing at `status` in `payload_version`; None once that is no longer so (a newer
-    version was stored, or the entity moved on), so a superseded outcome stops spreading."""
+    standing at `status` in `payload_version`, each with what its start needs; None once that
+    is no longer so (a newer version was stored, or the entity moved on), so a superseded
+    outcome stops spreading."""
     current = await execute_core(session, _version_and_status_statement(), {"key": key})
     row = current.one_or_none()
     if row is None or row.payload_version != payload_version:
@@ -455,7 +482,7 @@ async def dependants_page(
         _dependants_page_statement(include_blocked=status is EntityStatus.SUCCEEDED),
         {"key": key, "after": after, "page_size": limit},
     )
-    return list(rows.scalars())
+    return _start_rows(rows)
 
 
 @cache
@@ -470,7 +497,7 @@ def _version_and_status_statement() -> Select[int, str]:
 def _dependants_page_statement(*, include_blocked: bool) -> Select[Any]:
     """Built once per kind (see `_record_statement`); binds `key`, `after`, `page_size`."""
     return (
-        select(QueuedEntity.key)
+        select(*_start_columns())
         .where(
             _dependant_to_tell(bindparam("key", type_=String), include_blocked=include_blocked),
             QueuedEntity.key > bindparam("after", type_=String),
@@ -480,21 +507,17 @@ def _dependants_page_statement(*, include_blocked: bool) -> Select[Any]:
     )
 
 
-async def reopen_blocked(session: AsyncSession, key: str) -> list[str]:
-    """Entities blocked because of `key` go back to waiting; returns every such waiting key."""
-    await session.execute(
-        update(QueuedEntity)
-        .where(QueuedEntity.blocked_by == key, QueuedEntity.status == EntityStatus.BLOCKED.value)
-        .values(
-            status=EntityStatus.WAITING.value, reason=None, finished_at=None, updated_at=func.now()
-        )
-    )
-    rows = await session.scalars(
-        select(QueuedEntity.key)
-        .where(QueuedEntity.blocked_by == key, QueuedEntity.status == EntityStatus.WAITING.value)
-        .order_by(QueuedEntity.key)
-    )
-    return list(rows)
+@cache
+def _needs_run_statement() -> Select[Any]:
+    """Built once (see `_record_statement`); binds `key`."""
+    return select(_has_work(QueuedEntity)).where(QueuedEntity.key == bindparam("key", type_=String))
+
+
+async def needs_run(session: AsyncSession, key: str) -> bool:
+    """Whether a run of the entity's workflow would have anything to do (`_has_work`);
+    False for an unknown key."""
+    found = await execute_core(session, _needs_run_statement(), {"key": key})
+    return bool(found.scalar_one_or_none())
 
 
 _REOPEN_DOWNSTREAM = text(
@@ -587,11 +610,11 @@ async def count_by_status(session: AsyncSession, *, batch: str | None = None) ->
 
 async def open_keys_page(
     session: AsyncSession, *, after: str, limit: int, idle_seconds: float
-) -> list[str]:
-    """Keys of entities that have not ended and whose row has not changed for
-    `idle_seconds`, after `after` in key order."""
-    rows = await session.scalars(
-        select(QueuedEntity.key)
+) -> list[StartRow]:
+    """Entities that have not ended and whose row has not changed for `idle_seconds`, after
+    `after` in key order, each with what its start needs."""
+    rows = await session.execute(
+        select(*_start_columns())
         .where(
             QueuedEntity.status.not_in(_TERMINAL),
             QueuedEntity.updated_at < func.now() - timedelta(seconds=idle_seconds),
@@ -600,7 +623,7 @@ async def open_keys_page(
         .order_by(QueuedEntity.key)
         .limit(limit)
     )
-    return list(rows)
+    return _start_rows(rows)
 
 
 async def count_to_poll(

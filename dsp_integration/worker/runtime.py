@@ -150,8 +150,6 @@ async def run_worker(
                 queue.record_status,
                 queue.finish_entity,
                 queue.submission_may_have_landed,
-                queue.notify_dependants,
-                queue.reopen_blocked,
                 planner.plan_next_poll,
                 planner.start_polling,
                 fan_out.tell_dependants,

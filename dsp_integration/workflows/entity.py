@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
         DEFAULT_PRIORITY_LEVEL,
         DSP_FAIRNESS_WEIGHT,
         ENTITY_WORKFLOW_NAME,
-        TERMINAL_STATUSES,
         ArchiveEntityInput,
         CancelRequest,
         DependencyOutcome,
@@ -470,7 +469,6 @@ class EntityWorkflow:
         workflow.continue_as_new(
             EntityWorkflowInput(
                 key=facts.key,
-                lean=True,
                 carry=PollCarry(
                     dsp_id=step.dsp_id,
                     dsp_status=facts.dsp_status or "",
@@ -520,7 +518,6 @@ class EntityWorkflow:
             payload_version=facts.version,
             dsp_id=facts.dsp_id,
             dsp_status=facts.dsp_status,
-            count_dependants=status in TERMINAL_STATUSES,
             **details,
         )
 

@@ -61,7 +61,6 @@ from dsp_integration.contracts import (
     EntityType,
     EntityWorkflowInput,
     ErrorType,
-    NotifyDependantsInput,
     PollPlan,
     PollPlanInput,
     PollStatusInput,
@@ -253,7 +252,6 @@ class World:
         self.loads: list[EntitySnapshot] = []
         self.records: list[RecordStatusInput] = []  # changes the table took
         self.stale_records: list[RecordStatusInput] = []  # changes for an outdated version
-        self.notified: list[NotifyDependantsInput] = []
         self.reopened: list[tuple[str, list[str]]] = []
         self.told: list[tuple[DependencyOutcome, TellDependantsResult]] = []
         # The fake planner.
@@ -399,8 +397,6 @@ class World:
                 queue.record_status,
                 queue.finish_entity,
                 queue.submission_may_have_landed,
-                queue.notify_dependants,
-                queue.reopen_blocked,
                 fan_out.tell_dependants,
                 self.plan_next_poll,
                 self.start_polling,
@@ -422,7 +418,7 @@ class World:
         client starts it (the run then publishes its type, batch and status)."""
         return await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
-            EntityWorkflowInput(key=key, lean=True),
+            EntityWorkflowInput(key=key),
             id=workflow_id_for(key),
             task_queue=self.task_queue,
             result_type=EntityState,
@@ -433,7 +429,7 @@ class World:
     async def cancel(self, key: str, reason: str = "cancelled by user") -> None:
         await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
-            EntityWorkflowInput(key=key, lean=True),
+            EntityWorkflowInput(key=key),
             id=workflow_id_for(key),
             task_queue=self.task_queue,
             start_signal="cancel",
@@ -447,7 +443,7 @@ class World:
         version = await self.store_resubmission(key, refs=refs)
         return await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
-            EntityWorkflowInput(key=key, lean=True),
+            EntityWorkflowInput(key=key),
             id=workflow_id_for(key),
             task_queue=self.task_queue,
             result_type=EntityState,
@@ -744,10 +740,6 @@ class _LoggedActivity(ActivityInboundInterceptor):
         result = await super().execute_activity(input)
         if name == "load_entity":
             world.loads.append(result)
-        elif name == "notify_dependants":
-            world.notified.append(input.args[0])
-        elif name == "reopen_blocked":
-            world.reopened.append((input.args[0].key, list(result)))
         elif name == "tell_dependants":
             world.told.append((input.args[0].outcome, result))
         return result
