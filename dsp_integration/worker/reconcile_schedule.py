@@ -1,4 +1,4 @@
-"""The Temporal schedule that runs the orphan sweep (dsp_integration/workflows/reconcile.py) every
+"""The Temporal schedule that runs the orphan sweep (workflows/reconcile.py) every
 `DSP_RECONCILE_INTERVAL` seconds. Every worker makes sure it exists; the first one creates it,
 the others find it there. Its runs and their results show in the Temporal web UI."""
 
