@@ -134,7 +134,6 @@ class EntityWorkflow:
         self._reason: str | None = None
         self._waiting_on: tuple[str, ...] = ()
         self._next_poll_at: datetime | None = None
-        self._plan: PollPlan | None = None  # the first poll's, made with the `polling` record
         self._polls_this_run = 0
         # The batch's priority as last read from the row or signalled: each DSP call is
         # scheduled with it.
