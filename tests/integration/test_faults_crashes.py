@@ -53,6 +53,8 @@ async def _check_outcome(
     assert_audit_accounts_for(mock.dsp.request_log, await audit_rows(service.sessions))
 
 
+# Its own wait for the outcome is 200 s: the default timeout would cut it short.
+@pytest.mark.timeout(300)
 async def test_sigkilled_workers_lose_and_duplicate_nothing(
     clean_database: SessionFactory,
     database_url: str,
