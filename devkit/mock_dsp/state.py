@@ -60,6 +60,7 @@ class MockDsp:
         self.entities: dict[str, Entity] = {}
         self.on_request = on_request
         self._idempotent: dict[tuple[str, str], _IdempotentCreate] = {}
+        self._held: dict[str, str | None] = {}
         self._config = config or MockDspConfig()
         self._seed()
 
@@ -83,8 +84,25 @@ class MockDsp:
             self.log.clear()
             self.entities.clear()
             self._idempotent.clear()
+            self._held.clear()
             self.limiter.clear()
             self._seed()
+
+    def hold(self, key: str) -> None:
+        """The entity the service creates for `key` (its Idempotency-Key `<key>:v<n>`) stays
+        in its first status (under review, pending) until `release(key)`: a test that must
+        act while it is there does not race its processing time."""
+        with self.lock:
+            self._held[key] = None
+
+    def release(self, key: str) -> None:
+        """A held entity's processing ends now, with its outcome."""
+        with self.lock:
+            entity_id = self._held.pop(key)
+            if entity_id is None:
+                raise ValueError(f"nothing was created for the held key {key!r}")
+            entity = self.entities[entity_id]
+            entity.processing_seconds = time.monotonic() - entity.round_mono
 
     def throttle(self, requests: int, token: str | None = None) -> int:
         """Put `requests` phantom requests into the token's window, as another client sharing
@@ -160,6 +178,10 @@ class MockDsp:
             now,
             self._processing_seconds(entity_type, idempotency_key or fingerprint),
         )
+        held = idempotency_key.rsplit(":v", 1)[0] if idempotency_key else None
+        if held in self._held:
+            self._held[held] = entity.id
+            entity.processing_seconds = math.inf
         self.entities[entity.id] = entity
         reply = Reply(201, entity.created_view(now))
         if slot is not None:
