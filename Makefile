@@ -9,17 +9,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Test processes for `make test` (pytest-xdist): the real-stack tests mostly wait on servers,
+# so more processes than cores still help; each has its own Temporal dev server and database.
+TEST_PROCESSES ?= 4
 WORKERS ?= 1
 MOCK_REVIEW_SECONDS ?= 8
 
 .DEFAULT_GOAL := help
 CHROMIUM ?= /usr/bin/chromium
-.PHONY: help venv install browser test demo up lint format clean distclean
+.PHONY: help venv install browser test test-fast demo up lint format clean distclean
 
 help:
 	@echo "make install    create .venv and install the project with its dev kit and test tools"
-	@echo "make test       run the whole test suite (PYTEST_ARGS=... to pass options);"
+	@echo "make test       run the whole test suite in \$$TEST_PROCESSES processes (PYTEST_ARGS=...);"
 	@echo "                installs Debian's chromium for the browser tests when missing (root)"
+	@echo "make test-fast  the unit and workflow tests only (no dev server, mock DSP or browser)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
 	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
 	@echo "make lint       ruff check, ruff format --check, and mypy --strict on the service"
@@ -53,8 +57,12 @@ browser:
 		fi; \
 	fi
 
+# --dist loadgroup: tests marked xdist_group(name) run in one process, one after another.
 test: $(STAMP) browser
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS) tests/unit tests/workflows
 
 up: $(STAMP)
 	$(BIN)/python dev.py up --workers $(WORKERS)

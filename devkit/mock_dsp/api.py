@@ -19,6 +19,7 @@ from devkit.mock_dsp.faults import BEFORE_PROCESSING, break_reply, choose_fault,
 from devkit.mock_dsp.replies import ApiError, Reply, error_reply
 from devkit.mock_dsp.request_log import RequestRecord, token_id
 from devkit.mock_dsp.state import MockDsp
+from devkit.mock_dsp.streams import request_key
 from devkit.mock_dsp.validation import ENTITY_TYPES, IDEMPOTENCY_KEY_HEADER
 
 API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -125,7 +126,8 @@ def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
         else:
             try:
                 operation, entity_type, entity_id = _route(call.method, call.path)
-                fault = choose_fault(config, dsp.rng)
+                faults = dsp.streams.stream(request_key(call.path, call.idempotency_key), "faults")
+                fault = choose_fault(config, faults)
                 if fault in BEFORE_PROCESSING:
                     reply = unavailable()
                 else:

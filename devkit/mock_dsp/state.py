@@ -19,6 +19,7 @@ from devkit.mock_dsp.entities import ID_PREFIXES, SUCCESS_STATUS, Entity
 from devkit.mock_dsp.limiter import RollingWindowLimiter
 from devkit.mock_dsp.replies import ApiError, Reply, validation_error
 from devkit.mock_dsp.request_log import RequestLog, RequestRecord, token_id
+from devkit.mock_dsp.streams import RandomStreams
 from devkit.mock_dsp.validation import (
     IDEMPOTENCY_KEY_HEADER,
     check_idempotency_key,
@@ -59,6 +60,7 @@ class MockDsp:
         self.entities: dict[str, Entity] = {}
         self.on_request = on_request
         self._idempotent: dict[tuple[str, str], _IdempotentCreate] = {}
+        self._held: dict[str, str | None] = {}
         self._config = config or MockDspConfig()
         self._seed()
 
@@ -74,9 +76,7 @@ class MockDsp:
             self._seed()
 
     def _seed(self) -> None:
-        seed = self._config.seed
-        self.rng = random.Random(seed)
-        self._id_rng = random.Random(None if seed is None else f"ids-{seed}")
+        self.streams = RandomStreams(self._config.seed)
 
     def reset(self) -> None:
         """Forget every request, entity, idempotency key and limiter window."""
@@ -84,8 +84,25 @@ class MockDsp:
             self.log.clear()
             self.entities.clear()
             self._idempotent.clear()
+            self._held.clear()
             self.limiter.clear()
             self._seed()
+
+    def hold(self, key: str) -> None:
+        """The entity the service creates for `key` (its Idempotency-Key `<key>:v<n>`) stays
+        in its first status (under review, pending) until `release(key)`: a test that must
+        act while it is there does not race its processing time."""
+        with self.lock:
+            self._held[key] = None
+
+    def release(self, key: str) -> None:
+        """A held entity's processing ends now, with its outcome."""
+        with self.lock:
+            entity_id = self._held.pop(key)
+            if entity_id is None:
+                raise ValueError(f"nothing was created for the held key {key!r}")
+            entity = self.entities[entity_id]
+            entity.processing_seconds = time.monotonic() - entity.round_mono
 
     def throttle(self, requests: int, token: str | None = None) -> int:
         """Put `requests` phantom requests into the token's window, as another client sharing
@@ -155,12 +172,16 @@ class MockDsp:
         fields = validate_payload(entity_type, body)
         self._check_references(entity_type, fields, now)
         entity = Entity.create(
-            self._new_id(entity_type),
+            self._new_id(entity_type, idempotency_key or fingerprint),
             entity_type,
             fields,
             now,
             self._processing_seconds(entity_type, idempotency_key or fingerprint),
         )
+        held = idempotency_key.rsplit(":v", 1)[0] if idempotency_key else None
+        if held in self._held:
+            self._held[held] = entity.id
+            entity.processing_seconds = math.inf
         self.entities[entity.id] = entity
         reply = Reply(201, entity.created_view(now))
         if slot is not None:
@@ -194,9 +215,10 @@ class MockDsp:
             raise ApiError(404, "not_found", f"no {entity_type} entity with id {entity_id!r}")
         return entity
 
-    def _new_id(self, entity_type: str) -> str:
+    def _new_id(self, entity_type: str, identity: str) -> str:
+        ids = self.streams.stream(identity, "ids")
         while True:
-            entity_id = f"{ID_PREFIXES[entity_type]}_{self._id_rng.getrandbits(24):06x}"
+            entity_id = f"{ID_PREFIXES[entity_type]}_{ids.getrandbits(24):06x}"
             if entity_id not in self.entities:
                 return entity_id
 
@@ -206,9 +228,14 @@ class MockDsp:
             return 0.0
         if config.review_model == "uniform":
             if entity_type == "creatives":
-                return config.review_seconds * (1 + config.review_jitter * self.rng.random())
+                jitter = self.streams.stream(identity, "review").random()
+                return config.review_seconds * (1 + config.review_jitter * jitter)
             return config.pending_seconds
-        rng = self.rng if config.seed is None else random.Random(f"{config.seed}-{identity}")
+        rng = (
+            self.streams.stream(identity, "review")
+            if config.seed is None
+            else random.Random(f"{config.seed}-{identity}")
+        )
         if entity_type == "creatives":
             median, sigma = config.review_seconds, config.review_sigma
         else:

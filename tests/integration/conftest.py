@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,17 @@ from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.database.engine import SessionFactory
 from tests.integration.harness import TEST_TOKEN, Stack, open_stack, stack_settings
 
-pytestmark = pytest.mark.integration
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under this folder `integration`, so `-m integration` selects them.
+
+    A conftest's `pytestmark` is ignored by pytest, and this hook sees the whole session's
+    items, hence the path test."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
 
 
 def mock_config() -> MockDspConfig:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from temporalio.client import Client
 
 import devkit.mock_dsp.api
@@ -47,9 +48,8 @@ async def end_statuses(
         try:
             views = await queries.entity_views(service, keys=keys)
             statuses = {view.key: view.status for view in views}
-        except Exception as error:  # the database may be down on purpose
-            if "Unknown" in type(error).__name__:
-                raise
+        except (DBAPIError, OSError):  # the database is down on purpose, or starting
+            pass
         if statuses and all(status in TERMINAL for status in statuses.values()):
             return statuses
         if time.monotonic() > deadline:

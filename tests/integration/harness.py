@@ -93,3 +93,15 @@ async def end_times(stack: Stack, batch: str, within: float = 120) -> list[datet
             return sorted(v.finished_at for v in views if v.finished_at is not None)
         assert time.monotonic() < deadline, f"batch {batch} not finished in {within:.0f} s"
         await asyncio.sleep(0.2)
+
+
+async def wait_until_all_started(stack: Stack, batch: str, count: int, within: float = 60) -> None:
+    """Until all `count` entities of the batch are stored and none is `waiting`: each has
+    reached its DSP calls (or ended)."""
+    deadline = time.monotonic() + within
+    while True:
+        counts = await queries.status_counts(stack.service, batch)
+        if sum(counts.values()) == count and not counts.get("waiting"):
+            return
+        assert time.monotonic() < deadline, f"batch {batch} not all started: {counts}"
+        await asyncio.sleep(0.1)

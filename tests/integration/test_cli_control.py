@@ -56,6 +56,10 @@ async def test_cancel_and_resubmit_through_the_cli(
         ad_group("ctl-ag-bad", "ctl-cmp", ["ctl-cr-bad"]),
     ]
     path = write_entities(tmp_path / "c.json", "ctl", entities)
+    # Both creatives stay under review until released: the cancels below find them there
+    # however long the CLI takes to start.
+    mock_dsp.dsp.hold("ctl-cr-cancel")
+    mock_dsp.dsp.hold("ctl-cr-slow")
     await submit(stack.service, read_submission(path))
     env = cli_env(stack.settings)
 
@@ -67,6 +71,7 @@ async def test_cancel_and_resubmit_through_the_cli(
     )
     assert [r.code for r in cancels] == [0, 0], cancels
     assert "was polling" in cancels[0].stdout and "was waiting" in cancels[1].stdout
+    mock_dsp.dsp.release("ctl-cr-slow")
 
     # A rejected creative blocks its ad group; fixed and resubmitted, it unblocks it.
     rejected = await _wait_for(stack, "ctl-cr-bad", "rejected")

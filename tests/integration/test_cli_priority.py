@@ -12,12 +12,15 @@ from typing import Any
 from devkit.mock_dsp.server import MockDspServer
 from dsp_integration.client import queries
 from tests.integration.cli_support import cli_env, run_cli
-from tests.integration.conftest import mock_config
 from tests.integration.console_support import running_console
 from tests.integration.dag import advertiser, creative
 from tests.integration.harness import Stack, write_entities
 
-REVIEW_SECONDS = 30.0  # long enough for the creatives to be open throughout
+
+def _hold_reviews(mock_dsp: MockDspServer, keys: list[str]) -> None:
+    """The creatives stay under review for the whole test, however slowly the CLI runs."""
+    for key in keys:
+        mock_dsp.dsp.hold(key)
 
 
 async def _priorities(stack: Stack, batch: str) -> dict[str, str]:
@@ -27,7 +30,7 @@ async def _priorities(stack: Stack, batch: str) -> dict[str, str]:
 async def test_priority_through_the_cli(
     stack: Stack, mock_dsp: MockDspServer, tmp_path: Path
 ) -> None:
-    mock_dsp.dsp.config = mock_config().model_copy(update={"review_seconds": REVIEW_SECONDS})
+    _hold_reviews(mock_dsp, ["pr-cr-1", "pr-cr-2"])
     env = cli_env(stack.settings)
     entities = [advertiser("pr-adv"), creative("pr-cr-1", "pr-adv"), creative("pr-cr-2", "pr-adv")]
     path = write_entities(tmp_path / "pr.json", "pr", entities)
@@ -92,7 +95,7 @@ def _file(batch: str, entities: list[dict[str, Any]]) -> bytes:
 
 
 async def test_priority_through_the_api(stack: Stack, mock_dsp: MockDspServer) -> None:
-    mock_dsp.dsp.config = mock_config().model_copy(update={"review_seconds": REVIEW_SECONDS})
+    _hold_reviews(mock_dsp, ["pa-cr"])
     entities = [advertiser("pa-adv"), creative("pa-cr", "pa-adv")]
     async with running_console(stack.settings, stack.service) as console:
         async with console.client() as api:
@@ -123,7 +126,7 @@ async def test_priority_through_the_api(stack: Stack, mock_dsp: MockDspServer) -
 async def test_weight_through_the_cli_and_the_api(
     stack: Stack, mock_dsp: MockDspServer, tmp_path: Path
 ) -> None:
-    mock_dsp.dsp.config = mock_config().model_copy(update={"review_seconds": REVIEW_SECONDS})
+    _hold_reviews(mock_dsp, ["wt-cr"])
     env = cli_env(stack.settings)
     entities = [advertiser("wt-adv"), creative("wt-cr", "wt-adv")]
     path = write_entities(tmp_path / "wt.json", "wt", entities)

@@ -12,7 +12,6 @@ import httpx
 import pytest
 
 from devkit.mock_dsp.server import MockDspServer
-from tests.integration.conftest import mock_config
 from tests.integration.console_support import CONSOLE_TOKEN, running_console
 from tests.integration.dag import ad_group, advertiser, campaign, creative
 from tests.integration.harness import Stack
@@ -213,8 +212,8 @@ async def test_submit_follow_cancel_and_resubmit(stack: Stack, mock_dsp: MockDsp
         again = await api.post("/api/entities/api-cr/resubmit")
         assert again.status_code == 202 and again.json()["payload_version"] == 2
 
-        # A creative under review is cancelled (archived at the DSP).
-        mock_dsp.dsp.config = mock_config().model_copy(update={"review_seconds": 30.0})
+        # A creative under review (held there) is cancelled (archived at the DSP).
+        mock_dsp.dsp.hold("api-cr-slow")
         lines = "\n".join(json.dumps(e) for e in [creative("api-cr-slow", "api-adv")])
         jsonl = await api.post(
             "/api/batches",

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from dsp_integration.client import control, submission
+from dsp_integration.client.control import DEPENDENCY_GRAPH_LOCK
 from dsp_integration.client.submission import read_submission
 from dsp_integration.database import queue_store
 from dsp_integration.database.models import QueuedEntity
@@ -21,18 +22,27 @@ from dsp_integration.entities import SubmissionRefused
 from tests.integration.dag import advertiser, creative, ref
 from tests.integration.harness import Stack, write_entities
 
+Blocked = Callable[[], Awaitable[bool]]
+
+
+async def never_blocked() -> bool:
+    return False
+
 
 class Rendezvous:
     """Holds each of two racing clients at its first pass through an awaited call until the
-    other arrives (or `patience` runs out, when the other is blocked elsewhere, e.g. on a
-    lock): it makes the interleaving a race needs happen every time, not now and then.
-    Only the coroutines run through `race` take part; the in-process worker passes freely."""
+    other arrives, or until `blocked()` says the other is held elsewhere (e.g. waits on a
+    lock): it makes the interleaving a race needs happen every time, not now and then, and
+    `met` tells afterwards whether both were at the point together. Only the coroutines run
+    through `race` take part; the in-process worker passes freely."""
 
-    def __init__(self, patience: float = 1.5) -> None:
-        self._arrived = 0
-        self._both = asyncio.Event()
+    def __init__(self, blocked: Blocked = never_blocked, within: float = 30.0) -> None:
+        self.met = False
+        self._waiting = 0
+        self._passed = False
         self._seen: set[asyncio.Task[Any]] = set()
-        self._patience = patience
+        self._blocked = blocked
+        self._within = within
         self._racing: ContextVar[bool] = ContextVar("racing", default=False)
 
     async def race(self, *calls: Coroutine[Any, Any, Any]) -> list[Any]:
@@ -48,16 +58,37 @@ class Rendezvous:
             assert task is not None
             if self._racing.get() and task not in self._seen:
                 self._seen.add(task)
-                self._arrived += 1
-                if self._arrived == 2:
-                    self._both.set()
+                self._waiting += 1
                 try:
-                    await asyncio.wait_for(self._both.wait(), self._patience)
-                except TimeoutError:
-                    pass
+                    async with asyncio.timeout(self._within):
+                        while (  # noqa: ASYNC110 (a lock wait has no event to await)
+                            self._waiting < 2 and not self._passed and not await self._blocked()
+                        ):
+                            await asyncio.sleep(0.02)
+                    self.met = self.met or self._waiting == 2
+                finally:
+                    self._waiting -= 1
+                    self._passed = True
             return await fn(*args, **kwargs)
 
         return at_point
+
+
+def graph_lock_waiter(stack: Stack) -> Blocked:
+    """Whether a session of this test's database waits for the dependency-graph lock (a
+    bigint advisory lock shows as its high and low 32 bits, objsubid 1)."""
+    query = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid = :high AND objid = :low AND objsubid = 1"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    key = {"high": DEPENDENCY_GRAPH_LOCK >> 32, "low": DEPENDENCY_GRAPH_LOCK & 0xFFFFFFFF}
+
+    async def waiting() -> bool:
+        async with stack.service.sessions() as session:
+            return bool(await session.scalar(query, key))
+
+    return waiting
 
 
 async def test_concurrent_submits_of_one_key_with_different_payloads_accept_one(
@@ -75,6 +106,7 @@ async def test_concurrent_submits_of_one_key_with_different_payloads_accept_one(
     monkeypatch.setattr(queue_store, "fetch_entities", point.wrap(queue_store.fetch_entities))
 
     results = await point.race(*(submission.submit(stack.service, f) for f in files))
+    assert point.met, "the two submits did not both read before storing"
 
     refused = [r for r in results if isinstance(r, SubmissionRefused)]
     accepted = [r for r in results if isinstance(r, submission.SubmitReport)]
@@ -102,13 +134,15 @@ async def test_concurrent_resubmits_cannot_store_a_dependency_cycle(
     await submission.submit(stack.service, read_submission(path))
     new_c1 = {**c1["payload"], "advertiser_id": ref("cyc-a2")}
     new_c2 = {**c2["payload"], "advertiser_id": ref("cyc-a1")}
-    point = Rendezvous()
+    # The first holds the dependency-graph lock at the point; the second waits for it.
+    point = Rendezvous(blocked=graph_lock_waiter(stack))
     monkeypatch.setattr(control, "_referenced_ancestors", point.wrap(control._referenced_ancestors))
 
     results = await point.race(
         control.resubmit(stack.service, "cyc-c1", new_c1),
         control.resubmit(stack.service, "cyc-c2", new_c2),
     )
+    assert not point.met, "the lock should have kept the second resubmit from the point"
 
     refused = [r for r in results if isinstance(r, SubmissionRefused)]
     assert len(refused) == 1, results

@@ -53,6 +53,8 @@ async def _check_outcome(
     assert_audit_accounts_for(mock.dsp.request_log, await audit_rows(service.sessions))
 
 
+# Its own wait for the outcome is 200 s: the default timeout would cut it short.
+@pytest.mark.timeout(300)
 async def test_sigkilled_workers_lose_and_duplicate_nothing(
     clean_database: SessionFactory,
     database_url: str,
@@ -151,6 +153,13 @@ async def _wait_until_some_ended(service: ServiceContext, batch: str, at_least: 
     pytest.fail(f"{batch}: fewer than {at_least} entities ended within 60 s")
 
 
+async def _assert_work_in_flight(service: ServiceContext, batch: str) -> None:
+    """Some entities are at the DSP (a create on its way, or a review being polled): the
+    restart that follows meets work under way, not a finished run."""
+    counts = await queries.status_counts(service, batch)
+    assert counts.get("submitting", 0) + counts.get("polling", 0) >= 1, counts
+
+
 async def test_a_temporal_restart_mid_run_changes_no_outcome(
     clean_database: SessionFactory,
     database_url: str,
@@ -169,6 +178,7 @@ async def test_a_temporal_restart_mid_run_changes_no_outcome(
     async with open_stack(settings, client) as stack:
         await submit(stack.service, read_submission(path))
         await _wait_until_some_ended(stack.service, "tres", 3)
+        await _assert_work_in_flight(stack.service, "tres")
         await asyncio.to_thread(own_temporal.restart)
         await end_statuses(stack.service, expected, within=120)
         await _check_outcome(stack.service, mock_dsp, "tres", expected)
@@ -196,6 +206,7 @@ async def test_a_postgres_restart_mid_run_changes_no_outcome(
         async with open_stack(settings, temporal_client) as stack:
             await submit(stack.service, read_submission(path))
             await _wait_until_some_ended(stack.service, "pgres", 3)
+            await _assert_work_in_flight(stack.service, "pgres")
             await asyncio.to_thread(postgres.stop)
             await asyncio.sleep(2)
             await asyncio.to_thread(postgres.start)

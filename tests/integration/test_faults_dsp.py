@@ -85,6 +85,7 @@ async def test_a_create_whose_answer_broke_is_retried_without_a_second_entity(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # its own wait for the outcome is 150 s
 async def test_twenty_percent_faults_end_as_the_dsp_decides(
     stack: Stack, mock_dsp: MockDspServer, tmp_path: Path
 ) -> None:

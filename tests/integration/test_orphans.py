@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.temporal_server import TemporalDevServer
@@ -68,8 +68,10 @@ async def _assert_orphaned(stack: Stack, client: Client, keys: list[str]) -> Non
     for key in keys:
         try:
             await client.get_workflow_handle(workflow_id_for(key)).describe()
-        except RPCError:
-            continue
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                continue
+            raise
         raise AssertionError(f"{key} has a workflow: the starter was not killed before it")
 
 

@@ -5,6 +5,7 @@ workers."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -12,6 +13,16 @@ from temporalio.testing import WorkflowEnvironment
 
 from dsp_integration.database.engine import SessionFactory
 from tests.workflows.world import World, start_test_env
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under this folder `workflows` (this hook sees the whole session's
+    items, hence the path test)."""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.workflows)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import json
 import logging
 import socket
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
@@ -16,6 +17,7 @@ from temporalio.testing import ActivityEnvironment
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import RateLedgerEntry
+from dsp_integration.observability import metrics
 from dsp_integration.observability.metrics import (
     DSP_BUDGET_USED,
     DSP_ENTITIES,
@@ -72,10 +74,27 @@ async def test_dsp_requests_are_counted_by_endpoint_and_status_429s_apart() -> N
     assert [a["endpoint"] for a in limited] == ["GET /v1/creatives/{id}/status"]
 
 
-def test_outside_an_activity_metrics_are_a_no_op() -> None:
-    count_dsp_request("GET", "/v1/campaigns/cmp_1/status", 200)
+def test_outside_an_activity_metrics_go_to_the_no_op_meter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Outside an activity there is no activity meter to ask (asking raises): the records go
+    to `MetricMeter.noop`, stood in for here by a buffered meter to see them arrive."""
+    runtime, buffer = buffered_runtime()
+    monkeypatch.setattr(metrics, "MetricMeter", SimpleNamespace(noop=runtime.metric_meter))
     now = datetime.now(UTC)
-    observe_entity_finished("campaigns", "succeeded", now, now)
+
+    count_dsp_request("GET", "/v1/campaigns/cmp_1/status", 429)
+    observe_entity_finished("campaigns", "succeeded", now - timedelta(seconds=3), now)
+
+    got = [
+        (u.metric.name, {k: v for k, v in u.attributes.items() if k != "service_name"}, u.value)
+        for u in buffer.retrieve_updates()
+    ]
+    assert got == [
+        (DSP_REQUESTS, {"endpoint": "GET /v1/campaigns/{id}/status", "status": "429"}, 1),
+        (DSP_RATE_LIMITED, {"endpoint": "GET /v1/campaigns/{id}/status"}, 1),
+        (DSP_TIME_TO_TERMINAL, {"entity_type": "campaigns", "status": "succeeded"}, 3.0),
+    ]
 
 
 async def test_time_to_terminal_is_recorded_in_seconds() -> None:
