@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from devkit.mock_dsp.entities import utc_now
 from devkit.mock_dsp.faults import BEFORE_PROCESSING, break_reply, choose_fault, unavailable
+from devkit.mock_dsp.holds import AnswerGate
 from devkit.mock_dsp.replies import ApiError, Reply, error_reply
 from devkit.mock_dsp.request_log import RequestRecord, token_id
 from devkit.mock_dsp.state import MockDsp
@@ -45,9 +46,12 @@ class ApiCall:
 
 @dataclass(frozen=True)
 class ApiAnswer:
+    """`gate`: the answer waits until it is released (after `delay`)."""
+
     reply: Reply
     record: RequestRecord
     delay: float
+    gate: AnswerGate | None = None
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -172,4 +176,6 @@ async def api_endpoint(request: Request) -> Response:
         dsp.on_request(result.record)
     if result.delay:
         await asyncio.sleep(result.delay)
+    if result.gate is not None:
+        await result.gate.wait()
     return result.reply.to_response()
