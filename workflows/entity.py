@@ -389,6 +389,7 @@ class EntityWorkflow:
 
         while True:
             scheduled = self._priority(kind)
+            cancel_asked = False
             handle = workflow.start_activity_method(
                 method,
                 arg,
@@ -402,10 +403,12 @@ class EntityWorkflow:
             await self._until_done_or_moved(handle, withdrawn, kind, scheduled)
             if not handle.done():
                 handle.cancel()
+                cancel_asked = True
             try:
                 return await handle  # done, or its request had left: what the DSP did stands
             except ActivityError as err:
-                if not isinstance(err.cause, CancelledError):
+                cancelled = isinstance(err.cause, CancelledError)
+                if not (cancelled or (cancel_asked and _retryable(err))):
                     raise
             if withdrawn():
                 return WITHDRAWN
@@ -567,6 +570,16 @@ class EntityWorkflow:
         return await workflow.execute_local_activity_method(
             method, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=RECORD_RETRY_POLICY
         )
+
+
+def _retryable(err: ActivityError) -> bool:
+    """Whether Temporal would have retried the failed call, had it not been cancelled: a
+    failed answer (a 503, a timeout) that reached the activity before the cancel did ends the
+    call as failed instead of cancelled, and means no more than a cancelled call would."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError):
+        return True
+    return not cause.non_retryable and cause.type not in REFUSALS
 
 
 def _refusal(err: ActivityError) -> str:
