@@ -88,7 +88,10 @@ class HeldAnswer:
         )
 
     async def until_held(self, within: float = 30.0) -> RequestRecord:
-        await _until(lambda: _true(self.record is not None), "the request never came", within)
+        async def arrived() -> bool:
+            return self.record is not None
+
+        await _until(arrived, f"no {self.method} came to be held", within)
         assert self.record is not None
         return self.record
 
@@ -181,6 +184,10 @@ async def test_a_cancel_while_a_posts_answer_is_on_its_way_archives_the_entity(
 async def test_a_cancel_while_a_503_after_a_create_is_on_its_way_finds_and_archives_it(
     patient_stack: Stack, mock_dsp: MockDspServer, held: HeldAnswers, tmp_path: Path
 ) -> None:
+    """The answer is released as soon as the cancel is in the history, so it usually reaches
+    the activity before the cancel does: the attempt fails (Temporal retries no attempt of a
+    cancelled call) and the workflow must still find out and archive what the POST created.
+    Before the fix the run failed there, the row stayed `submitting`, the entity live."""
     key = "lw-503-cancel"
     post = held.hold("POST", idempotency_key=f"{key}:v1", fault="503_after")
     await _submit(patient_stack, tmp_path, [advertiser(key)])
@@ -303,10 +310,6 @@ async def _until(check: Callable[[], Awaitable[bool]], failure: str, within: flo
     while not await check():
         assert time.monotonic() < deadline, f"{failure} (within {within:.0f} s)"
         await asyncio.sleep(0.05)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def _history(stack: Stack, key: str) -> WorkflowHistory:
