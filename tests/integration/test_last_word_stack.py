@@ -267,6 +267,69 @@ async def test_a_cancel_while_a_poll_answering_success_is_on_its_way_archives_th
     await _assert_accounted(patient_stack, mock_dsp.dsp, adv, key)
 
 
+async def test_a_cancel_while_a_puts_answer_is_on_its_way_archives_the_entity(
+    patient_stack: Stack, mock_dsp: MockDspServer, held: HeldAnswers, tmp_path: Path
+) -> None:
+    key = "lw-put-cancel"
+    first = advertiser(key)
+    await _submit(patient_stack, tmp_path, [first])
+    assert await end_statuses(patient_stack.service, [key], within=30) == {key: "succeeded"}
+    created = (await _row(patient_stack, key)).dsp_id
+    assert created is not None
+    put = held.hold("PUT", path_part=f"/{created}")
+
+    await control.resubmit(patient_stack.service, key, payload={**first["payload"], "name": "v2"})
+    await put.until_held()
+    await control.cancel(patient_stack.service, key)
+    await _until_signalled(patient_stack, key, SIGNAL_CANCEL)
+    put.gate.release()
+
+    assert await end_statuses(patient_stack.service, [key], within=30) == {key: "cancelled"}
+    assert mock_dsp.dsp.status_of(created) == "archived"
+    _assert_nothing_live(mock_dsp.dsp)
+    assert _calls(mock_dsp.dsp) == [("POST", None), ("PUT", created), ("DELETE", created)]
+    await _assert_accounted(patient_stack, mock_dsp.dsp, key)
+
+
+async def test_a_resubmit_while_a_deletes_answer_is_on_its_way_posts_the_new_version(
+    patient_stack: Stack, mock_dsp: MockDspServer, held: HeldAnswers, tmp_path: Path
+) -> None:
+    """The archive a cancel asked for stands; the resubmit that came while its answer was on
+    its way then creates the new version as a new entity (an archived one takes no PUT)."""
+    key = "lw-delete-resubmit"
+    post = held.hold("POST", idempotency_key=f"{key}:v1")
+    delete = held.hold("DELETE")
+    first = advertiser(key)
+    await _submit(patient_stack, tmp_path, [first])
+    archived = (await post.until_held()).created_id
+    await control.cancel(patient_stack.service, key)
+    await _until_signalled(patient_stack, key, SIGNAL_CANCEL)
+    post.gate.release()
+    assert (await delete.until_held()).path == f"/v1/advertisers/{archived}"
+
+    second = {**first["payload"], "name": "Advertiser again"}
+    await control.resubmit(patient_stack.service, key, payload=second)
+    await _until_signalled(patient_stack, key, SIGNAL_RESUBMIT)
+    delete.gate.release()
+
+    await _until(
+        lambda: _ended_at_version(patient_stack, key, 2), "version 2 never ended", within=30
+    )
+    row = await _row(patient_stack, key)
+    assert row.status == "succeeded" and row.dsp_id not in (None, archived)
+    assert mock_dsp.dsp.status_of(archived) == "archived"
+    live = [e for e in mock_dsp.dsp.entity_views() if e["status"] != "archived"]
+    assert [(e["id"], e["name"]) for e in live] == [(row.dsp_id, second["name"])]
+    posts = [r for r in mock_dsp.dsp.request_log if r.method == "POST"]
+    assert [(r.idempotency_key, r.created_id) for r in posts] == [
+        (f"{key}:v1", archived),
+        (f"{key}:v2", row.dsp_id),
+    ]
+    assert_audit_accounts_for(
+        mock_dsp.dsp.request_log, await audit_rows(patient_stack.service.sessions)
+    )
+
+
 async def test_a_fan_out_past_the_local_limit_ends_every_dependant(
     clean_database: SessionFactory,
     database_url: str,
