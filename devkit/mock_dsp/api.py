@@ -14,9 +14,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from devkit.mock_dsp.answer_gates import AnswerGate
 from devkit.mock_dsp.entities import utc_now
 from devkit.mock_dsp.faults import BEFORE_PROCESSING, break_reply, choose_fault, unavailable
-from devkit.mock_dsp.holds import AnswerGate
 from devkit.mock_dsp.replies import ApiError, Reply, error_reply
 from devkit.mock_dsp.request_log import RequestRecord, token_id
 from devkit.mock_dsp.state import MockDsp

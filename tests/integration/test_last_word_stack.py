@@ -18,9 +18,9 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 
 import devkit.mock_dsp.api
+from devkit.mock_dsp.answer_gates import AnswerGate
 from devkit.mock_dsp.api import ApiAnswer, ApiCall
 from devkit.mock_dsp.config import FaultKind
-from devkit.mock_dsp.holds import AnswerGate
 from devkit.mock_dsp.request_log import RequestRecord
 from devkit.mock_dsp.server import MockDspServer
 from devkit.mock_dsp.state import MockDsp

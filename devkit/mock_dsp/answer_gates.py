@@ -1,5 +1,6 @@
 """Answers held until a test releases them: the DSP has acted on a request, and the client
-hears of it only when the test says so (a cancel or resubmit can arrive meanwhile)."""
+hears of it only when the test says so (a cancel or resubmit can arrive meanwhile). Not to
+be confused with `MockDsp.hold`, which keeps an entity under review."""
 
 from __future__ import annotations
 

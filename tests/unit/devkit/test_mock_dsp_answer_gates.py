@@ -1,4 +1,4 @@
-"""A held answer: the mock DSP acts on the request at once, and the client hears of it only
+"""An answer gate: the mock DSP acts on the request at once, and the client hears of it only
 when the test releases the gate."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import httpx
 import pytest
 
 import devkit.mock_dsp.api
+from devkit.mock_dsp.answer_gates import AnswerGate
 from devkit.mock_dsp.api import ApiAnswer, ApiCall
 from devkit.mock_dsp.config import MockDspConfig
 from devkit.mock_dsp.examples import advertiser_body
-from devkit.mock_dsp.holds import AnswerGate
 from devkit.mock_dsp.server import MockDspServer
 from devkit.mock_dsp.state import MockDsp
 
-TOKEN = "holds-token-9a1e"
+TOKEN = "gates-token-9a1e"
 
 
 def _until(check: Callable[[], bool], within: float = 5.0) -> None:
