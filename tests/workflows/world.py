@@ -652,6 +652,7 @@ class World:
         if gate is not None:
             # Waiting for a rate-limit slot: heartbeats carry a cancellation here, and a
             # cancelled call sends nothing, as the real gateway does.
+            call.outcome = "at gate"
             try:
                 while not gate.is_set():
                     activity.heartbeat()
@@ -662,6 +663,7 @@ class World:
             except asyncio.CancelledError:
                 call.outcome = "cancelled"
                 raise
+            call.outcome = "ok"
         refusal = script.refusals.pop(op, None)
         if refusal is not None:
             call.outcome = "refused"
