@@ -14,12 +14,13 @@ MOCK_REVIEW_SECONDS ?= 8
 
 .DEFAULT_GOAL := help
 CHROMIUM ?= /usr/bin/chromium
-.PHONY: help venv install browser test demo up lint format clean distclean
+.PHONY: help venv install browser test interleavings demo up lint format clean distclean
 
 help:
 	@echo "make install    create .venv and install the project with its dev kit and test tools"
 	@echo "make test       run the whole test suite (PYTEST_ARGS=... to pass options);"
 	@echo "                installs Debian's chromium for the browser tests when missing (root)"
+	@echo "make interleavings  the randomised interleaving test, long profile (HYPOTHESIS_PROFILE=long)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
 	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
 	@echo "make lint       ruff check, ruff format --check, and mypy --strict on the service"
@@ -55,6 +56,11 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Many more drawn schedules than the CI profile `make test` runs (a few minutes).
+interleavings: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q tests/workflows/test_interleavings.py \
+		--hypothesis-show-statistics $(PYTEST_ARGS)
 
 up: $(STAMP)
 	$(BIN)/python dev.py up --workers $(WORKERS)

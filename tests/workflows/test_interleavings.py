@@ -219,16 +219,15 @@ class Schedule:
         return "\n".join(lines)
 
 
-# Approvals more often than rejections, or most runs would end in blocks.
-APPROVE = st.builds(Verdict, st.just("approve"), st.sampled_from([0.0, 5.0, 20.0]))
+# Approvals far more often than rejections, or most runs would end in blocks and the races
+# of a later version (a PUT, its review) would be rare.
+APPROVE = st.builds(Verdict, st.just("approve"), st.sampled_from([0.0, 1.0, 5.0, 20.0]))
 VERDICTS = st.one_of(
-    APPROVE,
-    APPROVE,
-    APPROVE,
+    *[APPROVE] * 6,
     st.builds(Verdict, st.just("reject"), st.sampled_from([5.0, 20.0])),
     st.just(Verdict("422")),
 )
-DSP_OPS = ("submit", "submit", "submit", "replace", "poll", "archive")
+DSP_OPS = ("submit", "submit", "replace", "poll", "poll", "archive")
 LEVELS = tuple(level.value for level in PriorityLevel)
 WAITS = (1.0, 5.0, 10.0, 30.0)
 
@@ -239,11 +238,14 @@ def schedules(draw: st.DrawFn) -> Schedule:
     names = [node.name for node in SHAPES[shape]]
     dsp = tuple((name, tuple(draw(st.lists(VERDICTS, min_size=1, max_size=3)))) for name in names)
     key = st.sampled_from(names)
-    hold = st.builds(Step, st.sampled_from(["hold", "answer"]), key, st.sampled_from(DSP_OPS))
+    hold = st.builds(
+        Step, st.sampled_from(["hold", "answer", "answer"]), key, st.sampled_from(DSP_OPS)
+    )
     holds = draw(st.lists(hold, max_size=3, unique=True))
     starts = draw(st.permutations(names))
     step = st.one_of(
         st.builds(Step, st.just("cancel"), key),
+        st.builds(Step, st.just("resubmit"), key),
         st.builds(Step, st.just("resubmit"), key),
         st.builds(Step, st.just("prioritise"), call=st.sampled_from(LEVELS)),
         hold,
@@ -253,7 +255,7 @@ def schedules(draw: st.DrawFn) -> Schedule:
         st.builds(Step, st.just("wait"), seconds=st.sampled_from(WAITS)),
         st.builds(Step, st.just("wait"), seconds=st.sampled_from(WAITS)),
     )
-    steps = draw(st.lists(step, min_size=1, max_size=10))
+    steps = draw(st.lists(step, min_size=1, max_size=12))
     return Schedule(shape, dsp, tuple(holds), tuple(starts), tuple(steps))
 
 
