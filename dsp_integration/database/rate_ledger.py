@@ -9,9 +9,11 @@ slot's completion: a DSP request costs the database two writes.
 
 A row's `granted_at` holds the latest moment its request can have reached the DSP: when
 the slot is granted, that is `now + hold` (the longest a request can take to leave the
-worker); once the answer is back, `complete_slot` moves it to the grant's database time plus
+worker); once the answer is back, `complete_slot` sets it to the grant's database time plus
 the time the worker measured from just before the grant to the answer, which is after the
-arrival whatever the offset between the clocks. Counting rows whose time is within the
+arrival whatever the offset between the clocks. That is usually earlier than the grant's
+bound, and later when the request left late (a stalled worker): either way the answer's
+time is the one that bounds the arrival. Counting rows whose time is within the
 window therefore counts, at every grant, every request the DSP still counts, whatever the
 delays between granting, sending and arriving: the DSP never sees more than `limit` in any
 window. Each slot costs the window plus the request's round trip, the only budget it leaves
@@ -231,20 +233,16 @@ async def try_take_slot(
 @cache
 def _slot_completion_statement() -> Update:
     """Built once (every DSP request completes a slot); binds `slot_id`, `arrived_by`."""
-    arrived_by = bindparam("arrived_by", type_=DateTime(timezone=True))
     return (
         update(RateLedgerEntry)
-        .where(
-            RateLedgerEntry.id == bindparam("slot_id", type_=BigInteger),
-            RateLedgerEntry.granted_at > arrived_by,
-        )
-        .values(granted_at=arrived_by)
+        .where(RateLedgerEntry.id == bindparam("slot_id", type_=BigInteger))
+        .values(granted_at=bindparam("arrived_by", type_=DateTime(timezone=True)))
     )
 
 
 async def complete_slot(session: AsyncSession, slot_id: int, arrived_by: datetime) -> None:
     """The answer is back, so the request arrived by `arrived_by` (database clock): it
-    counts from then, not from the `hold` bound."""
+    counts from then, not from the `hold` bound, whether that is earlier or later."""
     await execute_core(
         session, _slot_completion_statement(), {"slot_id": slot_id, "arrived_by": arrived_by}
     )

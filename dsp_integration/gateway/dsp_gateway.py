@@ -52,7 +52,9 @@ class DspGateway:
                 raise asyncio.CancelledError("cancelled before the request left")
             exchange = await _finish_even_if_cancelled(self._send_answered(slot, request, info))
             outcome = classify(exchange)
-            await _tell_limiter(slot, exchange, outcome)
+            # What the DSP said of the budget holds whatever the user said meanwhile: a
+            # cancel here would lose a 429's pause for every worker, or a success's answer.
+            await _finish_even_if_cancelled(_tell_limiter(slot, exchange, outcome))
         return _verdict(entity_key, request, exchange, outcome)
 
     async def _send_answered(

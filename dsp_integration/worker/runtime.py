@@ -7,13 +7,13 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import uvloop
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from dsp_integration.activities.dsp_calls import DspActivities
@@ -27,6 +27,7 @@ from dsp_integration.contracts import DEFAULT_CALL_ORDER, CallOrder
 from dsp_integration.database.engine import open_database
 from dsp_integration.dsp_client import DspClient, build_http_client
 from dsp_integration.gateway.dsp_gateway import DspGateway
+from dsp_integration.gateway.heartbeat import HEARTBEAT_EVERY
 from dsp_integration.gateway.rate_limiter import SharedRateLimiter
 from dsp_integration.observability.metrics import WorkerGauges, client_meter, install_runtime
 from dsp_integration.worker.reconcile_schedule import ensure_reconcile_schedule
@@ -55,6 +56,11 @@ DSP_CONCURRENCY_CEILING = 32
 # On SIGTERM in-flight DSP requests may finish (each is bounded by DSP_TIMEOUT) before the
 # worker stops; what is still running then is retried elsewhere, idempotently.
 GRACEFUL_SHUTDOWN = timedelta(seconds=15)
+# A cancellation reaches an activity only in the answer to a heartbeat, and the SDK sends an
+# activity's heartbeats at most once per throttle interval (by default 0.8 x the heartbeat
+# timeout: 24 s for a DSP call). Throttled to the beat interval, a cancel reaches a call held
+# for its ledger slot within about two seconds (tests/integration/test_cancel_held_call.py).
+HEARTBEAT_THROTTLE = HEARTBEAT_EVERY
 
 
 class WorkerTuning(BaseSettings):
@@ -152,7 +158,22 @@ async def run_worker(
         fan_out = DependantFanOut(sessions, temporal, settings.temporal_task_queue)
         reconciler = OrphanReconciler(sessions, temporal)
         workers = build_workers(
-            temporal, settings, tuning, dsp, queue, planner, fan_out, reconciler
+            temporal,
+            settings,
+            tuning,
+            workflow_activities=[
+                queue.load_entity,
+                queue.record_status,
+                queue.finish_entity,
+                queue.submission_may_have_landed,
+                queue.notify_dependants,
+                queue.reopen_blocked,
+                planner.plan_next_poll,
+                planner.start_polling,
+                fan_out.tell_dependants,
+                reconciler.restart_orphaned_entities,
+            ],
+            dsp_activities=dsp.all(),
         )
         if settings.dsp_reconcile_interval > 0:
             await ensure_reconcile_schedule(temporal, settings)
@@ -179,42 +200,40 @@ def build_workers(
     client: Client,
     settings: Settings,
     tuning: WorkerTuning,
-    dsp: DspActivities,
-    queue: QueueActivities,
-    planner: PollPlanner,
-    fan_out: DependantFanOut,
-    reconciler: OrphanReconciler,
-) -> Sequence[Worker]:
+    *,
+    workflow_activities: Sequence[Callable[..., Any]],
+    dsp_activities: Sequence[Callable[..., Any]],
+    interceptors: Sequence[Interceptor] = (),
+) -> tuple[Worker, Worker]:
+    """The workflow worker (the workflows and the queue-table activities, on
+    `settings.temporal_task_queue`) and the DSP worker (the DSP activities, on
+    `settings.dsp_task_queue`, rate-limited). The workflow tests build theirs here too, with
+    fake activities, so they run with the options production runs with."""
     workflow_worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[EntityWorkflow, ReconcileWorkflow],
-        activities=[
-            queue.load_entity,
-            queue.record_status,
-            queue.finish_entity,
-            queue.submission_may_have_landed,
-            queue.notify_dependants,
-            queue.reopen_blocked,
-            planner.plan_next_poll,
-            planner.start_polling,
-            fan_out.tell_dependants,
-            reconciler.restart_orphaned_entities,
-        ],
+        activities=workflow_activities,
+        interceptors=interceptors,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_cached_workflows=tuning.max_cached_workflows,
         workflow_runner=(
             SandboxedWorkflowRunner() if tuning.workflow_sandbox else UnsandboxedWorkflowRunner()
         ),
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
     dsp_worker = Worker(
         client,
         task_queue=settings.dsp_task_queue,
-        activities=dsp.all(),
+        activities=dsp_activities,
+        interceptors=interceptors,
         max_concurrent_activities=dsp_concurrency(settings.dsp_requests_per_second),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         max_task_queue_activities_per_second=settings.dsp_requests_per_second
         * TEMPORAL_RATE_HEADROOM,
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
     return workflow_worker, dsp_worker
 

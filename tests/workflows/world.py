@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,12 @@ from temporalio.worker import (
     ActivityInboundInterceptor,
     ExecuteActivityInput,
     Interceptor,
-    Worker,
 )
 
 from dsp_integration.activities.fan_out import DependantFanOut
 from dsp_integration.activities.queue_records import QueueActivities
 from dsp_integration.client.workflow_starts import signal_running_workflows
+from dsp_integration.config import Settings
 from dsp_integration.contracts import (
     ENTITY_WORKFLOW_NAME,
     SIGNAL_REPRIORITISE,
@@ -87,9 +87,7 @@ from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import QueuedEntity
 from dsp_integration.entities.refs import dependencies_of, payload_fingerprint
-from dsp_integration.workflows.entity import EntityWorkflow
-
-HEARTBEAT_THROTTLE = timedelta(milliseconds=50)
+from dsp_integration.worker.runtime import WorkerTuning, build_workers
 
 
 async def start_test_env() -> WorkflowEnvironment:
@@ -426,14 +424,19 @@ class World:
     # --- running -----------------------------------------------------------------------
     @asynccontextmanager
     async def workers(self, interceptors: Sequence[Interceptor] = ()) -> AsyncIterator[None]:
+        """The workers production builds (`build_workers`: same heartbeat throttling, same
+        options), with the fake DSP and planner, on this world's task queues; the DSP rate is
+        high enough never to hold a test up, and the workflows run in the sandbox."""
         queue = QueueActivities(self.sessions, self.client, self.task_queue)
         fan_out = DependantFanOut(self.sessions, self.client, self.task_queue)
-        workflow_worker = Worker(
+        settings = Settings(
+            temporal_task_queue=self.task_queue, dsp_rate_limit=100_000, dsp_rate_window=1
+        )
+        workflow_worker, dsp_worker = build_workers(
             self.client,
-            task_queue=self.task_queue,
-            workflows=[EntityWorkflow],
-            interceptors=[self._in_flight, _QueueLog(self), *interceptors],
-            activities=[
+            settings,
+            WorkerTuning(workflow_sandbox=True),
+            workflow_activities=[
                 queue.load_entity,
                 queue.record_status,
                 queue.finish_entity,
@@ -444,22 +447,13 @@ class World:
                 self.plan_next_poll,
                 self.start_polling,
             ],
-            # Cancellations reach a DSP call through its heartbeats: deliver them at once.
-            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-            default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        )
-        dsp_worker = Worker(
-            self.client,
-            task_queue=self.dsp_task_queue,
-            interceptors=[self._in_flight],
-            activities=[
+            dsp_activities=[
                 self.submit_entity,
                 self.poll_status,
                 self.replace_entity,
                 self.archive_entity,
             ],
-            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-            default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            interceptors=[self._in_flight, _QueueLog(self), *interceptors],
         )
         async with workflow_worker, dsp_worker:
             yield

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
 
 from dsp_integration.database import rate_ledger
+from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
 from dsp_integration.database.engine import SessionFactory
-from dsp_integration.database.models import RateWaiter
+from dsp_integration.database.models import AuditRecord, RateLedgerEntry, RateWaiter
 
 WINDOW = 60.0
+AUDITED = RequestEntry("adv", "POST", "/v1/advertisers", {"name": "Acme"}, "adv:v1")
 
 
 async def take(
@@ -50,17 +52,68 @@ async def test_a_slot_in_flight_counts_until_its_answer_and_then_for_a_window(
     assert WINDOW - 5 < after_answer.wait_seconds <= WINDOW
 
 
-async def test_completing_a_slot_never_makes_it_count_later(
+async def test_a_completed_slot_counts_from_its_answer_earlier_or_later_than_its_grant(
     clean_database: SessionFactory,
 ) -> None:
-    first = await take(clean_database, limit=1)
-    assert first.slot_id is not None and first.now is not None
+    """The grant counts a slot from the latest moment its request can reach the DSP if it
+    leaves within `hold`; the answer's time bounds the arrival whatever happened: earlier
+    when the answer came soon, later when the request left after the hold (a stalled
+    worker), which the grant's bound would count from before it arrived."""
+    soon = await take(clean_database, limit=2, hold=30.0)
+    late = await take(clean_database, limit=2, hold=5.0)
+    assert soon.slot_id is not None and soon.now is not None
+    assert late.slot_id is not None and late.now is not None
+    soon_answer = soon.now + timedelta(seconds=1)
+    late_answer = late.now + timedelta(seconds=20)
+
     async with clean_database.begin() as session:
-        await rate_ledger.complete_slot(
-            session, first.slot_id, first.now + timedelta(seconds=WINDOW)
+        await rate_ledger.complete_slot(session, soon.slot_id, soon_answer)
+        await rate_ledger.complete_slot(session, late.slot_id, late_answer)
+
+    assert await counted_from(clean_database, soon.slot_id) == soon_answer
+    assert await counted_from(clean_database, late.slot_id) == late_answer
+
+
+@pytest.mark.parametrize(
+    ("answer", "sent"),
+    [(RequestAnswer(201, "{}", None), True), (None, True), (None, False)],
+    ids=["answered", "lost on its way", "never sent"],
+)
+async def test_a_request_completed_after_its_hold_counts_from_its_answer(
+    clean_database: SessionFactory, answer: RequestAnswer | None, sent: bool
+) -> None:
+    """`complete_request` completes the slot with the same statement, in its audit write."""
+    async with clean_database.begin() as session:
+        granted = await rate_ledger.try_take_slot(
+            session, limit=1, window=WINDOW, hold=5.0, request=AUDITED
         )
-    refused = await take(clean_database, limit=1)
-    assert WINDOW - 5 < refused.wait_seconds <= WINDOW
+    assert granted.slot_id is not None and granted.now is not None
+    assert granted.audit_id is not None
+    answered_at = granted.now + timedelta(seconds=20)
+
+    async with clean_database.begin() as session:
+        await rate_ledger.complete_request(
+            session,
+            granted.slot_id,
+            answered_at,
+            audit_id=granted.audit_id,
+            answer=answer,
+            sent=sent,
+        )
+
+    assert await counted_from(clean_database, granted.slot_id) == answered_at
+    async with clean_database() as session:
+        audit = await session.get(AuditRecord, granted.audit_id)
+    assert (audit is not None) == sent  # an audit row goes only when nothing was sent
+    if audit is not None:
+        assert audit.response_status == (answer.response_status if answer else None)
+
+
+async def counted_from(sessions: SessionFactory, slot_id: int) -> datetime | None:
+    async with sessions() as session:
+        return await session.scalar(
+            select(RateLedgerEntry.granted_at).where(RateLedgerEntry.id == slot_id)
+        )
 
 
 @pytest.mark.parametrize("pauses", [(20.0,), (20.0, 5.0)])

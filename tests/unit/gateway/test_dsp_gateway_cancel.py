@@ -19,7 +19,7 @@ from temporalio.testing import ActivityEnvironment
 from dsp_integration.contracts import EntityType
 from dsp_integration.database.audit_log import RequestEntry
 from dsp_integration.database.engine import SessionFactory
-from dsp_integration.database.models import AuditRecord, RateWaiter
+from dsp_integration.database.models import AuditRecord, RatePause, RateWaiter
 from dsp_integration.dsp_client import DspClient, build_http_client, create_request
 from dsp_integration.gateway.dsp_gateway import DspGateway
 from dsp_integration.gateway.rate_limiter import RateSlot, SharedRateLimiter
@@ -159,3 +159,63 @@ async def test_a_call_cancelled_between_its_grant_and_its_send_leaves_no_audit_r
         await env.run(calls.call, "adv", create_request(EntityType.ADVERTISERS, BODY, "adv:v1"))
     assert not route.called
     assert await audit_rows(clean_database) == []
+
+
+class CancelledWhileTold(SharedRateLimiter):
+    """A limiter that is being told the DSP's word on the budget (a 429's pause, or the rate
+    headers of any other answer) when the user's last word cancels the call."""
+
+    def __init__(self, sessions: SessionFactory, env: ActivityEnvironment) -> None:
+        super().__init__(sessions, limit=10, window=60.0, hold=5.0)
+        self._env = env
+        self.told = False
+
+    async def _cancelled_meanwhile(self) -> None:
+        self._env.cancel()
+        await asyncio.sleep(0)  # an unshielded telling is cut short here
+
+    async def pause(self, seconds: float) -> None:
+        await self._cancelled_meanwhile()
+        await super().pause(seconds)
+        self.told = True
+
+    async def follow_dsp_count(self, remaining: int | None, reset: float | None) -> None:
+        await self._cancelled_meanwhile()
+        await super().follow_dsp_count(remaining, reset)
+        self.told = True
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_a_success_told_to_the_limiter_as_the_call_is_cancelled_is_returned(
+    respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
+) -> None:
+    respx_mock.post("/v1/advertisers").respond(201, json=CREATED)
+    env = ActivityEnvironment()
+    limiter = CancelledWhileTold(clean_database, env)
+    calls = DspGateway(DspClient(http, SecretStr("token")), limiter)
+
+    exchange = await env.run(
+        calls.call, "adv", create_request(EntityType.ADVERTISERS, BODY, "adv:v1")
+    )
+
+    assert exchange.status_code == 201
+    assert limiter.told
+
+
+@respx.mock(base_url=BASE_URL)
+async def test_a_429_pause_told_to_the_limiter_as_the_call_is_cancelled_holds(
+    respx_mock: respx.MockRouter, http: httpx.AsyncClient, clean_database: SessionFactory
+) -> None:
+    limited = {"error": {"code": "rate_limited", "message": "slow down"}}
+    respx_mock.post("/v1/advertisers").respond(429, json=limited, headers={"Retry-After": "30"})
+    env = ActivityEnvironment()
+    limiter = CancelledWhileTold(clean_database, env)
+    calls = DspGateway(DspClient(http, SecretStr("token")), limiter)
+
+    with pytest.raises(asyncio.CancelledError):  # a failed answer to a cancelled call
+        await env.run(calls.call, "adv", create_request(EntityType.ADVERTISERS, BODY, "adv:v1"))
+
+    assert limiter.told
+    async with clean_database() as session:
+        paused_for = await session.scalar(select(RatePause.paused_until - func.clock_timestamp()))
+    assert paused_for is not None and paused_for.total_seconds() > 25
