@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -68,11 +69,14 @@ from dsp_integration.contracts import (
 )
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
+from dsp_integration.worker.runtime import HEARTBEAT_THROTTLE
 from tests.workflows.world import DspCall, Row, Timeline, World
 
 POLL_INTERVAL = 5.0  # the planner's interval, every poll
 WAIT_CHUNK = 1.0  # time passes in steps this long, so a call held stops it soon
+CHECK_EVERY = 0.05  # real seconds between two looks at what the world did
 SETTLED_CHECKS = 3  # unchanged fingerprints in a row that make "settled"
+HELD_SETTLED_CHECKS = math.ceil(2 * HEARTBEAT_THROTTLE.total_seconds() / CHECK_EVERY)
 SETTLE_WITHIN = 15.0  # real seconds
 DRAIN_WITHIN = 120.0  # real seconds for every workflow to close once time runs free
 HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -348,12 +352,15 @@ class WatchedWorld(World):
         )
 
     async def settle(self) -> None:
-        """Until nothing changes for a few checks (time is held still meanwhile)."""
+        """Until nothing changes for a few checks (time is held still meanwhile). While a
+        call is held, for longer than a cancellation takes to reach it: the workers send its
+        heartbeats (which bring a cancellation back) at most once per `HEARTBEAT_THROTTLE`,
+        so a workflow may have cancelled it without the call knowing yet."""
         last: tuple[Any, ...] | None = None
         same = 0
         async with asyncio.timeout(SETTLE_WITHIN):
-            while same < SETTLED_CHECKS:
-                await asyncio.sleep(0.05)
+            while same < (HELD_SETTLED_CHECKS if self.held else SETTLED_CHECKS):
+                await asyncio.sleep(CHECK_EVERY)
                 now = await self._fingerprint()
                 same = same + 1 if now == last else 0
                 last = now
