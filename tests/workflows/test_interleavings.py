@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, example, given, note, settings
 from hypothesis import strategies as st
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
@@ -91,9 +92,10 @@ settings.register_profile(
 settings.register_profile(
     "interleavings-long", max_examples=300, deadline=None, suppress_health_check=HEALTH_CHECKS
 )
-PROFILE = (
-    "interleavings-long" if os.environ.get("HYPOTHESIS_PROFILE") == "long" else "interleavings-ci"
-)
+LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
+PROFILE = "interleavings-long" if LONG else "interleavings-ci"
+# pytest-timeout counts all of a `@given` test's examples as one test: none for the long run.
+TIMEOUT = 0 if LONG else 600
 SUCCESS_STATUS = {
     EntityType.ADVERTISERS: "active",
     EntityType.CREATIVES: "approved",
@@ -800,6 +802,7 @@ RESUBMIT_WHILE_A_PUTS_ANSWER_IS_HELD_THEN_PRIORITISE = _schedule(
 )
 
 
+@pytest.mark.timeout(TIMEOUT)
 @example(schedule=RESUBMIT_WHILE_THE_DEPENDANTS_POST_WAITS)
 @example(schedule=CANCEL_THEN_RESUBMIT_WHILE_THE_ARCHIVE_WAITS)
 @example(schedule=CANCEL_WHILE_THE_POST_WAITS_THEN_RESUBMIT)
