@@ -17,13 +17,14 @@ MOCK_REVIEW_SECONDS ?= 8
 
 .DEFAULT_GOAL := help
 CHROMIUM ?= /usr/bin/chromium
-.PHONY: help venv install browser test test-fast demo up lint format clean distclean
+.PHONY: help venv install browser test test-fast interleavings demo up lint format clean distclean
 
 help:
 	@echo "make install    create .venv and install the project with its dev kit and test tools"
 	@echo "make test       run the whole test suite in \$$TEST_PROCESSES processes (PYTEST_ARGS=...);"
 	@echo "                installs Debian's chromium for the browser tests when missing (root)"
 	@echo "make test-fast  the unit and workflow tests only (no dev server, mock DSP or browser)"
+	@echo "make interleavings  the randomised interleaving test, long profile (HYPOTHESIS_PROFILE=long)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
 	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
 	@echo "make lint       ruff check, ruff format --check, and mypy --strict on the service"
@@ -63,6 +64,11 @@ test: $(STAMP) browser
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -n $(TEST_PROCESSES) --dist loadgroup $(PYTEST_ARGS) tests/unit tests/workflows
+
+# Many more drawn schedules than the CI profile `make test` runs (a few minutes).
+interleavings: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q tests/workflows/test_interleavings.py \
+		--hypothesis-show-statistics $(PYTEST_ARGS)
 
 up: $(STAMP)
 	$(BIN)/python dev.py up --workers $(WORKERS)

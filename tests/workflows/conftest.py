@@ -40,9 +40,12 @@ def client(env: WorkflowEnvironment) -> Client:
 @pytest.fixture
 async def world(client: Client, clean_database: SessionFactory) -> AsyncIterator[World]:
     """The emptied queue table and a fresh DSP; the workers run for the whole test.
-    Workflows still open at the end are terminated, so no timer of theirs fires in a later
-    test."""
+    Workflows still open at the end are terminated (gates and held answers released first),
+    so no timer of theirs fires in a later test."""
     world = World(client, clean_database)
     async with world.workers():
-        yield world
-        await world.terminate_all()
+        try:
+            yield world
+        finally:
+            world.release_all()
+            await world.terminate_all()

@@ -3,8 +3,6 @@ on the real queue table; only the DSP is faked. Each test failed on the code bef
 
 from __future__ import annotations
 
-import asyncio
-
 from dsp_integration.contracts import EntityStatus, EntityType
 from tests.workflows.world import World
 
@@ -40,7 +38,7 @@ async def test_a_cancel_after_the_post_left_archives_what_it_created(world: Worl
     await world.until(lambda: bool(world.dsp))  # the POST reached the DSP; no answer yet
 
     await world.cancel(acme)
-    await asyncio.sleep(0.3)  # the cancellation reaches the call before its answer does
+    await world.until_heard(acme, "cancel")  # the cancel is taken before the answer comes
     answer.set()
     state = await run.result()
 
@@ -64,7 +62,7 @@ async def test_a_cancel_after_a_post_whose_answer_was_lost_archives_what_it_crea
     await world.until(lambda: len(world.dsp_calls(acme)) == 2)
 
     await world.cancel(acme)
-    await asyncio.sleep(0.3)
+    await world.until_heard(acme, "cancel")
     retry.set()
     state = await run.result()
 

@@ -183,7 +183,9 @@ async def test_a_weight_alone_re_keys_and_an_unchanged_priority_does_not(world: 
     # The same level and weight: the waiting call keeps its place.
     await world.prioritise("spring", PriorityLevel.NORMAL, 1.0)
     await asyncio.sleep(1.0)
-    assert [c.outcome for c in world.dsp_calls(acme, "submit")] == ["ok"]
+    assert [c.outcome for c in world.dsp_calls(acme, "submit")] == [
+        "at gate"
+    ]  # still waiting: not cancelled
 
     await world.prioritise("spring", weight=0.25)
     await world.until(lambda: len(world.dsp_calls(acme, "submit")) == 2)

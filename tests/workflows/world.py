@@ -24,7 +24,8 @@ from uuid import uuid4
 from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import select, update
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.testservice.v1 import (
     LockTimeSkippingRequest,
@@ -198,8 +199,9 @@ class DspEntity:
 @dataclass
 class Script:
     """What the fake DSP does with one key: a timeline per POST/PUT (in order), a 422 for a
-    POST/PUT, transient failures and hung first attempts per operation, and gates that hold
-    the next call of an operation until the test opens them."""
+    POST/PUT, a 4xx refusal of the next call of an operation, transient failures and hung
+    first attempts per operation, gates that hold the next call of an operation before it
+    leaves, and answers held after the DSP acted, until the test opens them."""
 
     entity_type: EntityType
     timelines: list[Timeline] = field(default_factory=list)
@@ -207,9 +209,12 @@ class Script:
     transient: dict[str, int] = field(default_factory=dict)
     hang: dict[str, int] = field(default_factory=dict)
     gates: dict[str, asyncio.Event] = field(default_factory=dict)
-    # A POST the DSP has acted on whose answer is held (on its way back) until the event is
-    # set; a cancellation meanwhile cannot undo it, as with the real gateway.
+    # A call (POST, poll, PUT, DELETE) the DSP has acted on whose answer is held (on its way
+    # back) until the event is set; a cancellation meanwhile cannot undo it, as with the
+    # real gateway.
     answers: dict[str, asyncio.Event] = field(default_factory=dict)
+    # The next call of an operation is refused with this 4xx (nothing changes at the DSP).
+    refusals: dict[str, str] = field(default_factory=dict)
     # POSTs the DSP acts on and whose answer is then lost (a timeout, a broken connection).
     lost: int = 0
 
@@ -226,6 +231,7 @@ class DspCall:
     idempotency_key: str | None = None
     body: dict[str, Any] | None = None
     outcome: str = "ok"
+    cancel_seen: bool = False  # a cancellation reached it while its answer was held
     priority: int | None = None  # the Temporal priority key the workflow scheduled it with
     fairness_key: str | None = None  # and the fairness key (its batch)
     fairness_weight: float | None = None  # and the batch's weight
@@ -248,6 +254,10 @@ class World:
         self.dsp: dict[str, DspEntity] = {}
         self.idempotency: dict[str, str] = {}
         self.calls: list[DspCall] = []
+        self.held_answers: list[DspCall] = []  # calls whose answer is (or was) held
+        # Each moment a key had more than one live DSP entity (see `live`), as it happened.
+        self.live_breaches: list[str] = []
+        self._events: list[asyncio.Event] = []  # every gate and held answer, for `release_all`
         # What the real queue activities were asked and answered (see `_QueueLog`).
         self.loads: list[EntitySnapshot] = []
         self.records: list[RecordStatusInput] = []  # changes the table took
@@ -321,31 +331,64 @@ class World:
         return key
 
     def gate(self, key: str, op: str) -> asyncio.Event:
-        """Hold the next `op` call of `key` (in flight, as if waiting for a rate-limit slot)
-        until the returned event is set."""
+        """Hold the next `op` call of `key` before it leaves (in flight, as if waiting for a
+        rate-limit slot) until the returned event is set."""
         event = asyncio.Event()
+        self._events.append(event)
         self.scripts[key].gates[op] = event
         return event
 
-    def hold_answer(self, key: str) -> asyncio.Event:
-        """Let the next POST of `key` reach the DSP (the entity exists) but hold its answer
-        until the returned event is set."""
+    def hold_answer(self, key: str, op: str = "submit") -> asyncio.Event:
+        """Let the next `op` call of `key` (submit = POST, poll = status read, replace = PUT,
+        archive = DELETE) reach the DSP, which acts on it, but hold its answer until the
+        returned event is set. `answer_held` tells when it is held."""
         event = asyncio.Event()
-        self.scripts[key].answers["submit"] = event
+        self._events.append(event)
+        self.scripts[key].answers[op] = event
         return event
+
+    def answer_held(self, key: str, op: str) -> DspCall | None:
+        """The `op` call of `key` whose answer is held now, if any."""
+        for call in self.held_answers:
+            if call.key == key and call.op == op and call.outcome == "held":
+                return call
+        return None
+
+    def refuse(self, key: str, op: str, reason: str) -> None:
+        """The DSP refuses the next `op` call of `key` with a 4xx (`DspRejected`, not
+        retried) and changes nothing."""
+        self.scripts[key].refusals[op] = reason
+
+    def release_all(self) -> None:
+        """Open every gate and let every held answer go (the end of a test)."""
+        for event in self._events:
+            event.set()
 
     def lose_answers(self, key: str, count: int = 1) -> None:
         """The next `count` POSTs of `key` create the entity, and their answers are lost."""
         self.scripts[key].lost = count
 
-    async def store_resubmission(self, key: str, *, refs: Sequence[str] | None = None) -> int:
+    async def store_resubmission(
+        self,
+        key: str,
+        *,
+        refs: Sequence[str] | None = None,
+        changes: dict[str, Any] | None = None,
+    ) -> int:
         """What `client.control.resubmit` stores before it signals the workflow (a new
-        version, with a new payload naming `refs` when given; what it blocked back to
-        waiting); returns the version."""
+        version, with a new payload naming `refs` when given and/or the stored one with
+        `changes` applied; what it blocked back to waiting); returns the version."""
         payload = depends_on = fingerprint = None
+        kept: list[str] = []
         if refs is not None:
             payload = self._payload(key.removesuffix(f"-{self.tag}"), refs)
-            depends_on = dependencies_of(payload, [])
+        if changes:
+            stored_row = await self.row(key)
+            if payload is None:
+                payload, kept = stored_row.payload, stored_row.depends_on
+            payload = {**payload, **changes}
+        if payload is not None:
+            depends_on = dependencies_of(payload, kept)
             fingerprint = payload_fingerprint(payload)
         async with self._versions[key], self.sessions.begin() as session:
             stored = await queue_store.store_resubmission(
@@ -437,10 +480,14 @@ class World:
         )
 
     async def resubmit(
-        self, key: str, *, refs: Sequence[str] | None = None
+        self,
+        key: str,
+        *,
+        refs: Sequence[str] | None = None,
+        changes: dict[str, Any] | None = None,
     ) -> WorkflowHandle[Any, EntityState]:
         """Store a new payload version and signal-with-start `resubmit`, as the client does."""
-        version = await self.store_resubmission(key, refs=refs)
+        version = await self.store_resubmission(key, refs=refs, changes=changes)
         return await self.client.start_workflow(
             ENTITY_WORKFLOW_NAME,
             EntityWorkflowInput(key=key),
@@ -466,15 +513,33 @@ class World:
     def handle(self, key: str) -> WorkflowHandle[Any, EntityState]:
         return self.client.get_workflow_handle(workflow_id_for(key), result_type=EntityState)
 
-    async def result(self, key: str) -> EntityState:
+    async def result(self, key: str, within: float = 60.0) -> EntityState:
         """The result of the key's latest run, letting the test server skip time meanwhile
         (as the handles `start_workflow` returns do; these may come from a later run)."""
         service = self.client.test_service
         await service.unlock_time_skipping(UnlockTimeSkippingRequest())
         try:
-            return await self.handle(key).result()
+            async with asyncio.timeout(within):
+                return await self.handle(key).result()
+        except TimeoutError:
+            raise TimeoutError(f"{key}'s workflow did not end within {within} s") from None
         finally:
             await service.lock_time_skipping(LockTimeSkippingRequest())
+
+    async def until_heard(
+        self, key: str, signal: str, count: int = 1, within: float = 10.0
+    ) -> None:
+        """Wait until the key's current run has taken `count` `signal`s and finished a
+        workflow task after the last of them (the workflow has acted on it, or chosen not to)."""
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    history = await self.handle(key).fetch_history()
+                except RPCError:
+                    history = None
+                if history is not None and _heard(history.events, signal, count):
+                    return
+                await asyncio.sleep(0.05)
 
     async def state(self, key: str) -> EntityState:
         return await self.handle(key).query("state", result_type=EntityState)
@@ -528,6 +593,19 @@ class World:
     def dsp_calls(self, key: str, op: str | None = None) -> list[DspCall]:
         return [c for c in self.calls if c.key == key and (op is None or c.op == op)]
 
+    def live(self, key: str) -> list[str]:
+        """The DSP ids of the key's entities that are not archived."""
+        return [e.dsp_id for e in self.dsp.values() if e.key == key and not e.archived]
+
+    async def unknown_entities(self) -> list[str]:
+        """DSP entities of this world that are live and whose id no row holds: created and
+        forgotten (every entity must be on its row, or archived)."""
+        unknown = []
+        for entity in self.dsp.values():
+            if not entity.archived and (await self.row(entity.key)).dsp_id != entity.dsp_id:
+                unknown.append(f"{entity.dsp_id} of {entity.key}")
+        return unknown
+
     # --- the planner (deterministic) -----------------------------------------------------
     @activity.defn(name="plan_next_poll")
     async def plan_next_poll(self, request: PollPlanInput) -> PollPlan:
@@ -566,6 +644,7 @@ class World:
         if gate is not None:
             # Waiting for a rate-limit slot: heartbeats carry a cancellation here, and a
             # cancelled call sends nothing, as the real gateway does.
+            call.outcome = "at gate"
             try:
                 while not gate.is_set():
                     activity.heartbeat()
@@ -576,6 +655,11 @@ class World:
             except asyncio.CancelledError:
                 call.outcome = "cancelled"
                 raise
+            call.outcome = "ok"
+        refusal = script.refusals.pop(op, None)
+        if refusal is not None:
+            call.outcome = "refused"
+            raise ApplicationError(refusal, type=ErrorType.DSP_REJECTED, non_retryable=True)
         if script.hang.get(op, 0) > 0:
             script.hang[op] -= 1
             call.outcome = "hung"
@@ -603,6 +687,11 @@ class World:
         timeline = script.timelines.pop(0) if script.timelines else DEFAULT_TIMELINES[entity_type]
         if entity is None:
             dsp_id = f"{ID_PREFIX[entity_type]}_{next(self._ids)}"
+            live = self.live(call.key)
+            if live:
+                self.live_breaches.append(
+                    f"{call.op}#{call.attempt} of {call.key} created {dsp_id} while {live} lived"
+                )
             entity = DspEntity(dsp_id, call.key, entity_type, body, timeline, call.at)
             self.dsp[dsp_id] = entity
         else:
@@ -639,9 +728,7 @@ class World:
             else:
                 entity = self._place(call, request.entity_type, None, request.body)
                 self.idempotency[request.idempotency_key] = entity.dsp_id
-            held = script.answers.pop("submit", None)
-            if held is not None:
-                await _despite_cancellation(held.wait())
+            await self._answer_when_released(call)
             if script.lost > 0:
                 script.lost -= 1
                 answer, call.outcome = None, "lost"
@@ -684,19 +771,43 @@ class World:
             )
         self._place(call, request.entity_type, entity, request.body)
         status, reason = entity.status_at(call.at)
+        await self._answer_when_released(call)
         return DspStatusResult(dsp_status=status, reason=reason)
 
     @activity.defn(name="poll_status")
     async def poll_status(self, request: PollStatusInput) -> DspStatusResult:
         call = await self._enter("poll", request.key, dsp_id=request.dsp_id)
         status, reason = self.dsp[request.dsp_id].status_at(call.at)
+        await self._answer_when_released(call)
         return DspStatusResult(dsp_status=status, reason=reason)
 
     @activity.defn(name="archive_entity")
     async def archive_entity(self, request: ArchiveEntityInput) -> DspStatusResult:
-        await self._enter("archive", request.key, dsp_id=request.dsp_id)
+        call = await self._enter("archive", request.key, dsp_id=request.dsp_id)
         self.dsp[request.dsp_id].archived = True
+        await self._answer_when_released(call)
         return DspStatusResult(dsp_status="archived")
+
+    async def _answer_when_released(self, call: DspCall) -> None:
+        """The DSP has acted on `call`; if its answer is held, wait (heartbeating) until the
+        test releases it. A cancellation meanwhile is noted and cannot undo what was done."""
+        held = self.scripts[call.key].answers.pop(call.op, None)
+        if held is None:
+            return
+        outcome, call.outcome = call.outcome, "held"
+        self.held_answers.append(call)
+        while not held.is_set():
+            try:
+                activity.heartbeat()
+                await asyncio.wait_for(asyncio.shield(held.wait()), 0.05)
+            except TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                call.cancel_seen = True
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+        call.outcome = outcome
 
 
 class _QueueLog(Interceptor):
@@ -745,16 +856,22 @@ class _LoggedActivity(ActivityInboundInterceptor):
         return result
 
 
-async def _despite_cancellation(work: Any) -> None:
-    task = asyncio.ensure_future(work)
-    while True:
-        try:
-            await asyncio.shield(task)
-            return
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
+def _heard(events: Sequence[HistoryEvent], signal: str, count: int) -> bool:
+    """Whether `count` `signal`s are in `events` and a workflow task that started after the
+    last of them has completed."""
+    seen, started = 0, False
+    for event in events:
+        if (
+            event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            and event.workflow_execution_signaled_event_attributes.signal_name == signal
+        ):
+            seen += 1
+            started = False
+        elif seen >= count and event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started = True
+        elif started and event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            return True
+    return False
 
 
 class _InFlight(Interceptor):
