@@ -87,12 +87,13 @@ async def test_cancel_while_the_post_is_in_flight_archives_what_it_created(
     world: World,
 ) -> None:
     acme = await world.add("acme", EntityType.ADVERTISERS)
-    release = world.gate(acme, "submit")
+    answer = world.hold_answer(acme, "submit")
     run = await world.start(acme)
-    await world.until_state(acme, lambda s: s.status is EntityStatus.SUBMITTING)
+    await world.until(lambda: world.answer_held(acme, "submit"))  # it reached the DSP
 
     await world.cancel(acme)
-    release.set()
+    await world.until_heard(acme, "cancel")  # the workflow withdrew the call: too late
+    answer.set()
     state = await run.result()
 
     assert (state.status, state.dsp_status) == (EntityStatus.CANCELLED, "archived")

@@ -5,8 +5,6 @@ reaches the next DSP call of an entity already running."""
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio.api.enums.v1 import EventType
 
 from dsp_integration.contracts import (
@@ -14,6 +12,7 @@ from dsp_integration.contracts import (
     DSP_ACTIVITY_PRIORITY_LOW,
     DSP_ACTIVITY_PRIORITY_NORMAL,
     POLLS_LANE_SHARE,
+    SIGNAL_REPRIORITISE,
     EntityStatus,
     EntityType,
     PriorityLevel,
@@ -180,12 +179,11 @@ async def test_a_weight_alone_re_keys_and_an_unchanged_priority_does_not(world: 
     run = await world.start(acme)
     await world.until(lambda: len(world.dsp_calls(acme, "submit")) == 1)
 
-    # The same level and weight: the waiting call keeps its place.
+    # The same level and weight: the waiting call keeps its place (had it been scheduled
+    # again, a third call would stand below). Signals are taken in order.
     await world.prioritise("spring", PriorityLevel.NORMAL, 1.0)
-    await asyncio.sleep(1.0)
-    assert [c.outcome for c in world.dsp_calls(acme, "submit")] == [
-        "at gate"
-    ]  # still waiting: not cancelled
+    await world.until_heard(acme, SIGNAL_REPRIORITISE)
+    assert [c.outcome for c in world.dsp_calls(acme, "submit")] == ["at gate"]
 
     await world.prioritise("spring", weight=0.25)
     await world.until(lambda: len(world.dsp_calls(acme, "submit")) == 2)

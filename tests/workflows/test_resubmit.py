@@ -169,12 +169,13 @@ async def test_resubmit_while_the_post_is_in_flight_makes_no_second_dsp_entity(
     banner = await world.add(
         "banner", EntityType.CREATIVES, refs=["acme"], timelines=[REVIEW_APPROVES] * 2
     )
-    post_held = world.gate(banner, "submit")
+    answer = world.hold_answer(banner, "submit")
     await world.start(banner)
-    await world.until_state(banner, lambda s: s.status is EntityStatus.SUBMITTING)
+    await world.until(lambda: world.answer_held(banner, "submit"))  # it reached the DSP
 
     second = await world.resubmit(banner)
-    post_held.set()
+    await world.until_heard(banner, "resubmit")  # the call was withdrawn: too late
+    answer.set()
     state = await second.result()
 
     assert (state.status, state.payload_version) == (EntityStatus.SUCCEEDED, 2)
