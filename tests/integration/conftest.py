@@ -55,7 +55,7 @@ def mock_dsp(mock_server: MockDspServer) -> MockDspServer:
 
 
 @asynccontextmanager
-async def _open_test_stack(
+async def open_test_stack(
     database_url: str,
     temporal_server: TemporalDevServer,
     temporal_client: Client,
@@ -80,7 +80,7 @@ async def stack(
     temporal_client: Client,
     mock_dsp: MockDspServer,
 ) -> AsyncIterator[Stack]:
-    async with _open_test_stack(database_url, temporal_server, temporal_client, mock_dsp) as opened:
+    async with open_test_stack(database_url, temporal_server, temporal_client, mock_dsp) as opened:
         yield opened
 
 
@@ -101,7 +101,7 @@ async def slow_stack(
     mock_dsp.dsp.config = mock_config().model_copy(
         update={"rate_limit": SLOW_LIMIT, "rate_window": SLOW_WINDOW}
     )
-    async with _open_test_stack(
+    async with open_test_stack(
         database_url,
         temporal_server,
         temporal_client,

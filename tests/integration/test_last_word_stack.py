@@ -31,7 +31,7 @@ from dsp_integration.contracts import SIGNAL_CANCEL, SIGNAL_RESUBMIT, workflow_i
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import QueuedEntity
 from dsp_integration.workflows.activity_options import LOCAL_FAN_OUT_LIMIT
-from tests.integration.conftest import mock_config
+from tests.integration.conftest import mock_config, open_test_stack
 from tests.integration.dag import advertiser, campaign, creative
 from tests.integration.fault_support import (
     assert_audit_accounts_for,
@@ -39,7 +39,7 @@ from tests.integration.fault_support import (
     audit_rows,
     end_statuses,
 )
-from tests.integration.harness import Stack, open_stack, stack_settings, write_entities
+from tests.integration.harness import Stack, write_entities
 
 # A held answer stays within the client's timeout: the service hears it, late.
 DSP_TIMEOUT = 20.0
@@ -57,13 +57,9 @@ async def patient_stack(
     mock_dsp: MockDspServer,
 ) -> AsyncIterator[Stack]:
     """The stack with a DSP timeout longer than any held answer."""
-    settings = stack_settings(
-        database_url=database_url,
-        temporal_address=temporal_server.address,
-        dsp_base_url=mock_dsp.base_url,
-        dsp_timeout=DSP_TIMEOUT,
-    )
-    async with open_stack(settings, temporal_client) as opened:
+    async with open_test_stack(
+        database_url, temporal_server, temporal_client, mock_dsp, dsp_timeout=DSP_TIMEOUT
+    ) as opened:
         yield opened
 
 
@@ -339,16 +335,16 @@ async def test_a_fan_out_past_the_local_limit_ends_every_dependant(
     tmp_path: Path,
 ) -> None:
     mock_dsp.dsp.config = mock_config().model_copy(update={"rate_limit": FAN_OUT_RATE_LIMIT})
-    settings = stack_settings(
-        database_url=database_url,
-        temporal_address=temporal_server.address,
-        dsp_base_url=mock_dsp.base_url,
-        dsp_rate_limit=FAN_OUT_RATE_LIMIT,
-    )
     adv = "lw-fan-adv"
     campaigns = [f"lw-fan-cmp{n:02d}" for n in range(FAN_OUT_CAMPAIGNS)]
     entities = [advertiser(adv)] + [campaign(key, adv) for key in campaigns]
-    async with open_stack(settings, temporal_client) as stack:
+    async with open_test_stack(
+        database_url,
+        temporal_server,
+        temporal_client,
+        mock_dsp,
+        dsp_rate_limit=FAN_OUT_RATE_LIMIT,
+    ) as stack:
         await _submit(stack, tmp_path, entities)
         statuses = await end_statuses(stack.service, [adv, *campaigns], within=60)
         assert statuses == dict.fromkeys([adv, *campaigns], "succeeded")
