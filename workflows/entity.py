@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         EntityState,
         EntityStatus,
         EntityWorkflowInput,
+        ErrorType,
         FinishEntityInput,
         LoadEntityInput,
         PollCarry,
@@ -228,7 +229,7 @@ class EntityWorkflow:
             step,
         )
         assert not isinstance(found, _Withdrawn)
-        return FoundOut(found.dsp_id, found.dsp_status)
+        return FoundOut(found.dsp_id, found.dsp_status, holds_attempt=found.holds_attempt)
 
     async def _announce(self, step: Announce) -> Event:
         outcome = DependencyOutcome(
@@ -252,6 +253,7 @@ class EntityWorkflow:
         snapshot = self._loaded()
         body = resolve_refs(snapshot.payload, dict(step.refs))
         await self._record(EntityStatus.SUBMITTING, publish=False)
+        attempt = PostAttempt(step.version, body)
         try:
             if step.put_over is not None:
                 replaced = await self._dsp_call(
@@ -268,11 +270,12 @@ class EntityWorkflow:
                 if isinstance(replaced, _Withdrawn):
                     return Withdrawn()
                 return Sent(step.put_over, replaced.dsp_status, replaced.reason)
-            attempt = PostAttempt(step.version, body)
             created = await self._dsp_call(
                 DspActivities.submit_entity, self._submission(attempt), DspCallKind.SUBMIT, step
             )
         except ActivityError as err:
+            if _failed_as(err, ErrorType.DSP_MAY_HAVE_LANDED):
+                return Withdrawn(attempt)  # a version-2 DSP: found out, never sent blindly
             return Refused(_refusal(err))
         if isinstance(created, _Withdrawn):
             return Withdrawn(attempt if await self._may_have_landed(attempt) else None)
@@ -580,6 +583,11 @@ def _retryable(err: ActivityError) -> bool:
     if not isinstance(cause, ApplicationError):
         return True
     return not cause.non_retryable and cause.type not in REFUSALS
+
+
+def _failed_as(err: ActivityError, error_type: ErrorType) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.type == error_type
 
 
 def _refusal(err: ActivityError) -> str:

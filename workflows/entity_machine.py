@@ -178,10 +178,12 @@ class Refused:
 
 @dataclass(frozen=True)
 class FoundOut:
-    """What an unanswered POST created: an entity, or (None) nothing."""
+    """What an unanswered POST created: an entity, or (None) nothing; `holds_attempt`: the
+    entity holds what that POST sent, so it needs no PUT if the POST was of this version."""
 
     dsp_id: str | None
     dsp_status: str | None = None
+    holds_attempt: bool = False
 
 
 @dataclass(frozen=True)
@@ -330,10 +332,18 @@ def apply(facts: EntityFacts, event: Event) -> EntityFacts:
             return replace(facts, unanswered_post=unanswered or facts.unanswered_post)
         case Refused(reason):
             return replace(facts, failure=reason)
-        case FoundOut(dsp_id, dsp_status):
+        case FoundOut(dsp_id, dsp_status, holds_attempt):
             if dsp_id is None:
                 return replace(facts, unanswered_post=None)
-            return replace(facts, unanswered_post=None, dsp_id=dsp_id, dsp_status=dsp_status)
+            attempt = facts.unanswered_post
+            sent = holds_attempt and attempt is not None and attempt.version == facts.version
+            return replace(
+                facts,
+                unanswered_post=None,
+                dsp_id=dsp_id,
+                dsp_status=dsp_status,
+                sent=facts.sent or sent,
+            )
         case Polled(dsp_status, reason):
             return replace(facts, dsp_status=dsp_status, dsp_reason=reason, polls=facts.polls + 1)
         case Archived(dsp_status):

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     dsp_timeout: float = Field(default=10.0, gt=0)
     dsp_poll_min_interval: float = Field(default=5.0, gt=0)
     dsp_poll_max_interval: float = Field(default=300.0, gt=0)
+    # Which contract the DSP speaks (dsp-api.md is 1, dsp-api-v2.md is 2): at a version-2
+    # DSP creates carry `external_id` = the entity's key and are never retried blindly, and a
+    # create whose answer was lost is found through the search, waited out for its lag.
+    dsp_api_version: int = Field(default=1, ge=1, le=2)
+    dsp_search_lag: float = Field(default=10.0, ge=0)
 
     metrics_port: int | None = None
     # Seconds between sweeps that restart orphaned entities (0: no schedule), and how long

@@ -194,10 +194,15 @@ class SubmitEntityResult(BaseModel):
 
 
 class CreatedEntity(BaseModel):
-    """What an unanswered POST created at the DSP: its id and status, or None: nothing."""
+    """What an unanswered POST created at the DSP: its id and status, or None: nothing.
+    `holds_attempt`: the entity holds the fields that POST sent. `duplicates_archived`: more
+    live entities carried the key's reference (a version-2 DSP creates one per POST); the
+    others were archived, the oldest kept."""
 
     dsp_id: str | None = None
     dsp_status: str | None = None
+    holds_attempt: bool = False
+    duplicates_archived: list[str] = Field(default_factory=list)
 
 
 class PollStatusInput(BaseModel):

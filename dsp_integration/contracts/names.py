@@ -168,6 +168,11 @@ class ErrorType(StrEnum):
     # 409 reference_not_ready: retried like a transient fault; to a replayed POST it also
     # says that the original request created nothing (a replay answers 201).
     DSP_REFERENCE_NOT_READY = "DspReferenceNotReady"
+    # A version-2 DSP has no idempotency keys: a create that failed after it may have
+    # reached the DSP is not retried blindly; the workflow finds out what it created.
+    DSP_MAY_HAVE_LANDED = "DspMayHaveLanded"
+    # Finding out waits until the search can show what an attempt created (its lag).
+    DSP_SEARCH_LAG = "DspSearchLag"
     UNKNOWN_ENTITY = "UnknownEntity"  # a workflow for a key that is not in dsp_entity_queue
 
 

@@ -25,6 +25,7 @@ class RequestEntry:
     attempt: int = 1
     workflow_id: str | None = None
     activity_id: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,25 @@ async def request_may_have_landed(
         .limit(1)
     )
     return found is not None
+
+
+async def last_landing_attempt_at(
+    session: AsyncSession, entity_key: str, idempotency_key: str
+) -> datetime | None:
+    """When the latest request sent with `idempotency_key` that may have changed something
+    at the DSP (`request_may_have_landed`) was sent; None if there is none."""
+    found: datetime | None = await session.scalar(
+        select(func.max(AuditRecord.started_at)).where(
+            AuditRecord.entity_key == entity_key,
+            AuditRecord.idempotency_key == idempotency_key,
+            or_(
+                AuditRecord.response_status.is_(None),
+                AuditRecord.response_status < 400,
+                AuditRecord.response_status >= 500,
+            ),
+        )
+    )
+    return found
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ class AuditRecord(Base):
     response_status: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
+    # Why the service sent a request no user step asked for (archiving a duplicate).
+    note: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer)
     workflow_id: Mapped[str | None] = mapped_column(String(255))
     activity_id: Mapped[str | None] = mapped_column(String(255))

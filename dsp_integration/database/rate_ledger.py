@@ -135,9 +135,9 @@ _TAKE_SLOT = text(
     ),
     audit AS (
         INSERT INTO dsp_entity_audit (entity_key, method, path, request_body,
-            idempotency_key, attempt, workflow_id, activity_id)
+            idempotency_key, attempt, workflow_id, activity_id, note)
         SELECT :entity_key, :method, :path, :request_body, :idempotency_key, :attempt,
-            :workflow_id, :activity_id
+            :workflow_id, :activity_id, :note
         FROM slot WHERE :with_audit
         RETURNING id
     )
@@ -161,7 +161,15 @@ _TAKE_SLOT = text(
             (Interval, ("span", "hold", "stale")),
             (
                 String,
-                ("entity_key", "method", "path", "idempotency_key", "workflow_id", "activity_id"),
+                (
+                    "entity_key",
+                    "method",
+                    "path",
+                    "idempotency_key",
+                    "workflow_id",
+                    "activity_id",
+                    "note",
+                ),
             ),
             (JSONB, ("request_body",)),
             (Boolean, ("with_audit",)),

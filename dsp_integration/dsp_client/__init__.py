@@ -9,9 +9,11 @@ from dsp_integration.dsp_client.outcome import (
     REFERENCE_NOT_READY,
     DspOutcome,
     DspResponseError,
+    ListedEntity,
     OutcomeKind,
     classify,
     parse_created,
+    parse_search,
     parse_status,
 )
 from dsp_integration.dsp_client.requests import (
@@ -20,6 +22,7 @@ from dsp_integration.dsp_client.requests import (
     create_request,
     get_request,
     replace_request,
+    search_request,
     status_request,
 )
 
@@ -31,6 +34,7 @@ __all__ = [
     "DspOutcome",
     "DspRequest",
     "DspResponseError",
+    "ListedEntity",
     "OutcomeKind",
     "archive_request",
     "build_http_client",
@@ -38,7 +42,9 @@ __all__ = [
     "create_request",
     "get_request",
     "parse_created",
+    "parse_search",
     "parse_status",
     "replace_request",
+    "search_request",
     "status_request",
 ]

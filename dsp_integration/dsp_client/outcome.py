@@ -97,6 +97,35 @@ def parse_status(exchange: DspExchange) -> tuple[str, str | None]:
     return _required(body, "status", exchange), reason
 
 
+@dataclass(frozen=True)
+class ListedEntity:
+    """One item of a version-2 search answer: the entity as `GET /v1/{type}/{id}` shows it."""
+
+    dsp_id: str
+    status: str
+    fields: dict[str, Any]
+
+
+def parse_search(exchange: DspExchange) -> list[ListedEntity]:
+    """The items of a `GET /v1/{type}?external_id=` answer, newest first as the DSP lists
+    them; an item without an id or a status makes the answer a fault, like a 5xx."""
+    items = _entity_body(exchange).get("items")
+    if not isinstance(items, list):
+        raise DspResponseError(f"DSP search answer has no 'items' list: {_excerpt(exchange)}")
+    listed = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise DspResponseError(f"DSP search item is not an object: {_excerpt(exchange)}")
+        listed.append(
+            ListedEntity(
+                dsp_id=_required(item, "id", exchange),
+                status=_required(item, "status", exchange),
+                fields=item,
+            )
+        )
+    return listed
+
+
 def _transient(exchange: DspExchange, message: str, error: _ErrorBody | None = None) -> DspOutcome:
     return DspOutcome(
         kind=OutcomeKind.TRANSIENT,
@@ -170,6 +199,8 @@ def _entity_problem(exchange: DspExchange) -> str | None:
         return f"a body that is not JSON: {_excerpt(exchange)}"
     if not isinstance(exchange.json, dict):
         return f"a body that is not a JSON object: {_excerpt(exchange)}"
+    if isinstance(exchange.json.get("items"), list):  # a search's answer
+        return None
     missing = [key for key in ("id", "status") if not _is_text(exchange.json.get(key))]
     if missing:
         return f"a body without {' and '.join(repr(key) for key in missing)}: {_excerpt(exchange)}"

@@ -21,6 +21,8 @@ class DspRequest:
     path: str
     body: dict[str, Any] | None = None
     idempotency_key: str | None = None
+    # Why the service sends it, when no user step asked for it (stored with the audit row).
+    note: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -61,6 +63,14 @@ def create_request(
     return DspRequest("POST", collection_path(entity_type), _copy(body), idempotency_key)
 
 
+def search_request(entity_type: EntityType | str, external_id: str) -> DspRequest:
+    """Every entity of the account with this `external_id` (a version-2 DSP; eventually
+    consistent)."""
+    return DspRequest(
+        "GET", f"{collection_path(entity_type)}?external_id={quote(external_id, safe='')}"
+    )
+
+
 def status_request(entity_type: EntityType | str, dsp_id: str) -> DspRequest:
     return DspRequest("GET", f"{_item(entity_type, dsp_id)}/status")
 
@@ -73,8 +83,10 @@ def replace_request(entity_type: EntityType | str, dsp_id: str, body: dict[str, 
     return DspRequest("PUT", _item(entity_type, dsp_id), _copy(body))
 
 
-def archive_request(entity_type: EntityType | str, dsp_id: str) -> DspRequest:
-    return DspRequest("DELETE", _item(entity_type, dsp_id))
+def archive_request(
+    entity_type: EntityType | str, dsp_id: str, note: str | None = None
+) -> DspRequest:
+    return DspRequest("DELETE", _item(entity_type, dsp_id), note=note)
 
 
 def _item(entity_type: EntityType | str, dsp_id: str) -> str:

@@ -97,6 +97,7 @@ def _audit_entry(entity_key: str, request: DspRequest, info: activity.Info | Non
         path=request.path,
         request_body=request.body,
         idempotency_key=request.idempotency_key,
+        note=request.note,
         attempt=info.attempt if info else 1,
         workflow_id=info.workflow_id if info else None,
         activity_id=info.activity_id if info else None,

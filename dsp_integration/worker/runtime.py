@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Interceptor, UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from dsp_integration.activities.dsp_calls import DspActivities
+from dsp_integration.activities.dsp_calls import DspActivities, DspContract
 from dsp_integration.activities.fan_out import DependantFanOut
 from dsp_integration.activities.poll_planner import PollPlanner
 from dsp_integration.activities.queue_records import QueueActivities
@@ -131,7 +131,11 @@ async def run_worker(
             window=settings.dsp_rate_window,
             timeout=settings.dsp_timeout,
         )
-        dsp = DspActivities(DspGateway(DspClient(http, settings.dsp_token()), limiter))
+        dsp = DspActivities(
+            DspGateway(DspClient(http, settings.dsp_token()), limiter),
+            sessions,
+            DspContract(version=settings.dsp_api_version, search_lag=settings.dsp_search_lag),
+        )
         queue = QueueActivities(sessions, temporal, settings.temporal_task_queue)
         planner = PollPlanner(
             sessions,

@@ -39,7 +39,9 @@ def error(code: str) -> dict[str, object]:
 async def activities(clean_database: SessionFactory) -> AsyncIterator[DspActivities]:
     async with build_http_client(BASE_URL, 5.0) as http:
         limiter = SharedRateLimiter(clean_database, limit=100, window=60.0, hold=5.0)
-        yield DspActivities(DspGateway(DspClient(http, SecretStr("token")), limiter))
+        yield DspActivities(
+            DspGateway(DspClient(http, SecretStr("token")), limiter), clean_database
+        )
 
 
 @pytest.mark.parametrize(
@@ -51,7 +53,7 @@ async def activities(clean_database: SessionFactory) -> AsyncIterator[DspActivit
                 json={"id": "cmp_7", "type": "campaigns", "status": "pending", "created_at": "x"},
                 headers={"Idempotent-Replayed": "true"},
             ),
-            CreatedEntity(dsp_id="cmp_7", dsp_status="pending"),
+            CreatedEntity(dsp_id="cmp_7", dsp_status="pending", holds_attempt=True),
         ),
         (httpx.Response(409, json=error("reference_not_ready")), CreatedEntity()),
         (httpx.Response(422, json=error("unknown_reference")), CreatedEntity()),
