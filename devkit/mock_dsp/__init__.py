@@ -2,6 +2,11 @@
 in-process tests, `MockDspServer` (server.py) over loopback HTTP, `python -m devkit.mock_dsp`
 as a process. Its state, request log and knobs are `app.state.dsp` (state.py).
 
+It speaks version 1 of the contract by default; `MockDspConfig.api_version = 2` switches it
+to dsp-api-v2.md §3 (no idempotency keys, the client's `external_id`, a search by it that
+lags `search_lag` seconds behind creation). The fault kinds (config.py, faults.py) include
+`drop`: the request is acted on and its connection reset, no answer sent.
+
 It imports nothing of the service's contract on purpose: its entity types, statuses
 (entities.py) and field rules (validation.py) are a second, independent reading of
 dsp-api.md, so a mistake in `dsp_integration.contracts.entity_types` or

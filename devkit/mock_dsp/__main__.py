@@ -13,7 +13,7 @@ from types import FrameType
 from pydantic.fields import FieldInfo
 
 from devkit.mock_dsp.app import create_app
-from devkit.mock_dsp.config import FAULT_KINDS, MockDspConfig
+from devkit.mock_dsp.config import ALL_FAULT_KINDS, MockDspConfig
 from devkit.mock_dsp.entities import iso
 from devkit.mock_dsp.request_log import RequestRecord
 from devkit.mock_dsp.server import uvicorn_server
@@ -42,13 +42,21 @@ def _help(name: str, field: FieldInfo) -> str:
     if name == "token":
         return "the bearer token to accept (default: $DSP_API_TOKEN, else dev-token)"
     if _is_list(field):
-        return f"comma-separated, from: {', '.join(FAULT_KINDS)} (default: all)"
+        return f"comma-separated, from: {', '.join(ALL_FAULT_KINDS)} (default: all but drop)"
     default = field.get_default(call_default_factory=True)
     return f"default: {default}" if default is not None else "default: none"
 
 
 def _is_list(field: FieldInfo) -> bool:
     return typing.get_origin(field.annotation) is list
+
+
+def _is_int_choice(field: FieldInfo) -> bool:
+    """A `Literal` of ints (`api_version`), which the model does not accept as a string."""
+    choices = typing.get_args(field.annotation)
+    return typing.get_origin(field.annotation) is typing.Literal and all(
+        isinstance(choice, int) for choice in choices
+    )
 
 
 def config_from(args: argparse.Namespace) -> MockDspConfig:
@@ -60,6 +68,8 @@ def config_from(args: argparse.Namespace) -> MockDspConfig:
             continue
         if _is_list(field):
             value = [item.strip() for item in value.split(",") if item.strip()]
+        elif _is_int_choice(field) and value.strip().lstrip("-").isdigit():
+            value = int(value)
         values[name] = value
     return MockDspConfig.model_validate(values)
 

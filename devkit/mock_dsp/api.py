@@ -1,5 +1,6 @@
 """The `/v1/` API: every request passes the limiter, then the token check, then routing and
-the fault dice, and is answered with the rate-limit headers and written to the log."""
+the fault dice, and is answered with the rate-limit headers and written to the log. A
+`drop` fault's answer is never sent: `api_endpoint` resets the connection instead."""
 
 from __future__ import annotations
 
@@ -7,21 +8,25 @@ import asyncio
 import hmac
 import json
 import re
+import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from devkit.mock_dsp.answer_gates import AnswerGate
+from devkit.mock_dsp.config import ApiVersion
 from devkit.mock_dsp.entities import utc_now
 from devkit.mock_dsp.faults import BEFORE_PROCESSING, break_reply, choose_fault, unavailable
 from devkit.mock_dsp.replies import ApiError, Reply, error_reply
 from devkit.mock_dsp.request_log import RequestRecord, token_id
 from devkit.mock_dsp.state import MockDsp
 from devkit.mock_dsp.streams import request_key
-from devkit.mock_dsp.validation import ENTITY_TYPES, IDEMPOTENCY_KEY_HEADER
+from devkit.mock_dsp.validation import ENTITY_TYPES, EXTERNAL_ID, IDEMPOTENCY_KEY_HEADER
 
 API_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -33,6 +38,13 @@ _ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = (
     ),
     (re.compile(r"/v1/(?P<type>[^/]+)"), {"POST": "create"}),
 )
+_VERSION_2_ROUTES: dict[str, dict[str, str]] = {r"/v1/(?P<type>[^/]+)": {"GET": "search"}}
+DROP_WAIT_SECONDS = 5.0
+
+
+class AnswerDropped(ConnectionResetError):
+    """What an in-process client (over `httpx.ASGITransport`, no socket to reset) gets for
+    a `drop` fault."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,11 @@ class ApiCall:
     token: str | None
     idempotency_key: str | None
     raw: bytes
+    query: str = ""
+
+    def query_value(self, name: str) -> str | None:
+        values = parse_qs(self.query, keep_blank_values=True).get(name)
+        return values[0] if values else None
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,10 @@ class ApiAnswer:
     delay: float
     gate: AnswerGate | None = None
 
+    @property
+    def dropped(self) -> bool:
+        return self.record.fault == "drop"
+
 
 def bearer_token(authorization: str | None) -> str | None:
     if not authorization:
@@ -61,13 +82,15 @@ def bearer_token(authorization: str | None) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def _route(method: str, path: str) -> tuple[str, str, str | None]:
+def _route(method: str, path: str, api_version: ApiVersion) -> tuple[str, str, str | None]:
     for pattern, operations in _ROUTES:
         match = pattern.fullmatch(path)
         if match is None:
             continue
         if match["type"] not in ENTITY_TYPES:
             break
+        if api_version == 2:
+            operations = {**operations, **_VERSION_2_ROUTES.get(pattern.pattern, {})}
         operation = operations.get(method)
         if operation is None:
             raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
@@ -91,6 +114,9 @@ def _perform(
     if operation == "create":
         created = dsp.create(call.token or "", entity_type, call.raw, call.idempotency_key, now)
         return created.reply, created.created_id, created.replayed
+    if operation == "search":
+        found = dsp.search(call.token or "", entity_type, call.query_value(EXTERNAL_ID), now)
+        return Reply(200, found), None, False
     assert entity_id is not None
     match operation:
         case "status":
@@ -102,6 +128,21 @@ def _perform(
         case _:
             body = dsp.archive(entity_type, entity_id, now)
     return Reply(200, body), None, False
+
+
+def _stream_key(call: ApiCall, api_version: ApiVersion) -> str:
+    """The entity a request's fault dice belong to. Version 2 ignores Idempotency-Key, so a
+    create's retries are tied together by the body's `external_id` instead, and a search by
+    its query."""
+    if api_version == 1:
+        return request_key(call.path, call.idempotency_key)
+    if call.method == "POST":
+        body = _logged_body(call.raw)
+        reference = body.get(EXTERNAL_ID) if isinstance(body, dict) else None
+        return f"{call.path}#{reference}" if isinstance(reference, str) else call.path
+    if call.query:
+        return f"{call.path}?{call.query}"
+    return request_key(call.path, None)
 
 
 def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
@@ -129,8 +170,10 @@ def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
             reply = error_reply(401, "unauthorized", "missing or wrong bearer token")
         else:
             try:
-                operation, entity_type, entity_id = _route(call.method, call.path)
-                faults = dsp.streams.stream(request_key(call.path, call.idempotency_key), "faults")
+                operation, entity_type, entity_id = _route(
+                    call.method, call.path, config.api_version
+                )
+                faults = dsp.streams.stream(_stream_key(call, config.api_version), "faults")
                 fault = choose_fault(config, faults)
                 if fault in BEFORE_PROCESSING:
                     reply = unavailable()
@@ -156,6 +199,7 @@ def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
             fault=fault,
             replayed=replayed,
             created_id=created_id,
+            query=call.query,
         )
         dsp.log.append(record)
         delay = config.slow_seconds if fault == "slow" else 0.0
@@ -170,6 +214,7 @@ async def api_endpoint(request: Request) -> Response:
         token=bearer_token(request.headers.get("authorization")),
         idempotency_key=request.headers.get(IDEMPOTENCY_KEY_HEADER),
         raw=await request.body(),
+        query=request.url.query,
     )
     result = answer(dsp, call)
     if dsp.on_request is not None:
@@ -178,4 +223,25 @@ async def api_endpoint(request: Request) -> Response:
         await asyncio.sleep(result.delay)
     if result.gate is not None:
         await result.gate.wait()
+    if result.dropped:
+        await drop_connection(request)
+        return Response(status_code=204)  # not sent: uvicorn ignores sends after a disconnect
     return result.reply.to_response()
+
+
+async def drop_connection(request: Request) -> None:
+    """Reset the request's TCP connection (SO_LINGER 0, then abort: an RST, no answer), and
+    wait until the server has seen the disconnect, so nothing is written afterwards.
+
+    ASGI has no call for this; uvicorn's `receive` is a method of its request cycle, which
+    holds the transport. Without one (an in-process ASGI client) `AnswerDropped` is raised."""
+    transport = getattr(getattr(request.receive, "__self__", None), "transport", None)
+    if transport is None:
+        raise AnswerDropped("the mock DSP dropped the answer")
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+    async with asyncio.timeout(DROP_WAIT_SECONDS):
+        while (await request.receive())["type"] != "http.disconnect":
+            pass

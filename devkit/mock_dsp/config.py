@@ -10,8 +10,11 @@ from dsp_integration.config.settings import DEV_API_TOKEN
 
 ReviewModel = Literal["uniform", "lognormal"]
 REVIEW_MODELS: tuple[ReviewModel, ...] = get_args(ReviewModel)
-FaultKind = Literal["503_before", "503_after", "truncated", "slow", "empty", "html"]
-FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+ApiVersion = Literal[1, 2]
+FaultKind = Literal["503_before", "503_after", "truncated", "slow", "empty", "html", "drop"]
+ALL_FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+# `drop` is drawn only when asked for: the version-1 fault tests expect an answer every time.
+FAULT_KINDS: tuple[FaultKind, ...] = tuple(kind for kind in ALL_FAULT_KINDS if kind != "drop")
 
 
 class MockDspConfig(BaseModel):
@@ -26,12 +29,24 @@ class MockDspConfig(BaseModel):
     and its Idempotency-Key (or its body without one), so every client that POSTs the same
     entities meets the same times, whatever its order.
 
-    `fault_kinds`: `503_before` refuses the request before doing anything; the others process
-    it and then break the answer."""
+    `fault_kinds` (default: every kind but `drop`): `503_before` refuses the request before
+    doing anything; the others process it and then break the answer. `drop` processes it and
+    sends no answer at all: the connection is reset, so the client sees a transport error
+    with no status (in-process over `httpx.ASGITransport`, the call raises `AnswerDropped`).
+
+    `api_version` (dsp-api-v2.md §3): with `2` the DSP ignores `Idempotency-Key` (every
+    successful POST creates an entity, nothing is replayed), every entity type takes an
+    optional `external_id` (1-255 printable ASCII), and `GET /v1/{type}?external_id=...`
+    lists the token's entities with that reference, newest first, archived ones included,
+    but only those created at least `search_lag` seconds ago (an eventually consistent
+    search). With `1` (the default) `external_id` is an unknown field and there is no search.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     token: str = DEV_API_TOKEN
+    api_version: ApiVersion = 1
+    search_lag: float = Field(default=10.0, ge=0)
     rate_limit: int = Field(default=40, ge=1)
     rate_window: float = Field(default=60.0, gt=0)
     propagation_delay: float = Field(default=0.5, ge=0)

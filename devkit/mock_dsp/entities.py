@@ -65,6 +65,8 @@ class Entity:
     outcome: str
     outcome_reason: str | None
     archived_at: datetime | None = None
+    account: str = ""
+    """The creating token's `token_id`: a version-2 search lists only its own entities."""
 
     @classmethod
     def create(
@@ -74,6 +76,7 @@ class Entity:
         fields: dict[str, Any],
         now: float,
         processing_seconds: float,
+        account: str = "",
     ) -> Entity:
         wall = utc_now()
         outcome, reason = outcome_for(entity_type, fields["name"])
@@ -88,6 +91,7 @@ class Entity:
             processing_seconds,
             outcome,
             reason,
+            account=account,
         )
 
     def restart(self, fields: dict[str, Any], now: float, processing_seconds: float) -> None:

@@ -1,5 +1,6 @@
 """Injected faults. `503_before` refuses a request before anything happens; every other
-kind lets the request be processed (entity created, status changed) and breaks the answer."""
+kind lets the request be processed (entity created, status changed) and breaks the answer,
+`drop` by sending none (api.py resets the connection)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def unavailable() -> Reply:
 
 def break_reply(kind: FaultKind, reply: Reply) -> Reply:
     """The answer a processed request gets under `kind`, keeping its headers. `slow` keeps
-    the answer as is: the caller delays it."""
+    the answer as is: the caller delays it; so does `drop`: the caller never sends it."""
     match kind:
         case "503_before" | "503_after":
             return unavailable()
@@ -40,5 +41,5 @@ def break_reply(kind: FaultKind, reply: Reply) -> Reply:
             return replace(reply, raw=b"")
         case "html":
             return replace(reply, raw=HTML_PAGE, media_type="text/html")
-        case "slow":
+        case "slow" | "drop":
             return reply

@@ -32,6 +32,8 @@ class RequestRecord:
     fault: str | None
     replayed: bool
     created_id: str | None
+    query: str = ""
+    """The raw query string (a version-2 search's `external_id=...`), without the `?`."""
 
     @property
     def entity_type(self) -> str | None:
@@ -52,6 +54,7 @@ class RequestRecord:
             "fault": self.fault,
             "replayed": self.replayed,
             "created_id": self.created_id,
+            "query": self.query,
         }
 
 

@@ -21,7 +21,9 @@ from devkit.mock_dsp.replies import ApiError, Reply, validation_error
 from devkit.mock_dsp.request_log import RequestLog, RequestRecord, token_id
 from devkit.mock_dsp.streams import RandomStreams
 from devkit.mock_dsp.validation import (
+    EXTERNAL_ID,
     IDEMPOTENCY_KEY_HEADER,
+    check_external_id,
     check_idempotency_key,
     parse_json,
     references,
@@ -89,9 +91,10 @@ class MockDsp:
             self._seed()
 
     def hold(self, key: str) -> None:
-        """The entity the service creates for `key` (its Idempotency-Key `<key>:v<n>`) stays
-        in its first status (under review, pending) until `release(key)`: a test that must
-        act while it is there does not race its processing time."""
+        """The entity the service creates for `key` (its Idempotency-Key `<key>:v<n>`, or on
+        version 2 its `external_id`, `<key>` or `<key>:v<n>`) stays in its first status
+        (under review, pending) until `release(key)`: a test that must act while it is there
+        does not race its processing time."""
         with self.lock:
             self._held[key] = None
 
@@ -155,7 +158,11 @@ class MockDsp:
     def create(
         self, token: str, entity_type: str, raw: bytes, idempotency_key: str | None, now: float
     ) -> CreateResult:
+        """Version 2 ignores `idempotency_key`: no replay, every valid POST creates."""
         body = parse_json(raw)
+        version_2 = self._config.api_version == 2
+        if version_2:
+            idempotency_key = None
         check_idempotency_key(idempotency_key)
         fingerprint = _fingerprint(body)
         slot = (token_id(token), idempotency_key) if idempotency_key is not None else None
@@ -169,16 +176,19 @@ class MockDsp:
                     IDEMPOTENCY_KEY_HEADER,
                 )
             return CreateResult(earlier.reply.with_headers({REPLAYED_HEADER: "true"}), None, True)
-        fields = validate_payload(entity_type, body)
+        fields = validate_payload(entity_type, body, external_id=version_2)
         self._check_references(entity_type, fields, now)
+        identity = idempotency_key or fields.get(EXTERNAL_ID) or fingerprint
         entity = Entity.create(
-            self._new_id(entity_type, idempotency_key or fingerprint),
+            self._new_id(entity_type, identity),
             entity_type,
             fields,
             now,
-            self._processing_seconds(entity_type, idempotency_key or fingerprint),
+            self._processing_seconds(entity_type, identity),
+            account=token_id(token),
         )
-        held = idempotency_key.rsplit(":v", 1)[0] if idempotency_key else None
+        reference = idempotency_key or fields.get(EXTERNAL_ID)
+        held = reference.rsplit(":v", 1)[0] if reference else None
         if held in self._held:
             self._held[held] = entity.id
             entity.processing_seconds = math.inf
@@ -199,7 +209,11 @@ class MockDsp:
         if entity.archived:
             raise validation_error(None, f"{entity_id} is archived and cannot be changed")
         body = parse_json(raw)
-        fields = validate_payload(entity_type, body)
+        version_2 = self._config.api_version == 2
+        fields = validate_payload(entity_type, body, external_id=version_2)
+        if version_2 and EXTERNAL_ID not in fields and EXTERNAL_ID in entity.fields:
+            # A PUT that leaves the reference out does not unlink the entity from it.
+            fields = {**fields, EXTERNAL_ID: entity.fields[EXTERNAL_ID]}
         self._check_references(entity_type, fields, now)
         entity.restart(fields, now, self._processing_seconds(entity_type, _fingerprint(body)))
         return entity.status_view(now)
@@ -208,6 +222,28 @@ class MockDsp:
         entity = self._find(entity_type, entity_id)
         entity.archive()
         return entity.status_view(now)
+
+    def search(
+        self, token: str, entity_type: str, external_id: str | None, now: float
+    ) -> dict[str, Any]:
+        """Version 2's eventually consistent search: the token's entities of `entity_type`
+        with `external_id`, newest first, archived ones included, each shown only once
+        `search_lag` seconds have passed since its creation."""
+        if external_id is None:
+            raise validation_error(EXTERNAL_ID, "is required (the query ?external_id=...)")
+        check_external_id(EXTERNAL_ID, external_id)
+        account = token_id(token)
+        visible_before = now - self._config.search_lag
+        found = [
+            entity
+            for entity in self.entities.values()
+            if entity.type == entity_type
+            and entity.account == account
+            and entity.fields.get(EXTERNAL_ID) == external_id
+            and entity.created_mono <= visible_before
+        ]
+        found.sort(key=lambda entity: entity.created_mono, reverse=True)
+        return {"items": [entity.full_view(now) for entity in found]}
 
     def _find(self, entity_type: str, entity_id: str) -> Entity:
         entity = self.entities.get(entity_id)

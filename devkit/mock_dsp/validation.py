@@ -19,12 +19,13 @@ from devkit.mock_dsp.replies import validation_error
 NAME_MAX_CHARS = 255
 CREATIVE_FORMATS = ("display", "video", "native")
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+EXTERNAL_ID = "external_id"
 
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _UPPER_CURRENCY = re.compile(r"[A-Z]{3}")
 _ANY_CURRENCY = re.compile(r"[A-Za-z]{3}")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,255}")
 
 Check = Callable[[str, Any], None]
 
@@ -43,9 +44,16 @@ def parse_json(raw: bytes) -> Any:
 
 
 def check_idempotency_key(key: str | None) -> None:
-    if key is not None and not _IDEMPOTENCY_KEY.fullmatch(key):
+    if key is not None and not _PRINTABLE_ASCII.fullmatch(key):
         raise validation_error(
             IDEMPOTENCY_KEY_HEADER, "must be 1 to 255 printable ASCII characters"
+        )
+
+
+def check_external_id(path: str, value: Any) -> None:
+    if not isinstance(value, str) or not _PRINTABLE_ASCII.fullmatch(value):
+        raise validation_error(
+            path, f"must be 1 to 255 printable ASCII characters, got {_show(value)}"
         )
 
 
@@ -236,12 +244,14 @@ def _check_object(
             check(path(name), value[name])
 
 
-def validate_payload(entity_type: str, body: Any) -> dict[str, Any]:
-    """The entity's fields, or `ApiError` for the first rule `body` breaks."""
+def validate_payload(entity_type: str, body: Any, *, external_id: bool = False) -> dict[str, Any]:
+    """The entity's fields, or `ApiError` for the first rule `body` breaks. `external_id`:
+    the version-2 contract, where every type takes the client's reference."""
     if not isinstance(body, dict):
         raise validation_error(None, "the body must be a JSON object")
     rules = RULES[entity_type]
-    _check_object("", body, rules.required, rules.optional)
+    optional = {**rules.optional, EXTERNAL_ID: check_external_id} if external_id else rules.optional
+    _check_object("", body, rules.required, optional)
     if rules.cross_check is not None:
         rules.cross_check(body)
     return body
