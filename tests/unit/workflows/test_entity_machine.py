@@ -366,3 +366,22 @@ def test_a_send_is_withdrawn_when_a_dependency_gets_a_new_version_and_a_poll_is_
     assert not still_wanted(apply(ready, parent(EntityStatus.WAITING, version=2)), SEND)
     review = PHASES["review"]
     assert still_wanted(apply(review, parent(EntityStatus.WAITING, version=2)), POLL)
+
+
+def test_a_lost_post_found_holding_what_it_sent_is_reviewed_without_a_put() -> None:
+    facts = facts_after(Loaded(snapshot(parent=EntityStatus.SUCCEEDED)), Withdrawn(ATTEMPT))
+    _, step = decide(facts, FoundOut("cmp_7", "pending", holds_attempt=True))
+    assert step == Poll("cmp_7")
+    _, step = decide(facts, FoundOut("cmp_7", "pending", holds_attempt=False))
+    assert step == Send(1, "cmp_7", ((PARENT, "adv_1"),))  # its fields differ: a PUT
+
+
+def test_a_found_entity_of_an_older_version_takes_the_new_one_as_a_put() -> None:
+    facts = facts_after(
+        Loaded(snapshot(parent=EntityStatus.SUCCEEDED)), Withdrawn(ATTEMPT), ResubmitAsked(2)
+    )
+    facts, step = decide(facts, FoundOut("cmp_7", "pending", holds_attempt=True))
+    assert step == Load()
+    facts, step = decide(facts, Loaded(snapshot(version=2, parent=EntityStatus.SUCCEEDED)))
+    facts, step = decide(facts, Announced())
+    assert step == Send(2, "cmp_7", ((PARENT, "adv_1"),))
