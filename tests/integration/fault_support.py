@@ -121,7 +121,8 @@ def match_audit(log: list[RequestRecord], rows: list[AuditRecord]) -> AuditMatch
     result = AuditMatch()
     seen: dict[tuple[str, str, str | None], list[RequestRecord]] = defaultdict(list)
     for record in log:
-        seen[(record.method, record.path, record.idempotency_key)].append(record)
+        path = f"{record.path}?{record.query}" if record.query else record.path
+        seen[(record.method, path, record.idempotency_key)].append(record)
     audited: dict[tuple[str, str, str | None], list[AuditRecord]] = defaultdict(list)
     for row in rows:
         audited[(row.method, row.path, row.idempotency_key)].append(row)
