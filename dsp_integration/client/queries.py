@@ -58,6 +58,8 @@ class AuditView:
     attempt: int
     started_at: datetime
     finished_at: datetime | None
+    # Why the service sent it, when no user step asked for it (a duplicate archived).
+    note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,6 +121,7 @@ async def audit_views(service: ServiceContext, key: str) -> list[AuditView]:
             attempt=r.attempt,
             started_at=r.started_at,
             finished_at=r.finished_at,
+            note=r.note,
         )
         for r in records
     ]

@@ -108,6 +108,9 @@ class AuditOut(BaseModel):
     started_at: str
     finished_at: str | None
     duration_ms: float | None
+    note: str | None = Field(
+        default=None, description="why the service sent it, when no user step asked for it"
+    )
 
 
 class ResubmitBody(BaseModel):
