@@ -5,6 +5,7 @@ workers."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,19 @@ async def world(client: Client, clean_database: SessionFactory) -> AsyncIterator
     """The emptied queue table and a fresh DSP; the workers run for the whole test.
     Workflows still open at the end are terminated (gates and held answers released first),
     so no timer of theirs fires in a later test."""
-    world = World(client, clean_database)
+    async with _running(World(client, clean_database)) as world:
+        yield world
+
+
+@pytest.fixture
+async def world_v2(client: Client, clean_database: SessionFactory) -> AsyncIterator[World]:
+    """The same with a version-2 fake DSP (no idempotency; its search lags 10 s)."""
+    async with _running(World(client, clean_database, api_version=2, search_lag=10)) as world:
+        yield world
+
+
+@asynccontextmanager
+async def _running(world: World) -> AsyncIterator[World]:
     async with world.workers():
         try:
             yield world

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from dsp_integration.activities.dsp_calls import EXTERNAL_ID
 from dsp_integration.activities.fan_out import DependantFanOut
 from dsp_integration.activities.queue_records import QueueActivities
 from dsp_integration.client.workflow_starts import signal_running_workflows
@@ -184,6 +185,7 @@ class DspEntity:
     timeline: Timeline
     since: datetime
     archived: bool = False
+    created: datetime | None = None  # when the POST that created it reached the DSP
 
     def status_at(self, now: datetime) -> tuple[str, str | None]:
         if self.archived:
@@ -217,6 +219,13 @@ class Script:
     refusals: dict[str, str] = field(default_factory=dict)
     # POSTs the DSP acts on and whose answer is then lost (a timeout, a broken connection).
     lost: int = 0
+    # Version 2: what each POST whose answer is lost did at the DSP, in order: "created" one
+    # entity, "nothing" (dropped before the DSP took it), "twice" (the DSP's own duplicate).
+    lost_kinds: list[str] = field(default_factory=list)
+    # Version 2: POSTs the DSP acts on, after which the worker dies (the attempt never
+    # heartbeats again, its audit row stays unanswered): Temporal retries it after the
+    # heartbeat timeout.
+    crash_after_send: int = 0
 
 
 @dataclass
@@ -242,9 +251,23 @@ class World:
     worker, a fake DSP on the DSP worker, and a log of what all of them did."""
 
     def __init__(
-        self, client: Client, session_factory: SessionFactory, task_queue: str | None = None
+        self,
+        client: Client,
+        session_factory: SessionFactory,
+        task_queue: str | None = None,
+        *,
+        api_version: int = 1,
+        search_lag: float = 10.0,
     ) -> None:
+        """`api_version` 2: the fake DSP speaks `dsp-api-v2.md` as `dsp_calls` meets it (see
+        `_submit_v2`, `_find_out_v2`), its search lagging `search_lag` test-server seconds."""
         self.client = client
+        self.api_version = api_version
+        self.search_lag = search_lag
+        # Version 2: when the latest POST of each idempotency key (key:vN) reached the DSP,
+        # and the entities a find-out archived as duplicates.
+        self.posted_at: dict[str, datetime] = {}
+        self.duplicates_archived: list[str] = []
         self.sessions = session_factory
         self.task_queue = task_queue or f"tq-{uuid4()}"
         self.tag = uuid4().hex[:8]
@@ -364,9 +387,18 @@ class World:
         for event in self._events:
             event.set()
 
-    def lose_answers(self, key: str, count: int = 1) -> None:
-        """The next `count` POSTs of `key` create the entity, and their answers are lost."""
-        self.scripts[key].lost = count
+    def lose_answers(self, key: str, count: int = 1, *, kinds: Sequence[str] = ()) -> None:
+        """The next `count` POSTs of `key` create the entity, and their answers are lost.
+        Version 2: `kinds` instead says what each lost POST did ("created", "nothing",
+        "twice"; see `Script.lost_kinds`)."""
+        script = self.scripts[key]
+        script.lost = count
+        script.lost_kinds = list(kinds) or ["created"] * count
+
+    def crash_after_send(self, key: str, count: int = 1) -> None:
+        """Version 2: the worker dies after each of the next `count` POSTs of `key` reached
+        the DSP (see `Script.crash_after_send`)."""
+        self.scripts[key].crash_after_send = count
 
     async def store_resubmission(
         self,
@@ -692,7 +724,9 @@ class World:
                 self.live_breaches.append(
                     f"{call.op}#{call.attempt} of {call.key} created {dsp_id} while {live} lived"
                 )
-            entity = DspEntity(dsp_id, call.key, entity_type, body, timeline, call.at)
+            entity = DspEntity(
+                dsp_id, call.key, entity_type, body, timeline, call.at, created=call.at
+            )
             self.dsp[dsp_id] = entity
         else:
             entity.body, entity.timeline, entity.since = body, timeline, call.at
@@ -703,6 +737,8 @@ class World:
     async def submit_entity(self, request: SubmitEntityInput) -> SubmitEntityResult:
         """A POST once past its gate is audited as the real gateway does (the workflow reads
         the audit trail to learn whether a cancelled POST may have created something)."""
+        if self.api_version == 2:
+            return await self._submit_v2(request)
         call = await self._enter(
             "submit", request.key, idempotency_key=request.idempotency_key, body=request.body
         )
@@ -748,6 +784,8 @@ class World:
     async def find_created_entity(self, request: SubmitEntityInput) -> CreatedEntity:
         """The POST replayed with the same Idempotency-Key: the entity an earlier attempt
         created, or (the DSP never took it) one created now."""
+        if self.api_version == 2:
+            return await self._find_out_v2(request)
         call = await self._enter(
             "find_out", request.key, idempotency_key=request.idempotency_key, body=request.body
         )
@@ -761,15 +799,136 @@ class World:
         status, _ = entity.status_at(call.at)
         return CreatedEntity(dsp_id=entity.dsp_id, dsp_status=status)
 
+    # --- the version-2 DSP (no idempotency, a search that lags) ---------------------------
+    async def _submit_v2(self, request: SubmitEntityInput) -> SubmitEntityResult:
+        """Every POST that reaches the DSP creates an entity carrying `external_id`; a retry
+        of an attempt the audit trail says may have landed sends nothing, and a lost answer
+        is not retried: both fail `DspMayHaveLanded`, as `dsp_calls.submit_entity` does."""
+        body = {**request.body, EXTERNAL_ID: request.key}
+        call = await self._enter(
+            "submit", request.key, idempotency_key=request.idempotency_key, body=body
+        )
+        if call.attempt > 1:
+            async with self.sessions() as session:
+                landed = await audit_log.request_may_have_landed(
+                    session, request.key, request.idempotency_key
+                )
+            if landed:
+                call.outcome = "not resent"
+                raise _may_have_landed(request.key, "an earlier attempt")
+        async with self.sessions.begin() as session:
+            audit_id = await audit_log.open_request(
+                session,
+                entity_key=request.key,
+                method="POST",
+                path=f"/v2/{request.entity_type.value}",
+                request_body=body,
+                idempotency_key=request.idempotency_key,
+                attempt=call.attempt,
+                workflow_id=None,
+                activity_id=None,
+            )
+        script = self.scripts[request.key]
+        self.posted_at[request.idempotency_key] = call.at
+        lost = script.lost_kinds.pop(0) if script.lost_kinds else None
+        if lost == "nothing":
+            call.outcome = "lost unsent"
+            await self._close_audit(audit_id, None)
+            raise _may_have_landed(request.key, "POST: connection reset")
+        try:
+            entity = self._place(call, request.entity_type, None, body)
+        except ApplicationError:
+            await self._close_audit(audit_id, 422)
+            raise
+        if lost == "twice":
+            twin = DspEntity(
+                f"{ID_PREFIX[request.entity_type]}_{next(self._ids)}",
+                request.key,
+                request.entity_type,
+                body,
+                list(entity.timeline),
+                call.at,
+                created=call.at,
+            )
+            self.dsp[twin.dsp_id] = twin
+        if lost is not None:
+            call.outcome = "lost"
+            await self._close_audit(audit_id, None)
+            raise _may_have_landed(request.key, "POST: read timeout")
+        if script.crash_after_send > 0:
+            script.crash_after_send -= 1
+            call.outcome = "crashed"
+            self._in_flight.leave()  # never heartbeats: the heartbeat timeout retries it
+            await asyncio.sleep(3600)
+        await self._answer_when_released(call)
+        await self._close_audit(audit_id, 201)
+        status, _ = entity.status_at(call.at)
+        return SubmitEntityResult(dsp_id=entity.dsp_id, dsp_status=status)
+
+    async def _close_audit(self, audit_id: int, answer: int | None) -> None:
+        async with self.sessions.begin() as session:
+            await audit_log.close_request(
+                session, audit_id, response_status=answer, response_body=None, error=None
+            )
+
+    async def _find_out_v2(self, request: SubmitEntityInput) -> CreatedEntity:
+        """The search by `external_id`, answered only once `search_lag` has passed since the
+        attempt's latest POST (`DspSearchLag`, retried when it has), and showing only
+        entities created at least that long ago; of the live ones the oldest is kept and the
+        others archived."""
+        call = await self._enter(
+            "find_out", request.key, idempotency_key=request.idempotency_key, body=request.body
+        )
+        sent_at = self.posted_at.get(request.idempotency_key)
+        if sent_at is not None:
+            left = (sent_at - call.at).total_seconds() + self.search_lag
+            if left > 0:
+                call.outcome = "search lag"
+                raise ApplicationError(
+                    f"the search shows the POST of {left:.1f} s from now",
+                    type=ErrorType.DSP_SEARCH_LAG,
+                    next_retry_delay=timedelta(seconds=left),
+                )
+        shown = sorted(
+            (
+                e
+                for e in self.dsp.values()
+                if e.key == request.key
+                and not e.archived
+                and e.created is not None
+                and (call.at - e.created).total_seconds() >= self.search_lag
+            ),
+            key=lambda e: (e.created, int(e.dsp_id.rsplit("_", 1)[1])),
+        )
+        if not shown:
+            call.outcome = "nothing"
+            return CreatedEntity()
+        kept, *duplicates = shown
+        for duplicate in duplicates:
+            duplicate.archived = True
+            self.duplicates_archived.append(duplicate.dsp_id)
+        call.dsp_id = kept.dsp_id
+        call.outcome = "found"
+        status, _ = kept.status_at(call.at)
+        return CreatedEntity(
+            dsp_id=kept.dsp_id,
+            dsp_status=status,
+            holds_attempt=kept.body == {**request.body, EXTERNAL_ID: request.key},
+            duplicates_archived=[d.dsp_id for d in duplicates],
+        )
+
     @activity.defn(name="replace_entity")
     async def replace_entity(self, request: ReplaceEntityInput) -> DspStatusResult:
-        call = await self._enter("replace", request.key, dsp_id=request.dsp_id, body=request.body)
+        body = request.body
+        if self.api_version == 2:
+            body = {**body, EXTERNAL_ID: request.key}  # version 2 keeps the reference
+        call = await self._enter("replace", request.key, dsp_id=request.dsp_id, body=body)
         entity = self.dsp[request.dsp_id]
         if entity.archived:
             raise ApplicationError(
                 "cannot replace an archived entity", type=ErrorType.DSP_REJECTED, non_retryable=True
             )
-        self._place(call, request.entity_type, entity, request.body)
+        self._place(call, request.entity_type, entity, body)
         status, reason = entity.status_at(call.at)
         await self._answer_when_released(call)
         return DspStatusResult(dsp_status=status, reason=reason)
@@ -808,6 +967,14 @@ class World:
                 if task is not None:
                     task.uncancel()
         call.outcome = outcome
+
+
+def _may_have_landed(key: str, why: str) -> ApplicationError:
+    return ApplicationError(
+        f"POST of {key!r} may have created it ({why})",
+        type=ErrorType.DSP_MAY_HAVE_LANDED,
+        non_retryable=True,
+    )
 
 
 class _QueueLog(Interceptor):
