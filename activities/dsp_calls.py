@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -175,11 +175,11 @@ class DspActivities:
 
     async def _search(self, request: SubmitEntityInput) -> CreatedEntity:
         async with autocommit_session(self._sessions) as session:
-            sent_at = await audit_log.last_landing_attempt_at(
+            age = await audit_log.seconds_since_last_landing_attempt(
                 session, request.key, request.idempotency_key
             )
-        if sent_at is not None:
-            left = (sent_at - datetime.now(UTC)).total_seconds() + self._contract.search_lag
+        if age is not None:
+            left = self._contract.search_lag - float(age)
             if left > 0:
                 raise ApplicationError(
                     f"waiting {left:.1f} s more for the DSP's search to show what the POST "

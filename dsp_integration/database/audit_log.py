@@ -124,13 +124,15 @@ async def request_may_have_landed(
     return found is not None
 
 
-async def last_landing_attempt_at(
+async def seconds_since_last_landing_attempt(
     session: AsyncSession, entity_key: str, idempotency_key: str
-) -> datetime | None:
-    """When the latest request sent with `idempotency_key` that may have changed something
-    at the DSP (`request_may_have_landed`) was sent; None if there is none."""
-    found: datetime | None = await session.scalar(
-        select(func.max(AuditRecord.started_at)).where(
+) -> float | None:
+    """Seconds since the latest request sent with `idempotency_key` that may have changed
+    something at the DSP (`request_may_have_landed`) was sent, by the database's clock (the
+    one that wrote `started_at`, so a worker's clock skew does not count); None if none."""
+    age = func.extract("epoch", func.clock_timestamp() - func.max(AuditRecord.started_at))
+    found: float | None = await session.scalar(
+        select(age).where(
             AuditRecord.entity_key == entity_key,
             AuditRecord.idempotency_key == idempotency_key,
             or_(
