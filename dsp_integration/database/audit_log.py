@@ -128,9 +128,13 @@ async def last_landing_attempt_at(
     session: AsyncSession, entity_key: str, idempotency_key: str
 ) -> datetime | None:
     """When the latest request sent with `idempotency_key` that may have changed something
-    at the DSP (`request_may_have_landed`) was sent; None if there is none."""
+    at the DSP (`request_may_have_landed`) was last known to be in flight: its answer's end
+    (a broken or dropped answer comes after the DSP acted, so the entity is at least that
+    old), or when it was sent if it never ended (the worker died); None if there is none.
+    Counting the search's lag from the sending alone misses an entity the DSP created a
+    moment after it: the row is written before the request leaves."""
     found: datetime | None = await session.scalar(
-        select(func.max(AuditRecord.started_at)).where(
+        select(func.max(func.coalesce(AuditRecord.finished_at, AuditRecord.started_at))).where(
             AuditRecord.entity_key == entity_key,
             AuditRecord.idempotency_key == idempotency_key,
             or_(
