@@ -53,6 +53,7 @@ class DspContract:
 
     version: int = 1  # 1 or 2 (Settings.dsp_api_version)
     search_lag: float = 10.0
+    request_timeout: float = 10.0  # Settings.dsp_timeout: how late an unanswered POST can land
 
 
 class DspActivities:
@@ -176,7 +177,10 @@ class DspActivities:
     async def _search(self, request: SubmitEntityInput) -> CreatedEntity:
         async with autocommit_session(self._sessions) as session:
             age = await audit_log.seconds_since_last_landing_attempt(
-                session, request.key, request.idempotency_key
+                session,
+                request.key,
+                request.idempotency_key,
+                request_timeout=self._contract.request_timeout,
             )
         if age is not None:
             left = self._contract.search_lag - float(age)

@@ -15,7 +15,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from devkit.bench.revision import WorkerCode
-from devkit.mock_dsp.config import MockDspConfig, ReviewModel
+from devkit.mock_dsp.config import ApiVersion, MockDspConfig, ReviewModel
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.ports import free_port
 from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
@@ -46,6 +46,9 @@ class StackOptions:
     pending_sigma: float = 0.5
     review_max_seconds: float | None = None
     seed: int | None = None
+    # The DSP contract, mock and service alike (dsp-api-v2.md: 2 has no idempotency keys).
+    api_version: ApiVersion = 1
+    search_lag: float = 10.0
     worker_code: WorkerCode = field(default_factory=WorkerCode)
     workflow_sandbox: bool = False
     event_loop: EventLoop = "uvloop"
@@ -128,6 +131,8 @@ async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
                     pending_sigma=options.pending_sigma,
                     review_max_seconds=options.review_max_seconds,
                     seed=options.seed,
+                    api_version=options.api_version,
+                    search_lag=options.search_lag,
                 )
             )
         )
@@ -142,6 +147,8 @@ async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
             dsp_rate_window=options.rate_window,
             dsp_poll_min_interval=options.poll_min_interval,
             dsp_poll_max_interval=options.poll_max_interval,
+            dsp_api_version=options.api_version,
+            dsp_search_lag=options.search_lag,
         )
         code_root = options.worker_code.root()
         workers = stack.enter_context(

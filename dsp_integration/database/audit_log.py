@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, ScalarSelect, Update, and_, func, or_, select, update
@@ -125,14 +125,20 @@ async def request_may_have_landed(
 
 
 async def seconds_since_last_landing_attempt(
-    session: AsyncSession, entity_key: str, idempotency_key: str
+    session: AsyncSession, entity_key: str, idempotency_key: str, *, request_timeout: float
 ) -> float | None:
     """Seconds since the latest request sent with `idempotency_key` that may have changed
-    something at the DSP (`request_may_have_landed`) was sent, by the database's clock (the
-    one that wrote `started_at`, so a worker's clock skew does not count); None if none."""
-    age = func.extract("epoch", func.clock_timestamp() - func.max(AuditRecord.started_at))
+    something at the DSP (`request_may_have_landed`) was last known in flight: its answer's
+    end (a broken or dropped answer comes after the DSP acted, so the entity is at least that
+    old), or, if it never ended (the worker died), its sending plus `request_timeout`, the
+    latest the DSP can have taken it; None if there is none.
+    Counting from the sending alone misses an entity the DSP created a moment after it (the
+    row is written before the request leaves). Both times and now are the database's clock,
+    so a worker's clock skew does not count."""
+    unanswered_until = AuditRecord.started_at + timedelta(seconds=request_timeout)
+    last = func.max(func.coalesce(AuditRecord.finished_at, unanswered_until))
     found: float | None = await session.scalar(
-        select(age).where(
+        select(func.extract("epoch", func.clock_timestamp() - last)).where(
             AuditRecord.entity_key == entity_key,
             AuditRecord.idempotency_key == idempotency_key,
             or_(

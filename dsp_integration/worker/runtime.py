@@ -134,7 +134,11 @@ async def run_worker(
         dsp = DspActivities(
             DspGateway(DspClient(http, settings.dsp_token()), limiter),
             sessions,
-            DspContract(version=settings.dsp_api_version, search_lag=settings.dsp_search_lag),
+            DspContract(
+                version=settings.dsp_api_version,
+                search_lag=settings.dsp_search_lag,
+                request_timeout=settings.dsp_timeout,
+            ),
         )
         queue = QueueActivities(sessions, temporal, settings.temporal_task_queue)
         planner = PollPlanner(
