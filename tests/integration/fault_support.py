@@ -252,3 +252,40 @@ def summarize(log: list[RequestRecord]) -> dict[str, Any]:
         "statuses": dict(Counter(r.status for r in log)),
         "replayed": sum(1 for r in log if r.replayed),
     }
+
+
+EXTERNAL_ID = "external_id"
+
+
+def entities_by_reference(dsp: MockDsp) -> dict[str, list[dict[str, Any]]]:
+    """The mock's entities grouped by their `external_id`, oldest first."""
+    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for view in sorted(dsp.entity_views(), key=lambda v: str(v["created_at"])):
+        found[str(view.get(EXTERNAL_ID))].append(view)
+    return dict(found)
+
+
+def assert_one_live_entity_per_key(
+    dsp: MockDsp, dsp_ids: dict[str, str | None], rows: list[AuditRecord]
+) -> None:
+    """At most one live (not archived) entity per key at the mock, and it is the one on the
+    key's row; every archived one was archived by a DELETE whose audit row says why; every
+    entity carries a key of the run as its reference."""
+    noted = {row.path.rsplit("/", 1)[-1]: row.note for row in rows if row.method == "DELETE"}
+    for key, views in entities_by_reference(dsp).items():
+        assert key in dsp_ids, f"an entity with an unknown reference: {views}"
+        live = [v["id"] for v in views if v["status"] != "archived"]
+        assert len(live) <= 1, f"{key}: more than one live entity: {live}"
+        if live:
+            assert dsp_ids[key] == live[0], (key, dsp_ids[key], live)
+        for view in views:
+            if view["status"] == "archived":
+                assert noted.get(view["id"]), f"{key}: {view['id']} archived without a note"
+
+
+def assert_every_create_carries_its_key(rows: list[AuditRecord]) -> None:
+    posts = [row for row in rows if row.method == "POST"]
+    assert posts
+    for row in posts:
+        assert row.request_body is not None
+        assert row.request_body.get(EXTERNAL_ID) == row.entity_key, row.request_body

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -19,19 +17,20 @@ from temporalio.client import Client
 from devkit.mock_dsp.config import FaultKind
 from devkit.mock_dsp.request_log import RequestRecord
 from devkit.mock_dsp.server import MockDspServer
-from devkit.mock_dsp.state import MockDsp
 from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.client import queries
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.database.engine import SessionFactory
-from dsp_integration.database.models import AuditRecord
 from tests.integration.conftest import mock_config, open_test_stack
 from tests.integration.dag import advertiser, campaign, launch_dag
 from tests.integration.fault_support import (
     ScriptedFaults,
     assert_audit_accounts_for,
+    assert_every_create_carries_its_key,
+    assert_one_live_entity_per_key,
     audit_rows,
     end_statuses,
+    entities_by_reference,
     summarize,
 )
 from tests.integration.harness import TEST_TOKEN, Stack, write_entities
@@ -68,42 +67,8 @@ def scripted(monkeypatch: pytest.MonkeyPatch) -> ScriptedFaults:
     return ScriptedFaults(monkeypatch)
 
 
-def _entities_by_reference(dsp: MockDsp) -> dict[str, list[dict[str, Any]]]:
-    """The mock's entities grouped by their `external_id`, oldest first."""
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for view in sorted(dsp.entity_views(), key=lambda v: str(v["created_at"])):
-        found[str(view.get(EXTERNAL_ID))].append(view)
-    return dict(found)
-
-
 def _searches(log: Iterable[RequestRecord], key: str) -> list[RequestRecord]:
     return [r for r in log if r.method == "GET" and r.query == f"{EXTERNAL_ID}={key}"]
-
-
-def assert_one_live_entity_per_key(
-    dsp: MockDsp, dsp_ids: dict[str, str | None], rows: list[AuditRecord]
-) -> None:
-    """At most one live (not archived) entity per key at the mock, and it is the one on the
-    key's row; every archived one was archived by a DELETE whose audit row says why; every
-    entity carries a key of the run as its reference."""
-    noted = {row.path.rsplit("/", 1)[-1]: row.note for row in rows if row.method == "DELETE"}
-    for key, views in _entities_by_reference(dsp).items():
-        assert key in dsp_ids, f"an entity with an unknown reference: {views}"
-        live = [v["id"] for v in views if v["status"] != "archived"]
-        assert len(live) <= 1, f"{key}: more than one live entity: {live}"
-        if live:
-            assert dsp_ids[key] == live[0], (key, dsp_ids[key], live)
-        for view in views:
-            if view["status"] == "archived":
-                assert noted.get(view["id"]), f"{key}: {view['id']} archived without a note"
-
-
-def assert_every_create_carries_its_key(rows: list[AuditRecord]) -> None:
-    posts = [row for row in rows if row.method == "POST"]
-    assert posts
-    for row in posts:
-        assert row.request_body is not None
-        assert row.request_body.get(EXTERNAL_ID) == row.entity_key, row.request_body
 
 
 @pytest.mark.timeout(90)
@@ -170,7 +135,7 @@ async def test_a_dropped_create_is_found_by_the_search_after_its_lag_not_posted_
     assert not [r for r in log if r.method == "PUT"], summarize(log)
     (view,) = await queries.entity_views(v2_stack.service, keys=["v2b-cmp"])
     assert view.dsp_id == posts[0].created_id
-    assert _entities_by_reference(mock_dsp.dsp)["v2b-cmp"] == [
+    assert entities_by_reference(mock_dsp.dsp)["v2b-cmp"] == [
         v for v in mock_dsp.dsp.entity_views() if v["id"] == view.dsp_id
     ]
     rows = await audit_rows(v2_stack.service.sessions)

@@ -25,6 +25,8 @@ from tests.integration.dag import launch_dag
 from tests.integration.fault_support import (
     ScriptedFaults,
     assert_audit_accounts_for,
+    assert_every_create_carries_its_key,
+    assert_one_live_entity_per_key,
     audit_rows,
     end_statuses,
 )
@@ -35,15 +37,6 @@ pytestmark = pytest.mark.slow
 SEARCH_LAG = 1.0
 KILL_EVERY_SECONDS = 2.0
 KILLING_FOR_SECONDS = 10.0
-
-
-def live_entities_by_reference(mock: MockDspServer) -> dict[str, list[str]]:
-    """The mock's live (not archived) entities, by the `external_id` they carry."""
-    live: dict[str, list[str]] = {}
-    for view in mock.dsp.entity_views():
-        if view["status"] != "archived":
-            live.setdefault(str(view.get("external_id")), []).append(str(view["id"]))
-    return live
 
 
 @pytest.mark.timeout(300)
@@ -112,19 +105,11 @@ async def test_sigkilled_workers_at_a_version_2_dsp_leave_one_live_entity_per_ke
             assert statuses == expected
             assert kills >= 4
             assert len(in_flight) == len(targets)
-            views = {v.key: v for v in await queries.entity_views(service, batch="crashv2")}
-            live = live_entities_by_reference(mock_dsp)
-            for key, view in views.items():
-                held = [view.dsp_id] if view.dsp_id and view.dsp_status != "archived" else []
-                assert live.get(key, []) == held, (key, live.get(key), view.dsp_id)
-            assert set(live) <= set(views)
+            views = await queries.entity_views(service, batch="crashv2")
+            rows = await audit_rows(service.sessions)
+            assert_one_live_entity_per_key(mock_dsp.dsp, {v.key: v.dsp_id for v in views}, rows)
+            assert_every_create_carries_its_key(rows)
             log = mock_dsp.dsp.request_log
             assert not any(r.replayed for r in log)  # a version-2 DSP never replays
-            matched = assert_audit_accounts_for(log, await audit_rows(service.sessions))
+            matched = assert_audit_accounts_for(log, rows)
             assert matched.unanswered_seen >= 1  # some creates were cut off mid-request
-            rows = await audit_rows(service.sessions)
-            assert all(
-                (r.request_body or {}).get("external_id") == r.entity_key
-                for r in rows
-                if r.method == "POST"
-            )

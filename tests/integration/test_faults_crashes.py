@@ -33,6 +33,7 @@ from tests.integration.fault_support import (
     ScriptedFaults,
     assert_audit_accounts_for,
     assert_one_dsp_entity_per_key,
+    assert_one_live_entity_per_key,
     audit_rows,
     end_statuses,
 )
@@ -45,12 +46,34 @@ KILLING_FOR_SECONDS = 12.0
 
 
 async def _check_outcome(
-    service: ServiceContext, mock: MockDspServer, batch: str, expected: dict[str, str]
+    service: ServiceContext,
+    mock: MockDspServer,
+    batch: str,
+    expected: dict[str, str],
+    api_version: int = 1,
 ) -> None:
     views = {v.key: v for v in await queries.entity_views(service, batch=batch)}
     assert {k: v.status for k, v in views.items()} == expected
-    assert_one_dsp_entity_per_key(mock.dsp, {k: v.dsp_id for k, v in views.items()})
-    assert_audit_accounts_for(mock.dsp.request_log, await audit_rows(service.sessions))
+    rows = await audit_rows(service.sessions)
+    dsp_ids = {k: v.dsp_id for k, v in views.items()}
+    if api_version == 1:
+        assert_one_dsp_entity_per_key(mock.dsp, dsp_ids)
+    else:
+        assert_one_live_entity_per_key(mock.dsp, dsp_ids, rows)
+    assert_audit_accounts_for(mock.dsp.request_log, rows)
+
+
+# Both DSP contracts: version 1 retries creates with idempotency keys, version 2 finds out
+# through the search what a create cut off by the restart made.
+API_VERSIONS = pytest.mark.parametrize("api_version", [1, 2], ids=["v1", "v2"])
+
+
+def _speak(mock: MockDspServer, api_version: int) -> dict[str, object]:
+    """The mock set to `api_version` (a short search lag), and the service's settings for it."""
+    mock.dsp.config = mock_config().model_copy(
+        update={"api_version": api_version, "search_lag": 1.0}
+    )
+    return {"dsp_api_version": api_version, "dsp_search_lag": 1.0}
 
 
 # Its own wait for the outcome is 200 s: the default timeout would cut it short.
@@ -160,18 +183,21 @@ async def _assert_work_in_flight(service: ServiceContext, batch: str) -> None:
     assert counts.get("submitting", 0) + counts.get("polling", 0) >= 1, counts
 
 
+@API_VERSIONS
 async def test_a_temporal_restart_mid_run_changes_no_outcome(
     clean_database: SessionFactory,
     database_url: str,
     own_temporal: TemporalDevServer,
     mock_dsp: MockDspServer,
     tmp_path: Path,
+    api_version: int,
 ) -> None:
     client = await Client.connect(own_temporal.address, data_converter=pydantic_data_converter)
     settings = stack_settings(
         database_url=database_url,
         temporal_address=own_temporal.address,
         dsp_base_url=mock_dsp.base_url,
+        **_speak(mock_dsp, api_version),
     )
     entities, expected = launch_dag("tres", advertisers=3)
     path = write_entities(tmp_path / "tres.json", "tres", entities)
@@ -181,14 +207,16 @@ async def test_a_temporal_restart_mid_run_changes_no_outcome(
         await _assert_work_in_flight(stack.service, "tres")
         await asyncio.to_thread(own_temporal.restart)
         await end_statuses(stack.service, expected, within=120)
-        await _check_outcome(stack.service, mock_dsp, "tres", expected)
+        await _check_outcome(stack.service, mock_dsp, "tres", expected, api_version)
 
 
+@API_VERSIONS
 async def test_a_postgres_restart_mid_run_changes_no_outcome(
     temporal_server: TemporalDevServer,
     temporal_client: Client,
     mock_dsp: MockDspServer,
     tmp_path: Path,
+    api_version: int,
 ) -> None:
     postgres = EmbeddedPostgres(
         data_dir=tmp_path / "pg", port=free_port(), database=f"pgr_{uuid.uuid4().hex[:8]}"
@@ -200,6 +228,7 @@ async def test_a_postgres_restart_mid_run_changes_no_outcome(
             database_url=postgres.url,
             temporal_address=temporal_server.address,
             dsp_base_url=mock_dsp.base_url,
+            **_speak(mock_dsp, api_version),
         )
         entities, expected = launch_dag("pgres", advertisers=3)
         path = write_entities(tmp_path / "pgres.json", "pgres", entities)
@@ -211,6 +240,6 @@ async def test_a_postgres_restart_mid_run_changes_no_outcome(
             await asyncio.sleep(2)
             await asyncio.to_thread(postgres.start)
             await end_statuses(stack.service, expected, within=120)
-            await _check_outcome(stack.service, mock_dsp, "pgres", expected)
+            await _check_outcome(stack.service, mock_dsp, "pgres", expected, api_version)
     finally:
         await asyncio.to_thread(postgres.stop)
