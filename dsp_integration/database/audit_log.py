@@ -113,11 +113,7 @@ async def request_may_have_landed(
         .where(
             AuditRecord.entity_key == entity_key,
             AuditRecord.idempotency_key == idempotency_key,
-            or_(
-                AuditRecord.response_status.is_(None),
-                AuditRecord.response_status < 400,
-                AuditRecord.response_status >= 500,
-            ),
+            _may_have_landed(),
         )
         .limit(1)
     )
@@ -141,14 +137,21 @@ async def seconds_since_last_landing_attempt(
         select(func.extract("epoch", func.clock_timestamp() - last)).where(
             AuditRecord.entity_key == entity_key,
             AuditRecord.idempotency_key == idempotency_key,
-            or_(
-                AuditRecord.response_status.is_(None),
-                AuditRecord.response_status < 400,
-                AuditRecord.response_status >= 500,
-            ),
+            _may_have_landed(),
         )
     )
     return found
+
+
+def _may_have_landed() -> ColumnElement[bool]:
+    """An audited request that may have changed something at the DSP: answered 2xx, 5xx or
+    not at all (a timeout, a lost connection, a worker that died while sending). A 4xx
+    answer is the DSP's word that nothing was done."""
+    return or_(
+        AuditRecord.response_status.is_(None),
+        AuditRecord.response_status < 400,
+        AuditRecord.response_status >= 500,
+    )
 
 
 @dataclass(frozen=True)
