@@ -38,12 +38,11 @@ own duplicate."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, event, example, given, note, settings
+from hypothesis import event, example, given, note, settings
 from hypothesis import strategies as st
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -56,25 +55,12 @@ from tests.workflows.test_interleavings import (
     Words,
     _FailedActivations,
     broken_invariants,
+    hypothesis_profile,
 )
 from tests.workflows.test_retries import ShortHeartbeat
 from tests.workflows.world import DspCall, World
 
-HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile(
-    "dsp-v2-ci",
-    max_examples=6,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=HEALTH_CHECKS,
-)
-settings.register_profile(
-    "dsp-v2-long", max_examples=200, deadline=None, suppress_health_check=HEALTH_CHECKS
-)
-LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
-PROFILE = "dsp-v2-long" if LONG else "dsp-v2-ci"
-TIMEOUT = 0 if LONG else 600
+PROFILE, TIMEOUT = hypothesis_profile("dsp-v2", ci_examples=6, long_examples=200)
 KEYS: dict[str, EntityType] = {"spring": EntityType.CAMPAIGNS, "banner": EntityType.CREATIVES}
 # A POST that reached the DSP, whatever became of its answer.
 REACHED_THE_DSP = ("ok", "lost", "lost unsent", "crashed", "rejected")

@@ -81,21 +81,33 @@ HELD_SETTLED_CHECKS = math.ceil(2 * HEARTBEAT_THROTTLE.total_seconds() / CHECK_E
 SETTLE_WITHIN = 15.0  # real seconds
 DRAIN_WITHIN = 120.0  # real seconds for every workflow to close once time runs free
 HEALTH_CHECKS = [HealthCheck.too_slow, HealthCheck.data_too_large]
-settings.register_profile(
-    "interleavings-ci",
-    max_examples=8,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=HEALTH_CHECKS,
-)
-settings.register_profile(
-    "interleavings-long", max_examples=300, deadline=None, suppress_health_check=HEALTH_CHECKS
-)
-LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
-PROFILE = "interleavings-long" if LONG else "interleavings-ci"
-# pytest-timeout counts all of a `@given` test's examples as one test: none for the long run.
-TIMEOUT = 0 if LONG else 600
+
+
+def hypothesis_profile(name: str, *, ci_examples: int, long_examples: int) -> tuple[str, int]:
+    """Register `name`'s two profiles (CI: few derandomized draws; long, with
+    `HYPOTHESIS_PROFILE=long`: many) and return the one this run uses, with its
+    pytest-timeout: pytest-timeout counts all of a `@given` test's examples as one test, so
+    none for the long run."""
+    settings.register_profile(
+        f"{name}-ci",
+        max_examples=ci_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=HEALTH_CHECKS,
+    )
+    settings.register_profile(
+        f"{name}-long",
+        max_examples=long_examples,
+        deadline=None,
+        suppress_health_check=HEALTH_CHECKS,
+    )
+    if os.environ.get("HYPOTHESIS_PROFILE") == "long":
+        return f"{name}-long", 0
+    return f"{name}-ci", 600
+
+
+PROFILE, TIMEOUT = hypothesis_profile("interleavings", ci_examples=8, long_examples=300)
 SUCCESS_STATUS = {
     EntityType.ADVERTISERS: "active",
     EntityType.CREATIVES: "approved",
