@@ -40,6 +40,7 @@ from dsp_integration.contracts.messages import (
 )
 from dsp_integration.contracts.names import (
     DEFAULT_PRIORITY_LEVEL,
+    DEFAULT_SEAT,
     DSP_ACTIVITY_PRIORITY_HIGH,
     DSP_ACTIVITY_PRIORITY_LOW,
     DSP_ACTIVITY_PRIORITY_NORMAL,
@@ -47,6 +48,7 @@ from dsp_integration.contracts.names import (
     ENTITY_WORKFLOW_NAME,
     MAX_FAIRNESS_KEY_BYTES,
     MAX_FAIRNESS_WEIGHT,
+    MAX_SEAT_NAME_LENGTH,
     MIN_FAIRNESS_WEIGHT,
     POLLS_LANE_SHARE,
     QUERY_STATE,
@@ -55,6 +57,7 @@ from dsp_integration.contracts.names import (
     SIGNAL_DEPENDENCY_FINISHED,
     SIGNAL_REPRIORITISE,
     SIGNAL_RESUBMIT,
+    SEAT_NAME_PATTERN,
     CallLane,
     DspCallKind,
     ErrorType,
@@ -63,6 +66,7 @@ from dsp_integration.contracts.names import (
     dsp_fairness_key,
     dsp_fairness_weight,
     dsp_priority,
+    dsp_task_queue,
     fairness_key_for,
     parse_fairness_weight,
     parse_priority_level,
@@ -82,6 +86,7 @@ from dsp_integration.contracts.statuses import (
 
 __all__ = [
     "DEFAULT_PRIORITY_LEVEL",
+    "DEFAULT_SEAT",
     "DSP_ACTIVITY_PRIORITY_HIGH",
     "DSP_ACTIVITY_PRIORITY_LOW",
     "DSP_ACTIVITY_PRIORITY_NORMAL",
@@ -90,6 +95,7 @@ __all__ = [
     "ENTITY_WORKFLOW_NAME",
     "MAX_FAIRNESS_KEY_BYTES",
     "MAX_FAIRNESS_WEIGHT",
+    "MAX_SEAT_NAME_LENGTH",
     "MIN_FAIRNESS_WEIGHT",
     "POLLS_LANE_SHARE",
     "QUERY_STATE",
@@ -97,6 +103,7 @@ __all__ = [
     "SIGNAL_CANCEL",
     "SIGNAL_DEPENDENCY_FINISHED",
     "SIGNAL_REPRIORITISE",
+    "SEAT_NAME_PATTERN",
     "SIGNAL_RESUBMIT",
     "TERMINAL_STATUSES",
     "ArchiveEntityInput",
@@ -139,6 +146,7 @@ __all__ = [
     "dsp_fairness_key",
     "dsp_fairness_weight",
     "dsp_priority",
+    "dsp_task_queue",
     "fairness_key_for",
     "first_dsp_status",
     "is_terminal_dsp_status",

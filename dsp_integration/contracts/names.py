@@ -179,3 +179,22 @@ class ErrorType(StrEnum):
 def reconcile_schedule_id(task_queue: str) -> str:
     """The schedule that restarts orphaned entities of one task queue."""
     return f"dsp-reconcile-{task_queue}"
+
+
+# Seats (dsp-api-v2.md §1): one DSP account each, with its own credentials and budget.
+# Entities stored before seats existed, and files that name none under the default
+# configuration, belong to this one, whose DSP calls keep the queue they always ran on.
+DEFAULT_SEAT = "default"
+# Seat names appear in task-queue names, metric labels and URLs: short, lower case, plain.
+SEAT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+MAX_SEAT_NAME_LENGTH = 32
+
+
+def dsp_task_queue(workflow_task_queue: str, seat: str) -> str:
+    """The rate-limited task queue of one seat's DSP calls: `<queue>-dsp` for the default
+    seat (the queue every DSP call ran on before seats), `<queue>-dsp-<seat>` for the others.
+    One queue per seat, so each has its own task-queue rate limit and backlog: a seat with
+    10,000 calls waiting never delays one with ten."""
+    if seat == DEFAULT_SEAT:
+        return f"{workflow_task_queue}-dsp"
+    return f"{workflow_task_queue}-dsp-{seat}"

@@ -37,6 +37,9 @@ class QueuedEntity(Base):
     # The batch's fairness weight (its share of the budget against other waiting batches):
     # set by submit, changed for a batch's open entities by prioritise.
     fairness_weight: Mapped[float] = mapped_column(Float, server_default="1.0")
+    # The DSP account (seat) the entity belongs to, from its file (contracts.DEFAULT_SEAT
+    # for rows stored before seats): which credentials, budget and task queue its calls use.
+    seat: Mapped[str] = mapped_column(String(32), server_default="default")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -73,12 +76,16 @@ class AuditRecord(Base):
 
 
 class RateLedgerEntry(Base):
-    """A request slot granted by the shared limiter; rows older than the window are pruned."""
+    """A request slot granted by the shared limiter to one seat's request; rows older than
+    the window are pruned. Each seat's window is counted on its own."""
 
     __tablename__ = "dsp_rate_ledger"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
-    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    seat: Mapped[str] = mapped_column(String(32), server_default="default")
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_dsp_rate_ledger_seat_granted_at", "seat", "granted_at"),)
 
 
 class RateWaiter(Base):
@@ -90,13 +97,16 @@ class RateWaiter(Base):
     __tablename__ = "dsp_rate_waiter"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    seat: Mapped[str] = mapped_column(String(32), server_default="default")
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_dsp_rate_waiter_seat_id", "seat", "id"),)
 
 
 class RatePause(Base):
-    """A pause every worker honours after the DSP answered 429 (one row, id 1)."""
+    """A pause every worker honours for one seat after the DSP answered 429 (a row a seat)."""
 
     __tablename__ = "dsp_rate_pause"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seat: Mapped[str] = mapped_column(String(32), primary_key=True)
     paused_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
