@@ -8,6 +8,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dsp_integration.config.seats import Seat, Seats
+from dsp_integration.contracts.names import DEFAULT_SEAT, dsp_task_queue
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEV_DIR = PROJECT_ROOT / ".dev"
 
@@ -67,8 +70,24 @@ class Settings(BaseSettings):
 
     @property
     def dsp_task_queue(self) -> str:
-        """The rate-limited queue every DSP call runs on, derived from the workflow queue."""
-        return f"{self.temporal_task_queue}-dsp"
+        """The rate-limited queue of the default seat's DSP calls (`dsp_task_queue` names
+        every seat's), derived from the workflow queue."""
+        return dsp_task_queue(self.temporal_task_queue, DEFAULT_SEAT)
+
+    def seats(self) -> Seats:
+        """Every configured seat, resolved (secrets read from the environment); raises
+        `SeatProblems` listing every problem. Today only the default seat, from the flat
+        DSP_* settings (issue 23 adds DSP_SEATS)."""
+        default = Seat(
+            name=DEFAULT_SEAT,
+            base_url=self.effective_dsp_base_url,
+            api_version=self.dsp_api_version,
+            search_lag=self.dsp_search_lag,
+            rate_limit=self.dsp_rate_limit,
+            rate_window=self.dsp_rate_window,
+            secret=self.dsp_token(),
+        )
+        return Seats({default.name: default}, DEFAULT_SEAT)
 
     @property
     def uses_embedded_postgres(self) -> bool:

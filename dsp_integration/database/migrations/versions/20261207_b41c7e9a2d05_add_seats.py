@@ -27,9 +27,7 @@ def upgrade() -> None:
         "dsp_rate_ledger", sa.Column("seat", SEAT, server_default="default", nullable=False)
     )
     op.drop_index("ix_dsp_rate_ledger_granted_at", table_name="dsp_rate_ledger")
-    op.create_index(
-        "ix_dsp_rate_ledger_seat_granted_at", "dsp_rate_ledger", ["seat", "granted_at"]
-    )
+    op.create_index("ix_dsp_rate_ledger_seat_granted_at", "dsp_rate_ledger", ["seat", "granted_at"])
     op.add_column(
         "dsp_rate_waiter", sa.Column("seat", SEAT, server_default="default", nullable=False)
     )
