@@ -7,6 +7,7 @@ configuration from before seats keeps working unchanged. `Settings.seats()` reso
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
@@ -51,7 +52,7 @@ class Seats:
     by_name: dict[str, Seat]
     default: str
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Seat]:
         return iter(self.by_name.values())
 
     def __getitem__(self, name: str) -> Seat:
