@@ -24,11 +24,19 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from dsp_integration.activities.review_times import ReviewTimes, observations_from
-from dsp_integration.contracts import EntityType, PollPlan, PollPlanInput, StartPollingInput
+from dsp_integration.contracts import (
+    EntityType,
+    ErrorType,
+    PollPlan,
+    PollPlanInput,
+    StartPollingInput,
+)
 from dsp_integration.contracts.entity_types import collection_path
 from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.engine import SessionFactory, autocommit_session
@@ -61,14 +69,14 @@ class PollPlanner:
         *,
         min_interval: float,
         max_interval: float,
-        requests_per_second: float,
+        requests_per_second: Mapping[str, float],
     ) -> None:
+        """`requests_per_second`: each seat's budget, which its entities' polls share."""
         self._sessions = session_factory
         self._min = min_interval
         self._max = max_interval
-        self._rate = requests_per_second
-        self._in_flight = 0
-        self._counted_at = float("-inf")
+        self._rates = dict(requests_per_second)
+        self._in_flight: dict[str, tuple[float, int]] = {}
         self._models: dict[EntityType, tuple[float, ReviewTimes]] = {}
         self._model_lock = asyncio.Lock()
 
@@ -89,7 +97,7 @@ class PollPlanner:
             else:
                 interval = await self._cold_interval(request, model)
             return PollPlan(interval=min(self._max, max(self._min, interval)), priority=priority)
-        return PollPlan(interval=await self._backoff_interval(request.polls), priority=priority)
+        return PollPlan(interval=await self._backoff_interval(request), priority=priority)
 
     @activity.defn
     async def start_polling(self, request: StartPollingInput) -> PollPlan:
@@ -143,32 +151,42 @@ class PollPlanner:
         want the whole budget (devkit/bench/RESULTS.md, review workload)."""
         async with autocommit_session(self._sessions) as session:
             polling = await queue_store.count_to_poll(
-                session, request.entity_type, batch_of=request.key
+                session, request.entity_type, batch_of=request.key, seat=request.seat
             )
         share = POLL_SHARE if model.rounds - model.decided >= SLOW_EVIDENCE else 1.0
-        interval = max(self._min * BACKOFF_FACTOR**request.polls, polling / (self._rate * share))
+        rate = self._rate(request.seat)
+        interval = max(self._min * BACKOFF_FACTOR**request.polls, polling / (rate * share))
         return interval * (1 + random.uniform(-JITTER, JITTER))
 
     @staticmethod
     def _refresh_after(model: ReviewTimes) -> float:
         return MODEL_REFRESH_SECONDS if model.decided >= MIN_DECIDED else COLD_REFRESH_SECONDS
 
-    async def _backoff_interval(self, polls: int) -> float:
-        in_flight = await self._polling_count()
-        backoff = min(self._max, self._min * BACKOFF_FACTOR**polls)
-        fair_share = in_flight / (self._rate * POLL_SHARE)
+    def _rate(self, seat: str) -> float:
+        try:
+            return self._rates[seat]
+        except KeyError:
+            raise ApplicationError(
+                f"seat {seat!r} is not configured on this worker", type=ErrorType.UNKNOWN_SEAT
+            ) from None
+
+    async def _backoff_interval(self, request: PollPlanInput) -> float:
+        in_flight = await self._polling_count(request.seat)
+        backoff = min(self._max, self._min * BACKOFF_FACTOR**request.polls)
+        fair_share = in_flight / (self._rate(request.seat) * POLL_SHARE)
         interval = max(backoff, fair_share)
         interval *= 1 + random.uniform(-JITTER, JITTER)
         return max(self._min, interval)
 
-    async def _polling_count(self) -> int:
+    async def _polling_count(self, seat: str) -> int:
         now = time.monotonic()
-        if now - self._counted_at > IN_FLIGHT_CACHE_SECONDS:
+        counted_at, count = self._in_flight.get(seat, (float("-inf"), 0))
+        if now - counted_at > IN_FLIGHT_CACHE_SECONDS:
             async with autocommit_session(self._sessions) as session:
                 # Those still submitting poll soon: count them, or the first intervals of a
                 # large batch are planned for a fraction of the entities that will poll.
                 # Advertisers are done with their POST: counting them stretched the first
                 # polls of campaigns whose ad groups wait (devkit/bench/RESULTS.md, fanout).
-                self._in_flight = await queue_store.count_to_poll(session)
-            self._counted_at = now
-        return self._in_flight
+                count = await queue_store.count_to_poll(session, seat=seat)
+            self._in_flight[seat] = (now, count)
+        return count

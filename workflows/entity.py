@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         dsp_fairness_key,
         dsp_fairness_weight,
         dsp_priority,
+        dsp_task_queue,
     )
     from dsp_integration.contracts.search_attributes import (
         DSP_BATCH,
@@ -396,7 +397,7 @@ class EntityWorkflow:
             handle = workflow.start_activity_method(
                 method,
                 arg,
-                task_queue=f"{workflow.info().task_queue}-dsp",
+                task_queue=dsp_task_queue(workflow.info().task_queue, self._loaded().seat),
                 start_to_close_timeout=DSP_START_TO_CLOSE,
                 heartbeat_timeout=DSP_HEARTBEAT,
                 retry_policy=DSP_RETRY_POLICY,
@@ -457,7 +458,12 @@ class EntityWorkflow:
         the planner alone."""
         facts = self._facts
         assert facts.entity_type is not None
-        request = PollPlanInput(key=facts.key, entity_type=facts.entity_type, polls=facts.polls)
+        request = PollPlanInput(
+            key=facts.key,
+            entity_type=facts.entity_type,
+            polls=facts.polls,
+            seat=self._loaded().seat,
+        )
         if self._status is not EntityStatus.POLLING:
             self._status = EntityStatus.POLLING
             plan = await self._queue_activity(

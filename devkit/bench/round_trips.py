@@ -194,7 +194,7 @@ async def report(proxy: RoundTripProxy, counts: Counts, sessions: Any, repeat: i
     gateway = DspGateway(DspClient(http, SecretStr("token")), limiter)
     queue = QueueActivities(sessions, cast(Client, None), "rt")
     planner = PollPlanner(
-        sessions, min_interval=1.0, max_interval=60.0, requests_per_second=40 / 60
+        sessions, min_interval=1.0, max_interval=60.0, requests_per_second={"default": 40 / 60}
     )
 
     async def get_status(_: int) -> None:

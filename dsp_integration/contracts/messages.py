@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dsp_integration.contracts.names import DEFAULT_PRIORITY_LEVEL, PriorityLevel
+from dsp_integration.contracts.names import DEFAULT_PRIORITY_LEVEL, DEFAULT_SEAT, PriorityLevel
 from dsp_integration.contracts.statuses import EntityStatus, EntityType
 
 JsonObject = dict[str, Any]
@@ -111,6 +111,9 @@ class EntitySnapshot(BaseModel):
     # Its batch's fairness weight, when it was loaded. None in results recorded before the
     # field (the default weight).
     fairness_weight: float | None = None
+    # The DSP account it belongs to (its file's, or the configured default): its DSP calls
+    # run on that seat's task queue. Results recorded before seats read it as the default.
+    seat: str = DEFAULT_SEAT
 
 
 class RecordStatusInput(BaseModel):
@@ -233,6 +236,8 @@ class PollPlanInput(BaseModel):
     key: str
     entity_type: EntityType
     polls: int
+    # Polls share their seat's budget: planned against that seat's rate and polling entities.
+    seat: str = DEFAULT_SEAT
 
 
 class StartPollingInput(BaseModel):

@@ -174,6 +174,9 @@ class ErrorType(StrEnum):
     # Finding out waits until the search can show what an attempt created (its lag).
     DSP_SEARCH_LAG = "DspSearchLag"
     UNKNOWN_ENTITY = "UnknownEntity"  # a workflow for a key that is not in dsp_entity_queue
+    # An entity of a seat this worker's configuration does not have: retried, so the entity
+    # waits for a worker configured with its seat.
+    UNKNOWN_SEAT = "UnknownSeat"
 
 
 def reconcile_schedule_id(task_queue: str) -> str:

@@ -627,10 +627,15 @@ async def open_keys_page(
 
 
 async def count_to_poll(
-    session: AsyncSession, entity_type: EntityType | None = None, *, batch_of: str | None = None
+    session: AsyncSession,
+    entity_type: EntityType | None = None,
+    *,
+    batch_of: str | None = None,
+    seat: str | None = None,
 ) -> int:
     """Entities being polled, and those being submitted that will poll after their POST (of
-    one type, if given; of the batch of the entity `batch_of`, if given)."""
+    one type, if given; of the batch of the entity `batch_of`, if given; of one seat, if
+    given)."""
     polled_types = [t.value for t in EntityType if polled_after_post(t)]
     query = (
         select(func.count())
@@ -647,6 +652,8 @@ async def count_to_poll(
     )
     if entity_type is not None:
         query = query.where(QueuedEntity.entity_type == entity_type.value)
+    if seat is not None:
+        query = query.where(QueuedEntity.seat == seat)
     if batch_of is not None:
         owner = aliased(QueuedEntity, name="owner")
         batch = select(owner.batch).where(owner.key == batch_of).scalar_subquery()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any, Literal
 
+import httpx
 import uvloop
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,7 +25,9 @@ from dsp_integration.activities.queue_records import QueueActivities
 from dsp_integration.activities.reconciler import OrphanReconciler
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
-from dsp_integration.database.engine import open_database
+from dsp_integration.config.seats import Seat
+from dsp_integration.contracts import dsp_task_queue
+from dsp_integration.database.engine import SessionFactory, open_database
 from dsp_integration.dsp_client import DspClient, build_http_client
 from dsp_integration.gateway.dsp_gateway import DspGateway
 from dsp_integration.gateway.heartbeat import HEARTBEAT_EVERY
@@ -120,32 +124,27 @@ async def run_worker(
         tuning = WorkerTuning()
     if client is None:
         install_runtime(settings.metrics_port)  # before connecting: the client reports through it
+    seats = settings.seats()
     temporal = client or await connect_temporal(settings)
     async with (
         open_database(settings.effective_database_url) as sessions,
-        build_http_client(settings.effective_dsp_base_url, settings.dsp_timeout) as http,
+        AsyncExitStack() as connections,
     ):
-        limiter = SharedRateLimiter.for_dsp(
-            sessions,
-            limit=settings.dsp_rate_limit,
-            window=settings.dsp_rate_window,
-            timeout=settings.dsp_timeout,
-        )
-        dsp = DspActivities(
-            DspGateway(DspClient(http, settings.dsp_token()), limiter),
-            sessions,
-            DspContract(
-                version=settings.dsp_api_version,
-                search_lag=settings.dsp_search_lag,
-                request_timeout=settings.dsp_timeout,
-            ),
-        )
+        http_by_url: dict[str, httpx.AsyncClient] = {}
+        for url in sorted({seat.base_url for seat in seats}):
+            http_by_url[url] = await connections.enter_async_context(
+                build_http_client(url, settings.dsp_timeout)
+            )
+        dsp_by_seat = {
+            seat.name: seat_activities(seat, http_by_url[seat.base_url], sessions, settings)
+            for seat in seats
+        }
         queue = QueueActivities(sessions, temporal, settings.temporal_task_queue)
         planner = PollPlanner(
             sessions,
             min_interval=settings.dsp_poll_min_interval,
             max_interval=settings.dsp_poll_max_interval,
-            requests_per_second=settings.dsp_requests_per_second,
+            requests_per_second={seat.name: seat.requests_per_second for seat in seats},
         )
         fan_out = DependantFanOut(sessions, temporal, settings.temporal_task_queue)
         reconciler = OrphanReconciler(sessions, temporal)
@@ -163,7 +162,7 @@ async def run_worker(
                 fan_out.tell_dependants,
                 reconciler.restart_orphaned_entities,
             ],
-            dsp_activities=dsp.all(),
+            dsp_activities={name: dsp.all() for name, dsp in dsp_by_seat.items()},
         )
         if settings.dsp_reconcile_interval > 0:
             await ensure_reconcile_schedule(temporal, settings)
@@ -173,17 +172,44 @@ async def run_worker(
             limit=settings.dsp_rate_limit,
             window=settings.dsp_rate_window,
         )
-        async with workers[0], workers[1], asyncio.TaskGroup() as background:
+        async with AsyncExitStack() as running, asyncio.TaskGroup() as background:
+            for worker in workers:
+                await running.enter_async_context(worker)
             if settings.metrics_port is not None:
                 background.create_task(gauges.run(stop))
-            logger.info(
-                "worker running: workflows on %r, DSP calls on %r at %.3f/s",
-                settings.temporal_task_queue,
-                settings.dsp_task_queue,
-                settings.dsp_requests_per_second,
-            )
+            logger.info("worker running: workflows on %r", settings.temporal_task_queue)
+            for seat in seats:
+                logger.info(
+                    "seat %r: DSP calls on %r at %.3f/s (%d per %g s), API version %d",
+                    seat.name,
+                    dsp_task_queue(settings.temporal_task_queue, seat.name),
+                    seat.requests_per_second,
+                    seat.rate_limit,
+                    seat.rate_window,
+                    seat.api_version,
+                )
             await stop.wait()
             logger.info("worker stopping")
+
+
+def seat_activities(
+    seat: Seat, http: httpx.AsyncClient, sessions: SessionFactory, settings: Settings
+) -> DspActivities:
+    """The DSP activities of one seat: its credentials, its share of the ledger and its
+    contract. Each seat's DSP worker registers its own, on the seat's task queue, so an
+    activity acts as the seat whose queue it came from."""
+    limiter = SharedRateLimiter.for_dsp(
+        sessions, limit=seat.rate_limit, window=seat.rate_window, timeout=settings.dsp_timeout
+    )
+    return DspActivities(
+        DspGateway(DspClient(http, seat.secret), limiter),
+        sessions,
+        DspContract(
+            version=seat.api_version,
+            search_lag=seat.search_lag,
+            request_timeout=settings.dsp_timeout,
+        ),
+    )
 
 
 def build_workers(
@@ -192,13 +218,19 @@ def build_workers(
     tuning: WorkerTuning,
     *,
     workflow_activities: Sequence[Callable[..., Any]],
-    dsp_activities: Sequence[Callable[..., Any]],
+    dsp_activities: Mapping[str, Sequence[Callable[..., Any]]],
     interceptors: Sequence[Interceptor] = (),
-) -> tuple[Worker, Worker]:
+) -> list[Worker]:
     """The workflow worker (the workflows and the queue-table activities, on
-    `settings.temporal_task_queue`) and the DSP worker (the DSP activities, on
-    `settings.dsp_task_queue`, rate-limited). The workflow tests build theirs here too, with
-    fake activities, so they run with the options production runs with."""
+    `settings.temporal_task_queue`), then one DSP worker per seat of `dsp_activities` (that
+    seat's DSP activities on its own task queue, rate-limited at its rate). The workflow tests
+    build theirs here too, with fake activities, so they run with the options production runs
+    with.
+
+    A queue per seat gives each seat its own task-queue rate limit and its own backlog: a seat
+    with 10,000 calls waiting does not hold up one with ten, and within a seat the priority
+    keys and fair shares between batches work as with one seat."""
+    seats = settings.seats()
     workflow_worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -213,19 +245,22 @@ def build_workers(
         max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
         default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
-    dsp_worker = Worker(
-        client,
-        task_queue=settings.dsp_task_queue,
-        activities=dsp_activities,
-        interceptors=interceptors,
-        max_concurrent_activities=dsp_concurrency(settings.dsp_requests_per_second),
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        max_task_queue_activities_per_second=settings.dsp_requests_per_second
-        * TEMPORAL_RATE_HEADROOM,
-        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-        default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
-    )
-    return workflow_worker, dsp_worker
+    dsp_workers = [
+        Worker(
+            client,
+            task_queue=dsp_task_queue(settings.temporal_task_queue, name),
+            activities=activities,
+            interceptors=interceptors,
+            max_concurrent_activities=dsp_concurrency(seats[name].requests_per_second),
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            max_task_queue_activities_per_second=seats[name].requests_per_second
+            * TEMPORAL_RATE_HEADROOM,
+            max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+            default_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
+        )
+        for name, activities in dsp_activities.items()
+    ]
+    return [workflow_worker, *dsp_workers]
 
 
 def dsp_concurrency(requests_per_second: float) -> int:

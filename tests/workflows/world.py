@@ -13,7 +13,7 @@ import itertools
 import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -463,7 +463,7 @@ class World:
         settings = Settings(
             temporal_task_queue=self.task_queue, dsp_rate_limit=100_000, dsp_rate_window=1
         )
-        workflow_worker, dsp_worker = build_workers(
+        workers = build_workers(
             self.client,
             settings,
             WorkerTuning(workflow_sandbox=True),
@@ -476,16 +476,21 @@ class World:
                 self.plan_next_poll,
                 self.start_polling,
             ],
-            dsp_activities=[
-                self.submit_entity,
-                self.find_created_entity,
-                self.poll_status,
-                self.replace_entity,
-                self.archive_entity,
-            ],
+            dsp_activities={
+                seat.name: [
+                    self.submit_entity,
+                    self.find_created_entity,
+                    self.poll_status,
+                    self.replace_entity,
+                    self.archive_entity,
+                ]
+                for seat in settings.seats()
+            },
             interceptors=[self._in_flight, _QueueLog(self), *interceptors],
         )
-        async with workflow_worker, dsp_worker:
+        async with AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
             yield
 
     async def start(self, key: str, *, published: bool = False) -> WorkflowHandle[Any, EntityState]:

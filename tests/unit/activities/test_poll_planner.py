@@ -21,7 +21,7 @@ from dsp_integration.activities.poll_planner import (
     PollPlanner,
 )
 from dsp_integration.activities.review_times import ReviewObservation, ReviewTimes
-from dsp_integration.contracts import EntityStatus, EntityType, PollPlanInput
+from dsp_integration.contracts import DEFAULT_SEAT, EntityStatus, EntityType, PollPlanInput
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import AuditRecord, QueuedEntity
@@ -30,7 +30,9 @@ MIN, MAX, RATE = 5.0, 300.0, 40 / 60
 
 
 def planner(sessions: SessionFactory) -> PollPlanner:
-    return PollPlanner(sessions, min_interval=MIN, max_interval=MAX, requests_per_second=RATE)
+    return PollPlanner(
+        sessions, min_interval=MIN, max_interval=MAX, requests_per_second={DEFAULT_SEAT: RATE}
+    )
 
 
 async def in_flight(
