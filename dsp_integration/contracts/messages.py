@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from dsp_integration.contracts.names import DEFAULT_PRIORITY_LEVEL, PriorityLevel
+from dsp_integration.contracts.names import DEFAULT_PRIORITY_LEVEL, DEFAULT_SEAT, PriorityLevel
 from dsp_integration.contracts.statuses import EntityStatus, EntityType
 
 JsonObject = dict[str, Any]
@@ -111,6 +111,9 @@ class EntitySnapshot(BaseModel):
     # Its batch's fairness weight, when it was loaded. None in results recorded before the
     # field (the default weight).
     fairness_weight: float | None = None
+    # The seat (DSP account) it belongs to: whose credentials, budget and task queue its DSP
+    # calls use. Histories recorded before seats read it as the default seat.
+    seat: str = DEFAULT_SEAT
 
 
 class RecordStatusInput(BaseModel):
