@@ -142,8 +142,16 @@ async def resubmit(
         fingerprint: str | None = None
         if payload is not None:
             deps = dependencies_of(payload, ())
-            known = set(await queue_store.fetch_entities(session, deps))
-            problems = validate_payload(key, EntityType(row.entity_type), payload, known)
+            referenced = await queue_store.fetch_entities(session, deps)
+            # The entity keeps its seat: its new payload's `$ref`s must stay within it.
+            problems = validate_payload(
+                key,
+                EntityType(row.entity_type),
+                payload,
+                set(referenced),
+                seat=row.seat,
+                known_seats={dep: stored.seat for dep, stored in referenced.items()},
+            )
             if not problems and key in await _referenced_ancestors(session, deps):
                 problems.append(
                     Problem(f"the new payload makes a dependency cycle through {key!r}", key=key)

@@ -9,7 +9,7 @@ from typing import Any
 
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import UnknownEntity
-from dsp_integration.contracts import DSP_FAIRNESS_WEIGHT
+from dsp_integration.contracts import DEFAULT_SEAT, DSP_FAIRNESS_WEIGHT
 from dsp_integration.database import audit_log, queue_store
 from dsp_integration.database.models import QueuedEntity
 
@@ -30,6 +30,7 @@ class EntityView:
     updated_at: datetime
     finished_at: datetime | None
     fairness_weight: float = DSP_FAIRNESS_WEIGHT
+    seat: str = DEFAULT_SEAT
 
     @property
     def seconds_to_end(self) -> float | None:
@@ -95,6 +96,7 @@ def entity_view(row: QueuedEntity) -> EntityView:
         updated_at=row.updated_at,
         finished_at=row.finished_at,
         fairness_weight=row.fairness_weight,
+        seat=row.seat,
     )
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import BadWeight, UnknownPriority
 from dsp_integration.client.workflow_starts import EntityStart, start_entity_workflows
+from dsp_integration.config import Settings
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
     DSP_FAIRNESS_WEIGHT,
@@ -22,6 +23,7 @@ from dsp_integration.database import queue_store
 from dsp_integration.database.models import QueuedEntity
 from dsp_integration.entities import (
     ExistingEntity,
+    SeatChoice,
     Submission,
     check_submission,
     keys_to_look_up,
@@ -93,7 +95,16 @@ def _start(
 
 
 def _existing(row: QueuedEntity) -> ExistingEntity:
-    return ExistingEntity(key=row.key, type=row.entity_type, payload=row.payload, batch=row.batch)
+    return ExistingEntity(
+        key=row.key, type=row.entity_type, payload=row.payload, batch=row.batch, seat=row.seat
+    )
+
+
+def configured_seats(settings: Settings) -> SeatChoice:
+    """The seats a file may name, and the default seat, from the settings (raises
+    `SeatProblems` when the seats' configuration is wrong)."""
+    seats = settings.seats()
+    return SeatChoice.of(seats.names(), seats.default)
 
 
 async def submit(
@@ -105,10 +116,14 @@ async def submit(
     """Validate against what is stored, store new entities at `priority` with
     `fairness_weight`, start every open workflow. Submitting the same file again stores
     nothing and starts only what is not running (entities stored before keep their priority
-    and weight: `control.prioritise` changes them)."""
+    and weight: `control.prioritise` changes them). Each entity is stored with its seat: its
+    own, else the file's, else the configured default; one stored before keeps its own."""
+    seats = configured_seats(service.settings)
     async with service.sessions.begin() as session:
         rows = await queue_store.fetch_entities(session, keys_to_look_up(submission))
-        check_submission(submission, {key: _existing(row) for key, row in rows.items()})
+        check_submission(
+            submission, {key: _existing(row) for key, row in rows.items()}, seats=seats
+        )
         # Before storing: entities stored while Temporal is unreachable would never start.
         client = await service.temporal()
         ordered = topological_order(submission.entities)
@@ -122,6 +137,7 @@ async def submit(
                 depends_on=dependencies_of(spec.payload, spec.depends_on),
                 priority=priority,
                 fairness_weight=fairness_weight,
+                seat=submission.seat_of(spec, seats.default),
             )
             for spec in ordered
             if spec.key not in rows
@@ -132,7 +148,9 @@ async def submit(
             # Another client stored these keys since we looked: check the file against what it
             # stored, and refuse the whole file (nothing of it is committed) if they differ.
             rows.update(await queue_store.fetch_entities(session, raced))
-            check_submission(submission, {key: _existing(row) for key, row in rows.items()})
+            check_submission(
+                submission, {key: _existing(row) for key, row in rows.items()}, seats=seats
+            )
         stored = len(inserted)
     ended = {key for key, row in rows.items() if EntityStatus(row.status) in TERMINAL_STATUSES}
     starts = [

@@ -16,6 +16,7 @@ from dsp_integration.client.errors import UnknownBatch, UnknownEntity
 from dsp_integration.client.queries import AuditView, EntityView, audit_views, entity_view
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
+    DEFAULT_SEAT,
     DSP_FAIRNESS_WEIGHT,
     TERMINAL_STATUSES,
     EntityStatus,
@@ -43,6 +44,8 @@ class BatchSummary:
     """The level most of its open entities have (of all of them, once every one has ended)."""
     fairness_weight: float = DSP_FAIRNESS_WEIGHT
     """The fairness weight most of its open entities have (likewise)."""
+    seats: list[str] = field(default_factory=lambda: [DEFAULT_SEAT])
+    """The seats its entities belong to, by name (a file may mix seats)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +57,7 @@ class BatchSummary:
             "finished": self.finished.isoformat() if self.finished else None,
             "priority": self.priority,
             "fairness_weight": self.fairness_weight,
+            "seats": self.seats,
         }
 
 
@@ -136,7 +140,7 @@ class Budget:
         }
 
 
-def _batch_query() -> Select[str, str, int, datetime, datetime | None, str, float]:
+def _batch_query() -> Select[str, str, int, datetime, datetime | None, str, float, str]:
     return select(
         QueuedEntity.batch,
         QueuedEntity.status,
@@ -145,11 +149,13 @@ def _batch_query() -> Select[str, str, int, datetime, datetime | None, str, floa
         func.max(QueuedEntity.finished_at),
         QueuedEntity.priority,
         QueuedEntity.fairness_weight,
+        QueuedEntity.seat,
     ).group_by(
         QueuedEntity.batch,
         QueuedEntity.status,
         QueuedEntity.priority,
         QueuedEntity.fairness_weight,
+        QueuedEntity.seat,
     )
 
 
@@ -198,6 +204,7 @@ def _summaries(rows: list[Any]) -> list[BatchSummary]:
                 finished=last_end if ended == total else None,
                 priority=_batch_level(group),
                 fairness_weight=_batch_weight(group),
+                seats=sorted({row[7] for row in group}),
             )
         )
     return sorted(summaries, key=lambda s: (s.created, s.name), reverse=True)
@@ -225,6 +232,7 @@ async def entity_page(
     batch: str | None = None,
     status: str | None = None,
     entity_type: str | None = None,
+    seat: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> EntityPage:
@@ -236,6 +244,8 @@ async def entity_page(
         conditions.append(QueuedEntity.status == status)
     if entity_type is not None:
         conditions.append(QueuedEntity.entity_type == entity_type)
+    if seat is not None:
+        conditions.append(QueuedEntity.seat == seat)
     async with service.sessions() as session:
         total = await session.scalar(
             select(func.count()).select_from(QueuedEntity).where(*conditions)

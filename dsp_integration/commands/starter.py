@@ -27,7 +27,8 @@ from dsp_integration.client.submission import (
 )
 from dsp_integration.client.temporal_client import TemporalUnavailable
 from dsp_integration.config import Settings
-from dsp_integration.contracts import DSP_FAIRNESS_WEIGHT, PriorityLevel
+from dsp_integration.config.seats import SeatProblems
+from dsp_integration.contracts import DEFAULT_SEAT, DSP_FAIRNESS_WEIGHT, PriorityLevel
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.entities import SubmissionRefused
 
@@ -111,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except pydantic.ValidationError as error:
         err.print(f"error: bad configuration: {_first_error(error)}", markup=False)
+        return EXIT_REFUSED
+    except SeatProblems as problems:
+        err.print("error: bad configuration of the seats:", markup=False)
+        for line in problems.problems:
+            err.print(f"  - {line}", markup=False)
         return EXIT_REFUSED
     except TemporalUnavailable as error:
         err.print(f"error: {error}", markup=False)
@@ -265,15 +271,19 @@ async def _print_summary(service: ServiceContext, batch: str) -> None:
     for view in views:
         counts[view.status] = counts.get(view.status, 0) + 1
     console = Console(highlight=False)
+    seats = f"  seat {_seats_of(views)}" if _shows_seats(views) else ""
     console.print(
         f"[bold]{batch}[/]: {len(views)} entities  {describe_counts(counts)}  "
-        f"priority {_levels_of(views)}  weight {_weights_of(views)}"
+        f"priority {_levels_of(views)}  weight {_weights_of(views)}{seats}"
     )
     unsuccessful = [v for v in views if v.status != "succeeded"]
     if unsuccessful:
-        table = Table("key", "type", "status", "reason", title="did not succeed")
+        with_seat = _shows_seats(unsuccessful)
+        columns = ["key", "type", *(["seat"] if with_seat else []), "status", "reason"]
+        table = Table(*columns, title="did not succeed")
         for view in unsuccessful:
-            table.add_row(view.key, view.type, view.status, view.reason or "")
+            seat = [view.seat] if with_seat else []
+            table.add_row(view.key, view.type, *seat, view.status, view.reason or "")
         console.print(table)
     durations = [(v.seconds_to_end, v) for v in views if v.seconds_to_end is not None]
     slowest = sorted(durations, key=lambda pair: pair[0], reverse=True)[:5]
@@ -302,6 +312,22 @@ def _weights_of(views: list[queries.EntityView]) -> str:
     return ", ".join(f"{weight:g}" for weight in weights) or "1"
 
 
+def _shows_seats(views: list[queries.EntityView]) -> bool:
+    """Seats are shown once an entity belongs to another seat than the default: a service
+    without seats prints what it always did."""
+    return any(view.seat != DEFAULT_SEAT for view in views)
+
+
+def _seats_of(views: list[queries.EntityView]) -> str:
+    """The batch's seats, with how many of its entities each has when there are several."""
+    seats: dict[str, int] = {}
+    for view in views:
+        seats[view.seat] = seats.get(view.seat, 0) + 1
+    if len(seats) == 1:
+        return next(iter(seats))
+    return ", ".join(f"{seat} {count}" for seat, count in sorted(seats.items()))
+
+
 def _share_of(view: queries.EntityView) -> str:
     """The priority, and the weight when it is not the default (a narrow column)."""
     if view.fairness_weight == DSP_FAIRNESS_WEIGHT:
@@ -319,12 +345,24 @@ async def _status(
     if batch and not keys:
         await _print_summary(service, batch)
         return EXIT_OK
-    table = Table("key", "type", "batch", "priority", "status", "dsp_id", "dsp_status", "reason")
+    with_seat = _shows_seats(views)
+    table = Table(
+        "key",
+        "type",
+        "batch",
+        *(["seat"] if with_seat else []),
+        "priority",
+        "status",
+        "dsp_id",
+        "dsp_status",
+        "reason",
+    )
     for view in views:
         table.add_row(
             view.key,
             view.type,
             view.batch,
+            *([view.seat] if with_seat else []),
             _share_of(view),
             view.status,
             view.dsp_id or "",

@@ -102,8 +102,9 @@ async def post_batch(
         None, description="fairness weight, 0.001 to 1000 (the default share is 1)"
     ),
 ) -> Any:
-    """The body is an entity file: a JSON document, or JSON Lines with
-    `Content-Type: application/x-ndjson` and `?batch=NAME`. Checked exactly as
+    """The body is an entity file: a JSON document (`batch`, optional `seat`, `entities`),
+    or JSON Lines with `Content-Type: application/x-ndjson` and `?batch=NAME`; an entity may
+    name its own `seat`, else the file's or the default seat is its. Checked exactly as
     `starter.py submit` checks a file: refused whole (422, every problem, nothing stored)."""
     data = await read_capped(request.stream())
     json_lines = request.headers.get("content-type", "").split(";")[0].strip() == NDJSON
@@ -168,6 +169,7 @@ async def list_entities(
     batch: str | None = None,
     status: StatusName | None = None,
     type: TypeName | None = None,
+    seat: str | None = Query(None, description="only the entities of this seat"),
     limit: int = Query(100, ge=1, le=MAX_PAGE),
     offset: int = Query(0, ge=0),
 ) -> Any:
@@ -176,6 +178,7 @@ async def list_entities(
         batch=batch,
         status=status,
         entity_type=type,
+        seat=seat,
         limit=limit,
         offset=offset,
     )

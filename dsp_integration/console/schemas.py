@@ -47,6 +47,7 @@ class BatchOut(BaseModel):
         description="the level most of its open entities have (of all, once every one ended)"
     )
     fairness_weight: float = Field(description="the weight most of its open entities have")
+    seats: list[str] = Field(description="the seats (DSP accounts) its entities belong to")
 
 
 class EntityOut(BaseModel):
@@ -61,6 +62,7 @@ class EntityOut(BaseModel):
     payload_version: int
     priority: str
     fairness_weight: float
+    seat: str = Field(description="the seat (DSP account) it belongs to, whose budget it uses")
     created_at: str
     updated_at: str
     finished_at: str | None

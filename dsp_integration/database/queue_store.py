@@ -33,6 +33,7 @@ from sqlalchemy.orm import aliased
 
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
+    DEFAULT_SEAT,
     DSP_FAIRNESS_WEIGHT,
     TERMINAL_STATUSES,
     DependencySnapshot,
@@ -60,6 +61,7 @@ class NewEntity:
     depends_on: list[str]
     priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL
     fairness_weight: float = DSP_FAIRNESS_WEIGHT
+    seat: str = DEFAULT_SEAT
 
 
 async def fetch_entities(session: AsyncSession, keys: Iterable[str]) -> dict[str, QueuedEntity]:
@@ -96,6 +98,7 @@ async def insert_new_entities(session: AsyncSession, entities: Sequence[NewEntit
                 "status": EntityStatus.WAITING.value,
                 "priority": e.priority.value,
                 "fairness_weight": e.fairness_weight,
+                "seat": e.seat,
             }
             for e in entities
         ],
@@ -182,6 +185,7 @@ async def load_snapshot(
         dependants=int(row.dependants),
         priority=stored_level(row.priority),
         fairness_weight=row.fairness_weight,
+        seat=row.seat,
     )
 
 

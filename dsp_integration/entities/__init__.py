@@ -23,6 +23,7 @@ from dsp_integration.entities.refs import (
     referenced_keys,
     resolve_refs,
 )
+from dsp_integration.entities.seats import ONLY_DEFAULT_SEAT, SeatChoice, seat_problem
 from dsp_integration.entities.validate import (
     check_submission,
     keys_to_look_up,
@@ -33,9 +34,11 @@ from dsp_integration.entities.validate import (
 __all__ = [
     "MAX_ENTITIES",
     "MAX_FILE_BYTES",
+    "ONLY_DEFAULT_SEAT",
     "EntitySpec",
     "ExistingEntity",
     "Problem",
+    "SeatChoice",
     "Submission",
     "SubmissionRefused",
     "UnresolvedReference",
@@ -48,6 +51,7 @@ __all__ = [
     "payload_fingerprint",
     "referenced_keys",
     "resolve_refs",
+    "seat_problem",
     "topological_order",
     "validate_payload",
     "validate_submission",

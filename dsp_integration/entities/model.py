@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dsp_integration.contracts import EntityType
+from dsp_integration.contracts import DEFAULT_SEAT, EntityType
 
 _SHOWN_KEY_CHARS = 80
 
@@ -21,12 +21,26 @@ class EntitySpec:
     depends_on: tuple[str, ...] = ()
     position: int = 0
     line: int | None = None
+    # The seat the entity names itself; None: the file's seat, else the configured default.
+    seat: str | None = None
 
 
 @dataclass(frozen=True)
 class Submission:
+    """A parsed file. `seat` is the seat it names at its top (beside `batch`), if any."""
+
     batch: str
     entities: list[EntitySpec] = field(hash=False)
+    seat: str | None = None
+
+    def seat_of(self, spec: EntitySpec, default: str) -> str:
+        """The seat `spec` belongs to: its own, else the file's, else `default` (the
+        configured default seat)."""
+        if spec.seat is not None:
+            return spec.seat
+        if self.seat is not None:
+            return self.seat
+        return default
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,7 @@ class ExistingEntity:
     type: EntityType | str
     payload: dict[str, Any] = field(hash=False)
     batch: str = ""
+    seat: str = DEFAULT_SEAT
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,13 @@ class Problem:
         if self.field is not None:
             text = f"{text}, field {self.field}" if text else f"field {self.field}"
         return f"{text}: {self.message}" if text else self.message
+
+
+def located(spec: EntitySpec, message: str, field: str | None) -> Problem:
+    """A problem of `spec`, placed at its key, position and line."""
+    return Problem(
+        message, key=spec.key, position=spec.position or None, field=field, line=spec.line
+    )
 
 
 class SubmissionRefused(Exception):

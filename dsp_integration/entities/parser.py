@@ -18,6 +18,7 @@ from typing import Any
 from dsp_integration.contracts import EntityType
 from dsp_integration.entities.model import EntitySpec, Problem, Submission, SubmissionRefused
 from dsp_integration.entities.rules import describe, key_problem, payload_issues
+from dsp_integration.entities.seats import seat_problem
 from dsp_integration.entities.validate import (
     batch_problem,
     duplicate_problems,
@@ -27,8 +28,8 @@ from dsp_integration.entities.validate import (
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_ENTITIES = 50_000
-ENTITY_FIELDS = ("key", "type", "payload", "depends_on")
-DOCUMENT_FIELDS = ("batch", "entities")
+ENTITY_FIELDS = ("key", "type", "payload", "depends_on", "seat")
+DOCUMENT_FIELDS = ("batch", "seat", "entities")
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 DEFAULT_BATCH = "batch"
 
@@ -167,9 +168,9 @@ class _Collected:
     problems: list[Problem] = field(default_factory=list)
     occurrences: list[tuple[str, int, int | None]] = field(default_factory=list)
 
-    def finish(self, batch: str) -> Submission:
+    def finish(self, batch: str, seat: str | None = None) -> Submission:
         if not self.problems:
-            return Submission(batch=batch, entities=self.specs)
+            return Submission(batch=batch, entities=self.specs, seat=seat)
         problems = self.problems + duplicate_problems(self.occurrences)
         problems += local_problems(self.specs, check_duplicates=False)
         raise SubmissionRefused(sort_problems(problems))
@@ -231,6 +232,7 @@ def _parse_document(text: str, filename: str, batch: str | None) -> Submission:
             )
         )
     chosen_batch = _document_batch(document, filename, batch, collected.problems)
+    seat = _document_seat(document, collected.problems)
     entities = document.get("entities")
     if "entities" not in document:
         collected.problems.append(Problem("is required: the list of entities", field="entities"))
@@ -245,7 +247,19 @@ def _parse_document(text: str, filename: str, batch: str | None) -> Submission:
     else:
         for position, item in enumerate(entities, start=1):
             _collect_entity(collected, item, position, None)
-    return collected.finish(chosen_batch)
+    return collected.finish(chosen_batch, seat)
+
+
+def _document_seat(document: dict[str, Any], problems: list[Problem]) -> str | None:
+    """The seat the file names at its top, or None. Whether it is a configured seat is
+    checked with the file (`validate_submission`), which knows the configuration."""
+    if "seat" not in document:
+        return None
+    seat = document["seat"]
+    if message := seat_problem(seat):
+        problems.append(Problem(message, field="seat"))
+        return None
+    return str(seat)
 
 
 def _document_batch(
@@ -321,6 +335,13 @@ def _collect_entity(collected: _Collected, item: Any, position: int, line: int |
             if not isinstance(dep, str):
                 problem(f"must be a key string, got {describe(dep)}", f"depends_on[{index}]")
 
+    seat: str | None = None
+    if "seat" in item:
+        if message := seat_problem(item["seat"]):
+            problem(message, "seat")
+        else:
+            seat = str(item["seat"])
+
     if (
         well_formed
         and isinstance(key, str)
@@ -336,6 +357,7 @@ def _collect_entity(collected: _Collected, item: Any, position: int, line: int |
                 depends_on=tuple(raw_deps),
                 position=position,
                 line=line,
+                seat=seat,
             )
         )
         return

@@ -15,6 +15,7 @@ from dsp_integration.entities.model import (
     Submission,
     SubmissionRefused,
 )
+from dsp_integration.entities.model import located as _located
 from dsp_integration.entities.refs import dependencies_of, payload_fingerprint, ref_paths
 from dsp_integration.entities.rules import (
     describe,
@@ -22,6 +23,12 @@ from dsp_integration.entities.rules import (
     is_valid_key,
     key_problem,
     payload_issues,
+)
+from dsp_integration.entities.seats import (
+    ONLY_DEFAULT_SEAT,
+    SeatChoice,
+    cross_seat_problems,
+    submission_seat_problems,
 )
 
 BATCH_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -34,12 +41,6 @@ def batch_problem(batch: object) -> Problem | None:
     if isinstance(batch, str) and BATCH_PATTERN.fullmatch(batch):
         return None
     return Problem(f"must be {BATCH_RULE}, got {describe(batch)}", field="batch")
-
-
-def _located(spec: EntitySpec, message: str, field: str | None) -> Problem:
-    return Problem(
-        message, key=spec.key, position=spec.position or None, field=field, line=spec.line
-    )
 
 
 def entity_problems(spec: EntitySpec) -> list[Problem]:
@@ -207,10 +208,14 @@ def sort_problems(problems: list[Problem]) -> list[Problem]:
 
 
 def validate_submission(
-    submission: Submission, existing: Mapping[str, ExistingEntity]
+    submission: Submission,
+    existing: Mapping[str, ExistingEntity],
+    *,
+    seats: SeatChoice = ONLY_DEFAULT_SEAT,
 ) -> list[Problem]:
     """Every problem of the submission; empty when it may be stored. `existing` must hold
-    whatever the database has for `keys_to_look_up(submission)`."""
+    whatever the database has for `keys_to_look_up(submission)`; `seats` are the configured
+    seats (by default only the default seat, the configuration before seats)."""
     problems: list[Problem] = []
     if problem := batch_problem(submission.batch):
         problems.append(problem)
@@ -223,14 +228,20 @@ def validate_submission(
         problems += reference_problems(spec, known_types, known_types)
         if spec.key in existing:
             problems += _conflicts(spec, existing[spec.key])
+    problems += submission_seat_problems(submission, existing, seats)
     problems += duplicate_problems((s.key, s.position, s.line) for s in submission.entities)
     problems += cycle_problems(submission.entities)
     return sort_problems(problems)
 
 
-def check_submission(submission: Submission, existing: Mapping[str, ExistingEntity]) -> None:
+def check_submission(
+    submission: Submission,
+    existing: Mapping[str, ExistingEntity],
+    *,
+    seats: SeatChoice = ONLY_DEFAULT_SEAT,
+) -> None:
     """Raises `SubmissionRefused` listing every problem, if there is any."""
-    problems = validate_submission(submission, existing)
+    problems = validate_submission(submission, existing, seats=seats)
     if problems:
         raise SubmissionRefused(problems)
 
@@ -251,8 +262,14 @@ def validate_payload(
     known_keys: Container[str],
     *,
     known_types: Mapping[str, EntityType | str] | None = None,
+    seat: str | None = None,
+    known_seats: Mapping[str, str] | None = None,
 ) -> list[Problem]:
     """The problems of a single new payload for a stored entity (a resubmit). `known_keys`
-    holds the stored keys among those the payload references."""
+    holds the stored keys among those the payload references; with the entity's `seat` and
+    `known_seats` (their seats), a `$ref` to another seat's entity is refused too."""
     spec = EntitySpec(key=key, type=type, payload=payload)
-    return entity_problems(spec) + reference_problems(spec, known_keys, known_types)
+    problems = entity_problems(spec) + reference_problems(spec, known_keys, known_types)
+    if seat is not None and known_seats is not None:
+        problems += cross_seat_problems(spec, seat, known_seats)
+    return problems

@@ -150,13 +150,15 @@ async def test_submit_follow_cancel_and_resubmit(stack: Stack, mock_dsp: MockDsp
         assert summary["total"] == 6 and summary["created"]
         (listed,) = (await api.get("/api/batches")).json()
         assert listed["name"] == "api" and listed["finished"]
+        assert listed["seats"] == ["default"]  # a file naming no seat: the default seat's
         assert (await api.get("/api/batches/nobody")).status_code == 404
 
         rows = (await api.get("/api/entities", params={"batch": "api"})).json()
         assert rows["total"] == 6 and len(rows["items"]) == 6
-        assert {"key", "type", "batch", "status", "dsp_id", "dsp_status", "reason"} <= set(
+        assert {"key", "type", "batch", "seat", "status", "dsp_id", "dsp_status", "reason"} <= set(
             rows["items"][0]
         )
+        assert {row["seat"] for row in rows["items"]} == {"default"}
         page = await api.get("/api/entities", params={"batch": "api", "limit": 2, "offset": 2})
         assert [r["key"] for r in page.json()["items"]] == [r["key"] for r in rows["items"][2:4]]
         blocked = (await api.get("/api/entities", params={"status": "blocked"})).json()["items"]
@@ -170,6 +172,7 @@ async def test_submit_follow_cancel_and_resubmit(stack: Stack, mock_dsp: MockDsp
         assert detail["dependencies"] == [{"key": "api-adv", "status": "succeeded"}]
         assert detail["dependants"] == [{"key": "api-ag", "status": "succeeded"}]
         assert detail["workflow_id"] == "dsp-entity-api-cr"
+        assert detail["seat"] == "default"
         assert detail["workflow_url"].endswith("/workflows/dsp-entity-api-cr")
         stored, sent = detail["payload_versions"][0], detail["payload_versions"][1]
         assert stored["source"] == "stored" and stored["payload"]["advertiser_id"] == {

@@ -98,13 +98,15 @@ function livenBatch(body) {
     document.getElementById("batch-state").textContent =
       batch.finished ? "finished " + when(batch.finished) : "running";
     fillCounts(document.getElementById("batch-counts"), batch.counts);
+    document.getElementById("batch-seats").textContent =
+      (batch.seats.length > 1 ? "seats " : "seat ") + batch.seats.join(", ");
     document.getElementById("entity-rows").replaceChildren(...page.items.map((e) => {
       const row = el("tr", null, { "data-key": e.key });
       const key = el("td");
       key.append(link("/entities/" + encodeURIComponent(e.key), e.key));
       const status = el("td");
       status.append(statusChip(e.status));
-      row.append(key, el("td", e.type), status, el("td", e.dsp_id || ""),
+      row.append(key, el("td", e.type), el("td", e.seat), status, el("td", e.dsp_id || ""),
         el("td", e.dsp_status || ""), el("td", e.reason || ""));
       return row;
     }));
