@@ -15,7 +15,7 @@ from pathlib import Path
 from temporalio.client import Client
 
 from devkit.bench.revision import WorkerCode
-from devkit.mock_dsp.config import ApiVersion, MockDspConfig, ReviewModel
+from devkit.mock_dsp.config import ApiVersion, MockDspConfig, MockSeat, ReviewModel
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.ports import free_port
 from devkit.stack.postgres import EmbeddedPostgres, create_database, drop_database
@@ -24,11 +24,31 @@ from devkit.stack.workers import WorkerProcesses, worker_env
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
+from dsp_integration.config.seat_config import SeatConfig, default_secret_env
 from dsp_integration.config.settings import as_environment
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.worker.runtime import EventLoop, WorkerTuning
 
 BENCH_TOKEN = "bench-token"
+
+
+@dataclass(frozen=True)
+class BenchSeat:
+    """A seat of the run: at the mock DSP, an account with client credentials and its own
+    window; in the service, a seat of DSP_SEATS whose secret the workers read from their
+    environment."""
+
+    name: str
+    rate_limit: int
+    rate_window: float
+
+    @property
+    def client_id(self) -> str:
+        return f"bench-{self.name}"
+
+    @property
+    def client_secret(self) -> str:
+        return f"bench-secret-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,10 @@ class StackOptions:
     event_loop: EventLoop = "uvloop"
     temporal_dynamic_config: tuple[str, ...] = ()
     log_dir: Path | None = None
+    # Seats with client credentials (none: the default seat with a static token).
+    seats: tuple[BenchSeat, ...] = ()
+    token_lifetime: float = 3600.0
+    token_requests_per_hour: int = 60
 
 
 @dataclass
@@ -133,9 +157,36 @@ async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
                     seed=options.seed,
                     api_version=options.api_version,
                     search_lag=options.search_lag,
+                    seats={
+                        seat.name: MockSeat(
+                            client_id=seat.client_id,
+                            client_secret=seat.client_secret,
+                            rate_limit=seat.rate_limit,
+                            rate_window=seat.rate_window,
+                        )
+                        for seat in options.seats
+                    },
+                    token_lifetime=options.token_lifetime,
+                    token_requests_per_hour=options.token_requests_per_hour,
                 )
             )
         )
+        seat_settings: dict[str, object] = {}
+        if options.seats:
+            seat_settings = {
+                "dsp_seats": [
+                    SeatConfig(
+                        name=seat.name,
+                        client_id=seat.client_id,
+                        rate_limit=seat.rate_limit,
+                        rate_window=seat.rate_window,
+                    )
+                    for seat in options.seats
+                ],
+                "dsp_default_seat": options.seats[0].name,
+            }
+            for seat in options.seats:
+                os.environ[default_secret_env(seat.name)] = seat.client_secret
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
             temporal_address=temporal.address,
@@ -149,6 +200,7 @@ async def open_bench_stack(options: StackOptions) -> AsyncIterator[BenchStack]:
             dsp_poll_max_interval=options.poll_max_interval,
             dsp_api_version=options.api_version,
             dsp_search_lag=options.search_lag,
+            **seat_settings,
         )
         code_root = options.worker_code.root()
         workers = stack.enter_context(
