@@ -125,12 +125,8 @@ async def run_worker(
         open_database(settings.effective_database_url) as sessions,
         build_http_client(settings.effective_dsp_base_url, settings.dsp_timeout) as http,
     ):
-        limiter = SharedRateLimiter.for_dsp(
-            sessions,
-            limit=settings.dsp_rate_limit,
-            window=settings.dsp_rate_window,
-            timeout=settings.dsp_timeout,
-        )
+        seats = settings.seats()
+        limiter = SharedRateLimiter.for_seat(sessions, seats[seats.default], settings.dsp_timeout)
         dsp = DspActivities(
             DspGateway(DspClient(http, settings.dsp_token()), limiter),
             sessions,
@@ -167,12 +163,7 @@ async def run_worker(
         )
         if settings.dsp_reconcile_interval > 0:
             await ensure_reconcile_schedule(temporal, settings)
-        gauges = WorkerGauges(
-            client_meter(temporal),
-            sessions,
-            limit=settings.dsp_rate_limit,
-            window=settings.dsp_rate_window,
-        )
+        gauges = WorkerGauges(client_meter(temporal), sessions, seats=seats)
         async with workers[0], workers[1], asyncio.TaskGroup() as background:
             if settings.metrics_port is not None:
                 background.create_task(gauges.run(stop))
