@@ -35,6 +35,7 @@ from devkit.stack.postgres import create_database, drop_database
 from dsp_integration.activities.poll_planner import PollPlanner
 from dsp_integration.activities.queue_records import QueueActivities
 from dsp_integration.contracts import (
+    DEFAULT_SEAT,
     EntityStatus,
     EntityType,
     LoadEntityInput,
@@ -189,7 +190,7 @@ async def run(server_url: str, repeat: int) -> None:
 
 
 async def report(proxy: RoundTripProxy, counts: Counts, sessions: Any, repeat: int) -> None:
-    limiter = SharedRateLimiter(sessions, limit=100_000, window=1.0, hold=30.0)
+    limiter = SharedRateLimiter(sessions, seat=DEFAULT_SEAT, limit=100_000, window=1.0, hold=30.0)
     http = httpx.AsyncClient(base_url="http://dsp.test", transport=httpx.MockTransport(dsp_answers))
     gateway = DspGateway(DspClient(http, SecretStr("token")), limiter)
     queue = QueueActivities(sessions, cast(Client, None), "rt")

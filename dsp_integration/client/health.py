@@ -11,6 +11,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, DescribeTaskQueueRequest
 
 from dsp_integration.client.context import ServiceContext
+from dsp_integration.contracts import DEFAULT_SEAT, dsp_task_queue
 
 CHECK_TIMEOUT = 3.0
 
@@ -45,9 +46,9 @@ async def check_health(service: ServiceContext) -> dict[str, bool]:
     return {"postgresql": postgres, "temporal": temporal}
 
 
-async def dsp_backlog(service: ServiceContext) -> int | None:
-    """DSP calls scheduled on the DSP task queue that no worker has taken yet (Temporal's
-    approximate backlog); None when Temporal does not answer."""
+async def dsp_backlog(service: ServiceContext, seat: str = DEFAULT_SEAT) -> int | None:
+    """DSP calls scheduled on `seat`'s DSP task queue that no worker has taken yet
+    (Temporal's approximate backlog); None when Temporal does not answer."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT):
             client = await service.temporal()
@@ -55,7 +56,7 @@ async def dsp_backlog(service: ServiceContext) -> int | None:
                 DescribeTaskQueueRequest(
                     namespace=service.settings.temporal_namespace,
                     task_queue=TaskQueue(
-                        name=service.settings.dsp_task_queue,
+                        name=dsp_task_queue(service.settings.temporal_task_queue, seat),
                         kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL,
                     ),
                     task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,

@@ -5,15 +5,19 @@ Only reads; every write goes through `submission` and `control` of this package.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from dsp_integration.client import health
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import UnknownBatch, UnknownEntity
 from dsp_integration.client.queries import AuditView, EntityView, audit_views, entity_view
+from dsp_integration.config.seats import Seat
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
     DEFAULT_SEAT,
@@ -24,7 +28,7 @@ from dsp_integration.contracts import (
     workflow_id_for,
 )
 from dsp_integration.database import rate_ledger
-from dsp_integration.database.models import AuditRecord, QueuedEntity, RatePause
+from dsp_integration.database.models import AuditRecord, QueuedEntity
 
 _TERMINAL = [status.value for status in TERMINAL_STATUSES]
 THROTTLED = 429
@@ -119,24 +123,62 @@ class EntityDetail:
 
 
 @dataclass(frozen=True)
-class Budget:
+class SeatBudget:
+    """One seat's budget now: its window, the calls waiting for it, its 429s and pause."""
+
+    seat: str
     used: int
     limit: int
     window_seconds: float
     throttled_total: int
     throttled_in_window: int
     paused_seconds: float
+    waiting_in_workers: int
+    """Calls the workers hold, queued in the ledger for a slot."""
     waiting_for_slot: int | None
+    """Calls in the seat's DSP task queue that no worker has taken yet (Temporal's
+    approximate backlog); None when not asked or Temporal did not answer."""
+
+    @property
+    def calls_waiting(self) -> int:
+        """Every call known to wait for one of the seat's slots."""
+        return self.waiting_in_workers + (self.waiting_for_slot or 0)
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "seat": self.seat,
             "used": self.used,
             "limit": self.limit,
             "window_seconds": self.window_seconds,
             "throttled_total": self.throttled_total,
             "throttled_in_window": self.throttled_in_window,
             "paused_seconds": self.paused_seconds,
+            "waiting_in_workers": self.waiting_in_workers,
             "waiting_for_slot": self.waiting_for_slot,
+            "calls_waiting": self.calls_waiting,
+        }
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Every configured seat's budget, the default seat's first."""
+
+    default_seat: str
+    seats: list[SeatBudget]
+
+    @property
+    def default(self) -> SeatBudget:
+        """The default seat's: what the budget meant before there were seats."""
+        return next(b for b in self.seats if b.seat == self.default_seat)
+
+    def to_json(self) -> dict[str, Any]:
+        """The default seat's figures at the top level (as before seats), `seats` for all."""
+        default = self.default.to_json()
+        del default["seat"]
+        return {
+            **default,
+            "default_seat": self.default_seat,
+            "seats": [b.to_json() for b in self.seats],
         }
 
 
@@ -331,35 +373,61 @@ async def entity_audit(service: ServiceContext, key: str) -> list[AuditView]:
     return await audit_views(service, key)
 
 
-async def budget(service: ServiceContext, waiting_for_slot: int | None = None) -> Budget:
-    """The shared rate ledger now: slots counted in the rolling window (each request counts
-    from the latest moment it can reach the DSP, as the limiter counts it), 429s in the audit
-    trail, and any pause the workers honour after a 429."""
-    settings = service.settings
-    window = settings.dsp_rate_window
+async def budget(service: ServiceContext, *, with_backlog: bool = False) -> Budget:
+    """Every configured seat's part of the shared rate ledger now: slots counted in its
+    rolling window (each request counts from the latest moment it can reach the DSP, as the
+    limiter counts it), calls the workers hold waiting for a slot, 429s in the audit trail
+    and any pause the workers honour after one. `with_backlog` also asks Temporal for each
+    seat's DSP task-queue backlog (a round trip per seat)."""
+    seats = service.settings.seats()
+    ordered = sorted(seats, key=lambda seat: (seat.name != seats.default, seat.name))
     async with service.sessions() as session:
-        used = await rate_ledger.granted_in_window(session, window)
-        now = await session.scalar(select(func.clock_timestamp()))
-        assert now is not None
-        throttled_total, throttled_recent = (
-            await session.execute(
-                select(
-                    func.count(),
-                    func.count().filter(AuditRecord.started_at > now - timedelta(seconds=window)),
-                ).where(AuditRecord.response_status == THROTTLED)
-            )
-        ).one()
-        paused_until = await session.scalar(select(RatePause.paused_until))
-    paused = max((paused_until - now).total_seconds(), 0.0) if paused_until else 0.0
+        windows = [
+            await rate_ledger.seat_window(session, seat.name, seat.rate_window) for seat in ordered
+        ]
+        throttled = await _throttled_by_seat(session, ordered, seats.default)
+    backlogs: list[int | None] = [None] * len(ordered)
+    if with_backlog:
+        backlogs = list(
+            await asyncio.gather(*(health.dsp_backlog(service, seat.name) for seat in ordered))
+        )
     return Budget(
-        used=used,
-        limit=settings.dsp_rate_limit,
-        window_seconds=window,
-        throttled_total=int(throttled_total),
-        throttled_in_window=int(throttled_recent),
-        paused_seconds=round(paused, 3),
-        waiting_for_slot=waiting_for_slot,
+        default_seat=seats.default,
+        seats=[
+            SeatBudget(
+                seat=seat.name,
+                used=window.in_window,
+                limit=seat.rate_limit,
+                window_seconds=seat.rate_window,
+                throttled_total=throttled.get(seat.name, (0, 0))[0],
+                throttled_in_window=throttled.get(seat.name, (0, 0))[1],
+                paused_seconds=round(window.paused_seconds, 3),
+                waiting_in_workers=window.waiting,
+                waiting_for_slot=backlog,
+            )
+            for seat, window, backlog in zip(ordered, windows, backlogs, strict=True)
+        ],
     )
+
+
+async def _throttled_by_seat(
+    session: AsyncSession, seats: list[Seat], default_seat: str
+) -> dict[str, tuple[int, int]]:
+    """429 answers by seat: in the whole audit trail, and in the seat's current window. A
+    request's seat is its entity's (the default seat's when the entity is gone)."""
+    seat_of = func.coalesce(QueuedEntity.seat, default_seat)
+    window_of = case({seat.name: seat.rate_window for seat in seats}, value=seat_of, else_=0.0)
+    recent = AuditRecord.started_at > func.clock_timestamp() - func.make_interval(
+        0, 0, 0, 0, 0, 0, window_of
+    )
+    rows = await session.execute(
+        select(seat_of, func.count(), func.count().filter(recent))
+        .select_from(AuditRecord)
+        .outerjoin(QueuedEntity, QueuedEntity.key == AuditRecord.entity_key)
+        .where(AuditRecord.response_status == THROTTLED)
+        .group_by(seat_of)
+    )
+    return {seat: (int(total), int(in_window)) for seat, total, in_window in rows}
 
 
 def ended(status: str) -> bool:

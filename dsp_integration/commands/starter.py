@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from temporalio.service import RPCError
 
-from dsp_integration.client import control, queries
+from dsp_integration.client import control, queries, views
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.errors import ServiceError
 from dsp_integration.client.progress import describe_counts, wait_for_batch
@@ -171,7 +171,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             case "submit":
                 return await _submit(service, submission, args.wait, level, weight)
             case "status":
-                return await _status(service, args.keys, args.batch, args.json)
+                code = await _status(service, args.keys, args.batch, args.json)
+                if not args.json:
+                    await _print_budget(service)
+                return code
             case "cancel":
                 previous = await control.cancel(service, args.key)
                 print(f"cancel requested for {args.key} (was {previous})")
@@ -371,6 +374,30 @@ async def _status(
         )
     Console(highlight=False).print(table)
     return EXIT_OK
+
+
+async def _print_budget(service: ServiceContext) -> None:
+    """A row per seat: its window, the calls waiting for it (held by workers + queued in
+    Temporal), its pause and 429s."""
+    budget = await views.budget(service, with_backlog=True)
+    table = Table(
+        "seat",
+        "used in window",
+        "calls waiting (held by workers + queued in Temporal)",
+        "paused",
+        "429s",
+        title="DSP budget per seat",
+    )
+    for seat in budget.seats:
+        queued = "?" if seat.waiting_for_slot is None else str(seat.waiting_for_slot)
+        table.add_row(
+            seat.seat + (" (default)" if seat.seat == budget.default_seat else ""),
+            f"{seat.used} / {seat.limit} per {seat.window_seconds:g} s",
+            f"{seat.calls_waiting} ({seat.waiting_in_workers} + {queued})",
+            f"{seat.paused_seconds:.1f} s" if seat.paused_seconds > 0 else "no",
+            str(seat.throttled_total),
+        )
+    Console(highlight=False).print(table)
 
 
 async def _audit(service: ServiceContext, key: str, as_json: bool) -> int:

@@ -240,11 +240,10 @@ async def resubmit_entity(request: Request, key: str, body: ResubmitBody | None 
     }
 
 
-@router.get("/budget", response_model=BudgetOut, summary="The DSP rate budget now")
+@router.get("/budget", response_model=BudgetOut, summary="Every seat's DSP rate budget now")
 async def get_budget(request: Request) -> Any:
-    service = service_of(request)
-    waiting = await health.dsp_backlog(service)
-    return (await views.budget(service, waiting_for_slot=waiting)).to_json()
+    """A row per seat in `seats`; the top-level fields are the default seat's."""
+    return (await views.budget(service_of(request), with_backlog=True)).to_json()
 
 
 @health_router.get(

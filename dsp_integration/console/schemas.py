@@ -151,17 +151,50 @@ class ResubmitAnswer(BaseModel):
     previous_status: str
 
 
-class BudgetOut(BaseModel):
-    used: int = Field(description="DSP requests counted in the current rolling window")
-    limit: int
+class SeatBudgetOut(BaseModel):
+    seat: str
+    used: int = Field(description="the seat's DSP requests counted in its current rolling window")
+    limit: int = Field(description="the seat's requests allowed per window")
     window_seconds: float
-    throttled_total: int = Field(description="429 answers in the whole audit trail")
-    throttled_in_window: int = Field(description="429 answers in the current window")
-    paused_seconds: float = Field(description="seconds every worker still holds off after a 429")
-    waiting_for_slot: int | None = Field(
-        description="DSP calls queued in Temporal that no worker has taken yet "
-        "(approximate; null when Temporal does not answer)"
+    throttled_total: int = Field(description="the seat's 429 answers in the whole audit trail")
+    throttled_in_window: int = Field(description="the seat's 429 answers in its current window")
+    paused_seconds: float = Field(
+        description="seconds every worker still holds the seat's requests off after a 429"
     )
+    waiting_in_workers: int = Field(
+        description="the seat's DSP calls held by workers, queued for a slot in the ledger"
+    )
+    waiting_for_slot: int | None = Field(
+        description="the seat's DSP calls queued in its Temporal task queue that no worker has "
+        "taken yet (approximate; null when Temporal does not answer)"
+    )
+    calls_waiting: int = Field(
+        description="waiting_in_workers + waiting_for_slot (0 for a null backlog)"
+    )
+
+
+class BudgetOut(BaseModel):
+    """Every seat's budget in `seats` (the default seat first). The top-level fields are the
+    default seat's (`default_seat`), as they were before there were seats: not sums."""
+
+    used: int = Field(description="the default seat's requests counted in its rolling window")
+    limit: int = Field(description="the default seat's requests allowed per window")
+    window_seconds: float = Field(description="the default seat's window")
+    throttled_total: int = Field(description="the default seat's 429s in the whole audit trail")
+    throttled_in_window: int = Field(description="the default seat's 429s in its current window")
+    paused_seconds: float = Field(
+        description="seconds every worker still holds the default seat's requests off"
+    )
+    waiting_in_workers: int = Field(
+        description="the default seat's DSP calls held by workers, queued for a slot"
+    )
+    waiting_for_slot: int | None = Field(
+        description="the default seat's DSP calls queued in Temporal that no worker has taken "
+        "yet (approximate; null when Temporal does not answer)"
+    )
+    calls_waiting: int = Field(description="the default seat's calls waiting, both kinds")
+    default_seat: str = Field(description="the seat of entities whose file names none")
+    seats: list[SeatBudgetOut] = Field(description="every configured seat, the default first")
 
 
 class Health(BaseModel):

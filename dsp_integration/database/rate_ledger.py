@@ -24,7 +24,15 @@ in the same statement, and is granted a slot only when fewer callers are ahead o
 slots are free. The order Temporal dispatched them in (priority keys, fair shares between
 batches) is therefore the order they reach the DSP, although each worker holds a few of them
 at a time; without the queue they raced for each slot as it freed, and a small batch's last
-call could lose dozens of races in a row (devkit/bench/RESULTS.md, "Fair shares")."""
+call could lose dozens of races in a row (devkit/bench/RESULTS.md, "Fair shares").
+
+Everything above holds per seat (dsp-api-v2.md §1): each seat is its own DSP account with its
+own limit and window, so each seat has its own lock (`pg_advisory_xact_lock(LEDGER_LOCK_ID,
+hashtext(seat))`), and its slots, queue and pause are its rows alone. A seat's decisions are
+serialized under its lock and its statement counts, prunes and queues only its own rows, so
+the argument above is the argument for one seat whatever the others do: seat A's full window
+never refuses seat B, A's waiters never stand ahead of B's, A's pause never holds B. Two seats
+whose names hash alike share a lock: they wait for each other's decisions, but count apart."""
 
 from __future__ import annotations
 
@@ -57,8 +65,8 @@ from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
 from dsp_integration.database.engine import execute_core
 from dsp_integration.database.models import AuditRecord, RateLedgerEntry, RatePause, RateWaiter
 
+# The first key of each seat's advisory lock; the second is the seat's name hashed.
 LEDGER_LOCK_ID = 727_002
-PAUSE_ROW_ID = 1
 # How soon to look again while the slot that frees next is still in flight.
 IN_FLIGHT_RECHECK_SECONDS = 0.02
 # A waiter not seen for this long no longer holds the queue up: its worker died or lost its
@@ -82,47 +90,51 @@ class SlotDecision:
     """The caller's place in the queue when it was refused: pass it to the next attempt."""
 
 
-# One statement after the lock, so that it sees every slot granted before (READ COMMITTED
-# takes a snapshot per statement): the pause, the pruning, the count, the slot and the
-# request's audit row. The clock is read once (a materialized CTE), after the lock: a grant
-# then counts from no earlier than its decision, so the caller's bound on the arrival holds.
+# One statement after the seat's lock, so that it sees every slot of the seat granted before
+# (READ COMMITTED takes a snapshot per statement): the seat's pause, pruning, count, slot and
+# queue, and the request's audit row. Every row it reads or writes is the seat's own. The
+# clock is read once (a materialized CTE), after the lock: a grant then counts from no
+# earlier than its decision, so the caller's bound on the arrival holds.
 _TAKE_SLOT = text(
     """
     WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
     ahead AS (
         SELECT count(*) AS callers FROM dsp_rate_waiter, clock
-        WHERE seen_at >= clock.now - :stale AND (:ticket IS NULL OR id < :ticket)
+        WHERE seat = :seat AND seen_at >= clock.now - :stale
+            AND (:ticket IS NULL OR id < :ticket)
     ),
     pause AS (
         SELECT paused_until FROM dsp_rate_pause, clock
-        WHERE id = :pause_id AND paused_until > clock.now
+        WHERE seat = :seat AND paused_until > clock.now
     ),
     pruned AS (
-        DELETE FROM dsp_rate_ledger USING clock WHERE granted_at <= clock.now - :span
+        DELETE FROM dsp_rate_ledger USING clock
+        WHERE seat = :seat AND granted_at <= clock.now - :span
     ),
     recent AS (
         SELECT granted_at FROM dsp_rate_ledger, clock
-        WHERE granted_at > clock.now - :span
+        WHERE seat = :seat AND granted_at > clock.now - :span
         ORDER BY granted_at DESC LIMIT :limit
     ),
     counted AS (SELECT count(*) AS in_window FROM recent),
     slot AS (
-        INSERT INTO dsp_rate_ledger (granted_at)
-        SELECT clock.now + :hold FROM clock, counted, ahead
+        INSERT INTO dsp_rate_ledger (seat, granted_at)
+        SELECT :seat, clock.now + :hold FROM clock, counted, ahead
         WHERE counted.in_window + ahead.callers < :limit AND NOT EXISTS (SELECT 1 FROM pause)
         RETURNING id
     ),
     stale AS (
         DELETE FROM dsp_rate_waiter USING clock
-        WHERE seen_at < clock.now - :stale AND id IS DISTINCT FROM :ticket
+        WHERE seat = :seat AND seen_at < clock.now - :stale AND id IS DISTINCT FROM :ticket
     ),
     served AS (
-        DELETE FROM dsp_rate_waiter WHERE id = :ticket AND EXISTS (SELECT 1 FROM slot)
+        DELETE FROM dsp_rate_waiter
+        WHERE seat = :seat AND id = :ticket AND EXISTS (SELECT 1 FROM slot)
     ),
     waiting AS (
-        INSERT INTO dsp_rate_waiter (id, seen_at)
+        INSERT INTO dsp_rate_waiter (id, seat, seen_at)
         SELECT coalesce(:ticket, nextval(pg_get_serial_sequence('dsp_rate_waiter', 'id'))),
-            clock.now
+            :seat, clock.now
         FROM clock WHERE NOT EXISTS (SELECT 1 FROM slot)
         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
         RETURNING id
@@ -156,12 +168,13 @@ _TAKE_SLOT = text(
     *(
         bindparam(name, type_=kind)
         for kind, names in (
-            (Integer, ("pause_id", "limit", "attempt")),
+            (Integer, ("limit", "attempt")),
             (BigInteger, ("ticket",)),
             (Interval, ("span", "hold", "stale")),
             (
                 String,
                 (
+                    "seat",
                     "entity_key",
                     "method",
                     "path",
@@ -179,6 +192,11 @@ _TAKE_SLOT = text(
 )
 
 
+_SEAT_LOCK = text(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID}, hashtext(:seat))").bindparams(
+    bindparam("seat", type_=String)
+)
+
+
 async def leave_queue(session: AsyncSession, ticket: int) -> None:
     """The caller stopped waiting without a slot (cancelled)."""
     await session.execute(delete(RateWaiter).where(RateWaiter.id == ticket))
@@ -187,6 +205,7 @@ async def leave_queue(session: AsyncSession, ticket: int) -> None:
 async def try_take_slot(
     session: AsyncSession,
     *,
+    seat: str,
     limit: int,
     window: float,
     margin: float = 0.0,
@@ -194,21 +213,22 @@ async def try_take_slot(
     request: RequestEntry | None = None,
     ticket: int | None = None,
 ) -> SlotDecision:
-    """Grant a slot when fewer than `limit` requests may still be in the DSP's window and
-    fewer callers are queued before this one (`ticket`; a caller without one goes after
-    every queued one) than slots are free, and write `request`'s audit row with it: two
-    statements in the caller's transaction. A caller refused is queued (or seen again under
-    its ticket), a caller granted leaves the queue.
+    """Grant one of `seat`'s slots when fewer than `limit` of its requests may still be in
+    the DSP's window and fewer of its callers are queued before this one (`ticket`; a caller
+    without one goes after every queued one) than slots are free, and write `request`'s
+    audit row with it: two statements in the caller's transaction, under the seat's lock. A
+    caller refused is queued (or seen again under its ticket), a caller granted leaves the
+    queue. Other seats' slots, callers and pauses play no part.
 
     `hold` bounds how long after the grant the request can reach the DSP (it counts until
     `complete_slot`); `margin` widens the window, for a DSP whose clock runs fast."""
-    await session.execute(text(f"SELECT pg_advisory_xact_lock({LEDGER_LOCK_ID})"))
+    await session.execute(_SEAT_LOCK, {"seat": seat})
     entry = request or RequestEntry("", "", "", None, None)
     found = (
         await session.execute(
             _TAKE_SLOT,
             {
-                "pause_id": PAUSE_ROW_ID,
+                "seat": seat,
                 "span": timedelta(seconds=window + margin),
                 "hold": timedelta(seconds=hold),
                 "limit": limit,
@@ -303,13 +323,14 @@ def _request_completion_statement(*, answered: bool) -> Update | Delete:
     )
 
 
-async def pause_until(session: AsyncSession, seconds: float) -> None:
-    """Make every worker hold off for `seconds` (a 429, or the DSP saying none remain)."""
+async def pause_until(session: AsyncSession, seat: str, seconds: float) -> None:
+    """Make every worker hold off `seat`'s requests for `seconds` (a 429, or the DSP saying
+    none remain); the other seats go on."""
     until = func.clock_timestamp() + timedelta(seconds=seconds)
-    statement = insert(RatePause).values(id=PAUSE_ROW_ID, paused_until=until)
+    statement = insert(RatePause).values(seat=seat, paused_until=until)
     await session.execute(
         statement.on_conflict_do_update(
-            index_elements=[RatePause.id],
+            index_elements=[RatePause.seat],
             set_={
                 "paused_until": func.greatest(
                     RatePause.paused_until, literal_column("excluded.paused_until")
@@ -319,13 +340,63 @@ async def pause_until(session: AsyncSession, seconds: float) -> None:
     )
 
 
-async def granted_in_window(session: AsyncSession, window: float) -> int:
+async def granted_in_window(session: AsyncSession, seat: str, window: float) -> int:
+    """`seat`'s slots counted in the rolling window now (in flight, or answered within it)."""
     now = func.clock_timestamp()
     return int(
         await session.scalar(
             select(func.count())
             .select_from(RateLedgerEntry)
-            .where(RateLedgerEntry.granted_at > now - timedelta(seconds=window))
+            .where(
+                RateLedgerEntry.seat == seat,
+                RateLedgerEntry.granted_at > now - timedelta(seconds=window),
+            )
         )
         or 0
     )
+
+
+@dataclass(frozen=True)
+class SeatWindow:
+    """One seat's window as the operators see it."""
+
+    in_window: int
+    """Slots counted in the rolling window now."""
+    waiting: int
+    """Calls held by workers, queued for a slot (not seen for a while: not counted)."""
+    paused_seconds: float
+    """How much longer every worker holds the seat's requests off (0 when not paused)."""
+
+
+_SEAT_WINDOW = text(
+    """
+    WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now)
+    SELECT
+        (SELECT count(*) FROM dsp_rate_ledger
+            WHERE seat = :seat AND granted_at > clock.now - :window) AS in_window,
+        (SELECT count(*) FROM dsp_rate_waiter
+            WHERE seat = :seat AND seen_at >= clock.now - :stale) AS waiting,
+        (SELECT greatest(extract(epoch FROM paused_until - clock.now), 0)
+            FROM dsp_rate_pause WHERE seat = :seat) AS paused_seconds
+    FROM clock
+    """
+).bindparams(
+    bindparam("seat", type_=String),
+    bindparam("window", type_=Interval),
+    bindparam("stale", type_=Interval),
+)
+
+
+async def seat_window(session: AsyncSession, seat: str, window: float) -> SeatWindow:
+    """`seat`'s slots in the window, calls waiting for one and pause, read at one moment."""
+    found = (
+        await session.execute(
+            _SEAT_WINDOW,
+            {
+                "seat": seat,
+                "window": timedelta(seconds=window),
+                "stale": timedelta(seconds=WAITER_STALE_SECONDS),
+            },
+        )
+    ).one()
+    return SeatWindow(int(found.in_window), int(found.waiting), float(found.paused_seconds or 0.0))

@@ -1,4 +1,4 @@
-"""The shared DSP budget as the activities see it: wait for a slot, honour the DSP's word.
+"""A seat's shared DSP budget as the activities see it: wait for a slot, honour the DSP's word.
 
     async with limiter.slot() as slot:   # waits for a slot in the shared ledger
         ...send the request...
@@ -6,7 +6,8 @@
 
 The slot is the request's: completing it (`observe`, `pause` or `complete`) moves its count in
 the ledger from "may still be in flight" to "a window after its answer"; leaving the block
-completes it if nothing did."""
+completes it if nothing did. Each limiter is one seat's (dsp-api-v2.md §1): its slots, its queue
+and its pauses are that seat's alone in the ledger."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from datetime import datetime, timedelta
 
 from temporalio import activity
 
+from dsp_integration.config.seats import Seat
 from dsp_integration.database import rate_ledger
 from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
 from dsp_integration.database.engine import SessionFactory, autocommit_session
@@ -28,7 +30,7 @@ logger = logging.getLogger(__name__)
 # Longest single sleep between slot attempts, so the activity keeps heartbeating.
 MAX_SLEEP_SECONDS = 2.0
 
-# The limiter's policy, from the DSP settings (`SharedRateLimiter.for_dsp`).
+# The limiter's policy, from the DSP settings (`SharedRateLimiter.for_seat`).
 # The window is widened by this share of itself, for clocks that drift apart (the DSP's
 # against PostgreSQL's). Delays between a slot and the DSP seeing the request need no margin:
 # the ledger counts each request until a window after its answer (database/rate_ledger.py).
@@ -94,37 +96,45 @@ class RateSlot:
         await self._limiter.follow_dsp_count(remaining, reset)
 
     async def pause(self, seconds: float) -> None:
-        """Complete the slot after a 429: every worker holds off for `seconds`, not just this
-        one, for the budget is the token's."""
+        """Complete the slot after a 429: every worker holds the seat's requests off for
+        `seconds`, not just this one, for the budget is the seat's."""
         await self.complete()
         await self._limiter.pause(seconds)
 
 
 class SharedRateLimiter:
+    """One seat's limiter: `limit` requests per rolling `window` seconds for that seat, shared
+    by every worker through the ledger."""
+
     def __init__(
         self,
         session_factory: SessionFactory,
         *,
+        seat: str,
         limit: int,
         window: float,
         margin: float = 0.0,
         hold: float = 30.0,
     ) -> None:
         self._sessions = session_factory
+        self.seat = seat
         self._limit = limit
         self._window = window
         self._margin = margin
         self._hold = hold
 
     @classmethod
-    def for_dsp(
-        cls, session_factory: SessionFactory, *, limit: int, window: float, timeout: float
+    def for_seat(
+        cls, session_factory: SessionFactory, seat: Seat, timeout: float
     ) -> SharedRateLimiter:
-        """The limiter of a DSP allowing `limit` requests per rolling `window` seconds, each
-        request bounded by `timeout`: the margin and hold of this module's policy."""
+        """The limiter of `seat`, allowing its `rate_limit` requests per rolling `rate_window`
+        seconds, each request bounded by `timeout`: the margin and hold of this module's
+        policy."""
+        window = seat.rate_window
         return cls(
             session_factory,
-            limit=limit,
+            seat=seat.name,
+            limit=seat.rate_limit,
             window=window,
             margin=rate_margin(window),
             hold=slot_hold(timeout),
@@ -160,6 +170,7 @@ class SharedRateLimiter:
                 async with self._sessions.begin() as session:
                     decision = await rate_ledger.try_take_slot(
                         session,
+                        seat=self.seat,
                         limit=self._limit,
                         window=self._window,
                         margin=self._margin,
@@ -209,17 +220,19 @@ class SharedRateLimiter:
                 )
 
     async def pause(self, seconds: float) -> None:
-        """Every worker holds off for `seconds`."""
+        """Every worker holds the seat's requests off for `seconds`."""
         async with autocommit_session(self._sessions) as session:
-            await rate_ledger.pause_until(session, seconds)
+            await rate_ledger.pause_until(session, self.seat, seconds)
 
     async def follow_dsp_count(self, remaining: int | None, reset: float | None) -> None:
         """The DSP reports no requests remaining although ours do not fill the window:
-        somebody else's do (another client on the token), so pause until its reset."""
+        somebody else's do (another client on the seat), so pause the seat until its reset."""
         if remaining != 0 or not reset:
             return
         async with autocommit_session(self._sessions) as session:
-            ours = await rate_ledger.granted_in_window(session, self._window)
+            ours = await rate_ledger.granted_in_window(session, self.seat, self._window)
         if ours < self._limit:
-            logger.info("DSP reports no requests remaining; pausing %.2f s", reset)
+            logger.info(
+                "DSP reports no requests remaining for seat %s; pausing it %.2f s", self.seat, reset
+            )
             await self.pause(reset)

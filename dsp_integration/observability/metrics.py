@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterable
 from datetime import datetime
 
 from temporalio import activity
@@ -21,7 +22,8 @@ from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from dsp_integration.contracts import EntityStatus
+from dsp_integration.config.seats import Seat
+from dsp_integration.contracts import DEFAULT_SEAT, EntityStatus
 from dsp_integration.database import queue_store, rate_ledger
 from dsp_integration.database.engine import SessionFactory
 
@@ -30,6 +32,8 @@ logger = logging.getLogger(__name__)
 DSP_REQUESTS = "dsp_requests"
 DSP_RATE_LIMITED = "dsp_rate_limited"
 DSP_BUDGET_USED = "dsp_budget_used_ratio"
+DSP_REQUESTS_IN_WINDOW = "dsp_requests_in_window"
+DSP_CALLS_WAITING = "dsp_calls_waiting_for_slot"
 DSP_ENTITIES = "dsp_entities"
 DSP_TIME_TO_TERMINAL = "dsp_entity_time_to_terminal_seconds"
 COLLECT_SECONDS = 5.0
@@ -68,17 +72,24 @@ def _activity_meter() -> MetricMeter:
     return activity.metric_meter() if activity.in_activity() else MetricMeter.noop
 
 
-def count_dsp_request(method: str, path: str, status_code: int | None) -> None:
-    """One request that reached (or tried to reach) the DSP; status `none` when no answer."""
+def count_dsp_request(
+    method: str, path: str, status_code: int | None, seat: str = DEFAULT_SEAT
+) -> None:
+    """One request of `seat` that reached (or tried to reach) the DSP; status `none` when no
+    answer."""
     meter = _activity_meter()
+    endpoint = endpoint_of(method, path)
     attributes = {
-        "endpoint": endpoint_of(method, path),
+        "endpoint": endpoint,
         "status": str(status_code) if status_code is not None else "none",
+        "seat": seat,
     }
-    meter.create_counter(DSP_REQUESTS, "DSP requests by endpoint and status").add(1, attributes)
+    meter.create_counter(DSP_REQUESTS, "DSP requests by endpoint, status and seat").add(
+        1, attributes
+    )
     if status_code == 429:
         meter.create_counter(DSP_RATE_LIMITED, "DSP answers 429 rate_limited").add(
-            1, {"endpoint": attributes["endpoint"]}
+            1, {"endpoint": endpoint, "seat": seat}
         )
 
 
@@ -93,8 +104,9 @@ def observe_entity_finished(
 
 
 class WorkerGauges:
-    """Gauges read from PostgreSQL every `interval` seconds: entities by status and the
-    share of the DSP budget used in the current window. Every worker reports the same
+    """Gauges read from PostgreSQL every `interval` seconds: entities by status and, for every
+    seat (label `seat`), the share of its budget used in the current window, its requests in
+    the window and its calls waiting in the workers for a slot. Every worker reports the same
     values (they are facts of the shared database): aggregate them with max, not sum."""
 
     def __init__(
@@ -102,26 +114,37 @@ class WorkerGauges:
         meter: MetricMeter,
         sessions: SessionFactory,
         *,
-        limit: int,
-        window: float,
+        seats: Iterable[Seat],
         interval: float = COLLECT_SECONDS,
     ) -> None:
         self._sessions = sessions
-        self._limit = limit
-        self._window = window
+        self._seats = list(seats)
         self._interval = interval
         self._entities = meter.create_gauge(DSP_ENTITIES, "Entities by service status")
         self._budget = meter.create_gauge_float(
-            DSP_BUDGET_USED, "DSP requests granted in the current window / DSP_RATE_LIMIT"
+            DSP_BUDGET_USED, "A seat's DSP requests in the current window / its rate limit"
+        )
+        self._in_window = meter.create_gauge(
+            DSP_REQUESTS_IN_WINDOW, "A seat's DSP requests counted in the current window"
+        )
+        self._waiting = meter.create_gauge(
+            DSP_CALLS_WAITING, "A seat's DSP calls held by workers, waiting for a slot"
         )
 
     async def collect(self) -> None:
         async with self._sessions() as session:
             counts = await queue_store.count_by_status(session)
-            granted = await rate_ledger.granted_in_window(session, self._window)
+            windows = [
+                await rate_ledger.seat_window(session, seat.name, seat.rate_window)
+                for seat in self._seats
+            ]
         for status in EntityStatus:
             self._entities.set(counts.get(status.value, 0), {"status": status.value})
-        self._budget.set(granted / self._limit)
+        for seat, window in zip(self._seats, windows, strict=True):
+            labels = {"seat": seat.name}
+            self._budget.set(window.in_window / seat.rate_limit, labels)
+            self._in_window.set(window.in_window, labels)
+            self._waiting.set(window.waiting, labels)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

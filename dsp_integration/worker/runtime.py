@@ -166,12 +166,7 @@ async def run_worker(
         )
         if settings.dsp_reconcile_interval > 0:
             await ensure_reconcile_schedule(temporal, settings)
-        gauges = WorkerGauges(
-            client_meter(temporal),
-            sessions,
-            limit=settings.dsp_rate_limit,
-            window=settings.dsp_rate_window,
-        )
+        gauges = WorkerGauges(client_meter(temporal), sessions, seats=seats)
         async with AsyncExitStack() as running, asyncio.TaskGroup() as background:
             for worker in workers:
                 await running.enter_async_context(worker)
@@ -198,9 +193,7 @@ def seat_activities(
     """The DSP activities of one seat: its credentials, its share of the ledger and its
     contract. Each seat's DSP worker registers its own, on the seat's task queue, so an
     activity acts as the seat whose queue it came from."""
-    limiter = SharedRateLimiter.for_dsp(
-        sessions, limit=seat.rate_limit, window=seat.rate_window, timeout=settings.dsp_timeout
-    )
+    limiter = SharedRateLimiter.for_seat(sessions, seat, settings.dsp_timeout)
     return DspActivities(
         DspGateway(DspClient(http, seat.secret), limiter),
         sessions,

@@ -15,7 +15,7 @@ from temporalio.api.enums.v1 import EventType
 from devkit.mock_dsp.server import MockDspServer
 from dsp_integration.client import control
 from dsp_integration.client.submission import read_submission, submit
-from dsp_integration.contracts import SIGNAL_CANCEL, EntityStatus, workflow_id_for
+from dsp_integration.contracts import DEFAULT_SEAT, SIGNAL_CANCEL, EntityStatus, workflow_id_for
 from dsp_integration.database import rate_ledger
 from dsp_integration.database.models import QueuedEntity, RateWaiter
 from tests.integration.dag import advertiser
@@ -34,7 +34,7 @@ async def test_a_cancel_reaches_a_call_held_for_its_slot_within_seconds(
 ) -> None:
     key = "held-adv"
     async with stack.service.sessions.begin() as session:
-        await rate_ledger.pause_until(session, BUDGET_PAUSE_SECONDS)
+        await rate_ledger.pause_until(session, DEFAULT_SEAT, BUDGET_PAUSE_SECONDS)
     path = write_entities(tmp_path / "held.json", "held", [advertiser(key)])
     await submit(stack.service, read_submission(path))
     await _until(lambda: _waiting_for_slots(stack), "the POST never waited for its slot")

@@ -191,6 +191,9 @@ async def test_submit_follow_cancel_and_resubmit(stack: Stack, mock_dsp: MockDsp
         assert budget["limit"] == stack.settings.dsp_rate_limit
         assert 0 <= budget["used"] <= budget["limit"]
         assert budget["throttled_total"] == 0 and budget["waiting_for_slot"] == 0
+        assert budget["default_seat"] == "default"
+        assert [seat["seat"] for seat in budget["seats"]] == ["default"]
+        assert budget["seats"][0]["used"] == budget["used"]
 
         # Ended: no cancel. Refused payload: 422 with its problems. Fixed: 202, runs again.
         ended = await api.post("/api/entities/api-cr/cancel")

@@ -104,7 +104,7 @@ async def test_the_console_in_a_browser(
         await page.fill("#token", CONSOLE_TOKEN)
         await page.click("button[type=submit]")
         await expect(page.locator("h1")).to_have_text("Batches")
-        await expect(page.locator("#budget-meter")).to_be_visible()
+        await expect(page.locator("#budget-rows tr[data-seat=default] meter")).to_be_visible()
 
         # A broken file: refused whole, every problem listed per entity and field.
         await page.goto(console.url + "/submit")

@@ -140,13 +140,14 @@ async def test_an_operator_sees_the_batch_in_metrics_logs_queries_and_the_cli(
         assert metric(samples, "dsp_entities", status="blocked") == counts["blocked"]
         assert metric(samples, "dsp_entities", status="rejected") == counts["rejected"]
         assert metric(samples, "dsp_requests") == len(log)
+        assert metric(samples, "dsp_requests", seat="default") == len(log)
         posts = sum(1 for r in log if r.method == "POST" and r.path == "/v1/advertisers")
         assert posts == 2
         assert metric(samples, "dsp_requests", endpoint="POST /v1/advertisers") == posts
         polls = sum(1 for r in log if r.path.startswith("/v1/creatives/") and r.method == "GET")
         assert metric(samples, "dsp_requests", endpoint="GET /v1/creatives/{id}/status") == polls
         assert metric(samples, "dsp_rate_limited") == sum(1 for r in log if r.status == 429)
-        assert 0 <= metric(samples, "dsp_budget_used_ratio") <= 1
+        assert 0 <= metric(samples, "dsp_budget_used_ratio", seat="default") <= 1
         assert metric(samples, "dsp_entity_time_to_terminal_seconds_count") == len(expected)
         assert any(  # buckets in seconds, up to days of review
             name == "dsp_entity_time_to_terminal_seconds_bucket" and labels.get("le") == "86400"

@@ -47,15 +47,19 @@ function every(ms, step) {
 
 async function updateBudget() {
   const budget = await getJson("/api/budget");
-  const meter = document.getElementById("budget-meter");
-  meter.max = budget.limit;
-  meter.value = budget.used;
-  document.getElementById("budget-text").textContent =
-    budget.used + " / " + budget.limit + " requests in the last " + budget.window_seconds + " s";
-  document.getElementById("budget-throttled").textContent =
-    "429s seen: " + budget.throttled_total +
-    (budget.waiting_for_slot ? " · waiting for a slot: " + budget.waiting_for_slot : "") +
-    (budget.paused_seconds > 0 ? " · paused " + budget.paused_seconds.toFixed(1) + " s" : "");
+  document.getElementById("budget-rows").replaceChildren(...budget.seats.map((s) => {
+    const row = el("tr", null, { "data-seat": s.seat });
+    const name = el("td", s.seat);
+    if (s.seat === budget.default_seat) name.append(" ", el("span", "default", { class: "muted" }));
+    const used = el("td");
+    used.append(el("meter", null, { min: 0, max: s.limit, value: s.used }));
+    row.append(name, used,
+      el("td", s.used + " / " + s.limit + " in the last " + s.window_seconds + " s"),
+      el("td", s.calls_waiting),
+      el("td", s.throttled_total),
+      el("td", s.paused_seconds > 0 ? s.paused_seconds.toFixed(1) + " s" : ""));
+    return row;
+  }));
 }
 
 async function updateBatches() {

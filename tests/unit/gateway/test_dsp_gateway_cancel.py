@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from temporalio.testing import ActivityEnvironment
 
-from dsp_integration.contracts import EntityType
+from dsp_integration.contracts import DEFAULT_SEAT, EntityType
 from dsp_integration.database.audit_log import RequestEntry
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import AuditRecord, RatePause, RateWaiter
@@ -36,7 +36,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 def gateway(http: httpx.AsyncClient, sessions: SessionFactory, limit: int) -> DspGateway:
-    limiter = SharedRateLimiter(sessions, limit=limit, window=60.0, hold=5.0)
+    limiter = SharedRateLimiter(sessions, seat=DEFAULT_SEAT, limit=limit, window=60.0, hold=5.0)
     return DspGateway(DspClient(http, SecretStr("token")), limiter)
 
 
@@ -56,7 +56,9 @@ async def test_a_call_cancelled_while_it_waits_for_its_slot_sends_nothing(
 ) -> None:
     route = respx_mock.post("/v1/advertisers").respond(201, json=CREATED)
     calls = gateway(http, clean_database, limit=1)
-    await SharedRateLimiter(clean_database, limit=1, window=60.0).acquire()  # the only slot
+    await SharedRateLimiter(
+        clean_database, seat=DEFAULT_SEAT, limit=1, window=60.0
+    ).acquire()  # the only slot
     env = ActivityEnvironment()
     request = create_request(EntityType.ADVERTISERS, BODY, "adv:v1")
 
@@ -136,7 +138,7 @@ class CancelledOnGrant(SharedRateLimiter):
     """A limiter whose grant comes just as the user's last word cancels the call."""
 
     def __init__(self, sessions: SessionFactory, env: ActivityEnvironment) -> None:
-        super().__init__(sessions, limit=10, window=60.0, hold=5.0)
+        super().__init__(sessions, seat=DEFAULT_SEAT, limit=10, window=60.0, hold=5.0)
         self._env = env
 
     async def acquire(self, request: RequestEntry | None = None) -> RateSlot:
@@ -166,7 +168,7 @@ class CancelledWhileTold(SharedRateLimiter):
     headers of any other answer) when the user's last word cancels the call."""
 
     def __init__(self, sessions: SessionFactory, env: ActivityEnvironment) -> None:
-        super().__init__(sessions, limit=10, window=60.0, hold=5.0)
+        super().__init__(sessions, seat=DEFAULT_SEAT, limit=10, window=60.0, hold=5.0)
         self._env = env
         self.told = False
 

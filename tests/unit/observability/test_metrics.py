@@ -9,20 +9,25 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from temporalio import activity
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment
 
+from dsp_integration.config.seats import Seat
+from dsp_integration.contracts import DEFAULT_SEAT
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
-from dsp_integration.database.models import RateLedgerEntry
+from dsp_integration.database.models import RateLedgerEntry, RateWaiter
 from dsp_integration.observability import metrics
 from dsp_integration.observability.metrics import (
     DSP_BUDGET_USED,
+    DSP_CALLS_WAITING,
     DSP_ENTITIES,
     DSP_RATE_LIMITED,
     DSP_REQUESTS,
+    DSP_REQUESTS_IN_WINDOW,
     DSP_TIME_TO_TERMINAL,
     WorkerGauges,
     count_dsp_request,
@@ -59,19 +64,21 @@ async def test_dsp_requests_are_counted_by_endpoint_and_status_429s_apart() -> N
     @activity.defn
     async def calls() -> None:
         count_dsp_request("GET", "/v1/creatives/cre_1/status", 200)
-        count_dsp_request("GET", "/v1/creatives/cre_2/status", 429)
+        count_dsp_request("GET", "/v1/creatives/cre_2/status", 429, seat="acme-eu")
         count_dsp_request("POST", "/v1/creatives", None)
 
     await env.run(calls)
     got = buffer.retrieve_updates()
     requests = [(dict(u.attributes), u.value) for u in got if u.metric.name == DSP_REQUESTS]
-    assert [(a["endpoint"], a["status"], v) for a, v in requests] == [
-        ("GET /v1/creatives/{id}/status", "200", 1),
-        ("GET /v1/creatives/{id}/status", "429", 1),
-        ("POST /v1/creatives", "none", 1),
+    assert [(a["endpoint"], a["status"], a["seat"], v) for a, v in requests] == [
+        ("GET /v1/creatives/{id}/status", "200", DEFAULT_SEAT, 1),
+        ("GET /v1/creatives/{id}/status", "429", "acme-eu", 1),
+        ("POST /v1/creatives", "none", DEFAULT_SEAT, 1),
     ]
     limited = [dict(u.attributes) for u in got if u.metric.name == DSP_RATE_LIMITED]
-    assert [a["endpoint"] for a in limited] == ["GET /v1/creatives/{id}/status"]
+    assert [(a["endpoint"], a["seat"]) for a in limited] == [
+        ("GET /v1/creatives/{id}/status", "acme-eu")
+    ]
 
 
 def test_outside_an_activity_metrics_go_to_the_no_op_meter(
@@ -91,8 +98,12 @@ def test_outside_an_activity_metrics_go_to_the_no_op_meter(
         for u in buffer.retrieve_updates()
     ]
     assert got == [
-        (DSP_REQUESTS, {"endpoint": "GET /v1/campaigns/{id}/status", "status": "429"}, 1),
-        (DSP_RATE_LIMITED, {"endpoint": "GET /v1/campaigns/{id}/status"}, 1),
+        (
+            DSP_REQUESTS,
+            {"endpoint": "GET /v1/campaigns/{id}/status", "status": "429", "seat": DEFAULT_SEAT},
+            1,
+        ),
+        (DSP_RATE_LIMITED, {"endpoint": "GET /v1/campaigns/{id}/status", "seat": DEFAULT_SEAT}, 1),
         (DSP_TIME_TO_TERMINAL, {"entity_type": "campaigns", "status": "succeeded"}, 3.0),
     ]
 
@@ -113,7 +124,11 @@ async def test_time_to_terminal_is_recorded_in_seconds() -> None:
     assert attributes["entity_type"] == "creatives" and attributes["status"] == "rejected"
 
 
-async def test_gauges_report_entities_by_status_and_the_budget_used(
+def seat(name: str, limit: int) -> Seat:
+    return Seat(name, "http://dsp.example", 2, 0.0, limit, 60.0, SecretStr("unused"))
+
+
+async def test_gauges_report_entities_by_status_and_each_seats_budget(
     clean_database: SessionFactory,
 ) -> None:
     async with clean_database.begin() as session:
@@ -125,17 +140,26 @@ async def test_gauges_report_entities_by_status_and_the_budget_used(
             ],
         )
         now = await session.scalar(select(func.clock_timestamp()))
-        session.add_all(RateLedgerEntry(granted_at=now) for _ in range(5))
+        session.add_all(RateLedgerEntry(seat=DEFAULT_SEAT, granted_at=now) for _ in range(5))
+        session.add_all(RateLedgerEntry(seat="acme-eu", granted_at=now) for _ in range(3))
+        session.add_all(RateWaiter(seat="acme-eu", seen_at=now) for _ in range(2))
     runtime, buffer = buffered_runtime()
-    gauges = WorkerGauges(runtime.metric_meter, clean_database, limit=20, window=60.0)
+    seats = [seat(DEFAULT_SEAT, 20), seat("acme-eu", 4)]
+    gauges = WorkerGauges(runtime.metric_meter, clean_database, seats=seats)
 
     await gauges.collect()
 
-    entities = {a["status"]: v for a, v in updates(buffer, DSP_ENTITIES)}
+    got = buffer.retrieve_updates()
+    entities = {u.attributes["status"]: u.value for u in got if u.metric.name == DSP_ENTITIES}
     assert entities["waiting"] == 3
     assert entities["succeeded"] == 0 and entities["blocked"] == 0
-    await gauges.collect()
-    assert [v for _, v in updates(buffer, DSP_BUDGET_USED)] == [0.25]
+
+    def by_seat(name: str) -> dict[str, float]:
+        return {u.attributes["seat"]: u.value for u in got if u.metric.name == name}
+
+    assert by_seat(DSP_BUDGET_USED) == {DEFAULT_SEAT: 0.25, "acme-eu": 0.75}
+    assert by_seat(DSP_REQUESTS_IN_WINDOW) == {DEFAULT_SEAT: 5, "acme-eu": 3}
+    assert by_seat(DSP_CALLS_WAITING) == {DEFAULT_SEAT: 0, "acme-eu": 2}
 
 
 def test_json_logs_carry_the_entity_key_workflow_id_and_attempt() -> None:
