@@ -49,6 +49,7 @@ from dsp_integration.activities.fan_out import DependantFanOut
 from dsp_integration.activities.queue_records import QueueActivities
 from dsp_integration.client.workflow_starts import signal_running_workflows
 from dsp_integration.config import Settings
+from dsp_integration.config.seat_config import SeatConfig
 from dsp_integration.contracts import (
     ENTITY_WORKFLOW_NAME,
     SIGNAL_REPRIORITISE,
@@ -228,6 +229,10 @@ class Script:
     crash_after_send: int = 0
 
 
+# A seat beside the default one in every world (see `World.workers`).
+SECOND_SEAT = "second"
+
+
 @dataclass
 class DspCall:
     """One attempt of a DSP call; `at` is when the attempt started, in test-server time."""
@@ -244,6 +249,7 @@ class DspCall:
     priority: int | None = None  # the Temporal priority key the workflow scheduled it with
     fairness_key: str | None = None  # and the fairness key (its batch)
     fairness_weight: float | None = None  # and the batch's weight
+    task_queue: str | None = None  # the queue it ran on: its seat's
 
 
 class World:
@@ -460,8 +466,12 @@ class World:
         high enough never to hold a test up, and the workflows run in the sandbox."""
         queue = QueueActivities(self.sessions, self.client, self.task_queue)
         fan_out = DependantFanOut(self.sessions, self.client, self.task_queue)
+        # The default seat and a second one (`SECOND_SEAT`), each with its own DSP worker.
         settings = Settings(
-            temporal_task_queue=self.task_queue, dsp_rate_limit=100_000, dsp_rate_window=1
+            temporal_task_queue=self.task_queue,
+            dsp_rate_limit=100_000,
+            dsp_rate_window=1,
+            dsp_seats=[SeatConfig(name=SECOND_SEAT, rate_limit=100_000, rate_window=1)],
         )
         workers = build_workers(
             self.client,
@@ -673,6 +683,7 @@ class World:
             priority=info.priority.priority_key,
             fairness_key=info.priority.fairness_key,
             fairness_weight=info.priority.fairness_weight,
+            task_queue=info.task_queue,
             **details,
         )
         self.calls.append(call)
