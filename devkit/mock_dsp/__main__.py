@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from pydantic.fields import FieldInfo
 
 from devkit.mock_dsp.app import create_app
 from devkit.mock_dsp.config import ALL_FAULT_KINDS, MockDspConfig
+from devkit.mock_dsp.credentials import TokenRequestRecord
 from devkit.mock_dsp.entities import iso
 from devkit.mock_dsp.request_log import RequestRecord
 from devkit.mock_dsp.server import uvicorn_server
@@ -41,6 +43,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def _help(name: str, field: FieldInfo) -> str:
     if name == "token":
         return "the bearer token to accept (default: $DSP_API_TOKEN, else dev-token)"
+    if name == "seats":
+        return (
+            'JSON, or @FILE holding it: {"<seat>": {"token": ..., "client_id": ..., '
+            '"client_secret": ..., "rate_limit": 40, "rate_window": 60}, ...} '
+            "(default: one seat, default, of --token, --rate-limit, --rate-window)"
+        )
     if _is_list(field):
         return f"comma-separated, from: {', '.join(ALL_FAULT_KINDS)} (default: all but drop)"
     default = field.get_default(call_default_factory=True)
@@ -49,6 +57,19 @@ def _help(name: str, field: FieldInfo) -> str:
 
 def _is_list(field: FieldInfo) -> bool:
     return typing.get_origin(field.annotation) is list
+
+
+def _is_dict(field: FieldInfo) -> bool:
+    return typing.get_origin(field.annotation) is dict
+
+
+def _json_option(value: str) -> object:
+    """The option's JSON, or with `@path` the file's: a seat's secrets need not be in the
+    command line that `ps` shows."""
+    if value.startswith("@"):
+        with open(value[1:], encoding="utf-8") as file:
+            return json.load(file)
+    return json.loads(value)
 
 
 def _is_int_choice(field: FieldInfo) -> bool:
@@ -68,6 +89,8 @@ def config_from(args: argparse.Namespace) -> MockDspConfig:
             continue
         if _is_list(field):
             value = [item.strip() for item in value.split(",") if item.strip()]
+        elif _is_dict(field):
+            value = _json_option(value)
         elif _is_int_choice(field) and value.strip().lstrip("-").isdigit():
             value = int(value)
         values[name] = value
@@ -75,9 +98,11 @@ def config_from(args: argparse.Namespace) -> MockDspConfig:
 
 
 def log_line(record: RequestRecord) -> None:
-    """One line per request; the token never appears, only whether it was valid."""
+    """One line per request; the token never appears, only its seat and whether it was valid."""
     parts = [iso(record.wall_time), record.method, record.path, str(record.status)]
-    if not record.token_valid:
+    if record.token_expired:
+        parts.append("token=expired")
+    elif not record.token_valid:
         parts.append("token=invalid")
     if record.idempotency_key is not None:
         parts.append(f"idempotency_key={record.idempotency_key}")
@@ -87,17 +112,38 @@ def log_line(record: RequestRecord) -> None:
         parts.append("replayed")
     if record.fault:
         parts.append(f"fault={record.fault}")
+    if record.seat is not None:
+        parts.append(f"seat={record.seat}")
     print(" ".join(parts), flush=True)
+
+
+def token_log_line(record: TokenRequestRecord) -> None:
+    """One line per token request: the client_id and seat, never the secret or the token."""
+    parts = [iso(record.wall_time), "POST", "/v1/oauth/token", str(record.status)]
+    if record.client_id is not None:
+        parts.append(f"client_id={record.client_id}")
+    if record.seat is not None:
+        parts.append(f"seat={record.seat}")
+    print(" ".join(parts), flush=True)
+
+
+def describe_seats(config: MockDspConfig) -> str:
+    return ", ".join(
+        f"{name} {seat.rate_limit} per {seat.rate_window:g} s"
+        + (" (client credentials)" if seat.client_id is not None else "")
+        for name, seat in config.seat_table().items()
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = config_from(args)
-    except ValueError as error:
+    except (OSError, ValueError) as error:
         print(f"mock DSP: bad option: {error}", file=sys.stderr)
         return 2
-    server = uvicorn_server(create_app(config, on_request=log_line), args.host, args.port)
+    app = create_app(config, on_request=log_line, on_token_request=token_log_line)
+    server = uvicorn_server(app, args.host, args.port)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         if server.should_exit:
@@ -107,8 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     print(
-        f"mock DSP on http://{args.host}:{args.port} "
-        f"(rate limit {config.rate_limit} per {config.rate_window:g} s)",
+        f"mock DSP on http://{args.host}:{args.port} (seats: {describe_seats(config)})",
         flush=True,
     )
     server.run()

@@ -1,5 +1,6 @@
-"""`/_mock/` endpoints for tests and operators: read the log and the entities, reset, change
-the knobs, and fill the token's window. They need no token and do not count toward it."""
+"""`/_mock/` endpoints for tests and operators: read the logs and the entities, reset, change
+the knobs (the seats too), fill a seat's window, revoke or expire a seat's tokens. They need
+no token and count toward no window. The config they show leaves out tokens and secrets."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from devkit.mock_dsp.config import MockDspConfig
 from devkit.mock_dsp.replies import ApiError, validation_error
 from devkit.mock_dsp.state import MockDsp
 
-HIDDEN_CONFIG_FIELDS = {"token"}
+HIDDEN_CONFIG_FIELDS: dict[str, Any] = {
+    "token": True,
+    "seats": {"__all__": {"token", "client_secret"}},
+}
 
 
 def _dsp(request: Request) -> MockDsp:
@@ -44,6 +48,10 @@ def _public_config(config: MockDspConfig) -> dict[str, Any]:
 
 async def requests(request: Request) -> Response:
     return JSONResponse([record.to_json() for record in _dsp(request).request_log])
+
+
+async def token_requests(request: Request) -> Response:
+    return JSONResponse([record.to_json() for record in _dsp(request).token_log])
 
 
 async def stats(request: Request) -> Response:
@@ -79,27 +87,59 @@ async def patch_config(request: Request) -> Response:
     return JSONResponse(_public_config(dsp.config))
 
 
+def _optional_string(body: dict[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise validation_error(field, "must be a string")
+    return value
+
+
 async def throttle(request: Request) -> Response:
-    """`{"requests": N, "token": optional}`: N phantom requests in the token's window."""
+    """`{"requests": N, "seat": optional, "token": optional}`: N phantom requests in the
+    seat's window (else the token's seat's, else the default seat's)."""
     try:
         body = await _json_object(request)
         count = body.get("requests")
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise validation_error("requests", "must be a non-negative integer")
-        token = body.get("token")
-        if token is not None and not isinstance(token, str):
-            raise validation_error("token", "must be a string")
+        token = _optional_string(body, "token")
+        seat = _optional_string(body, "seat")
+        in_window = _dsp(request).throttle(count, token, seat)
     except ApiError as error:
         return _error(error)
-    return JSONResponse({"in_window": _dsp(request).throttle(count, token)})
+    except ValueError as error:
+        return _error(validation_error("seat", str(error)))
+    return JSONResponse({"in_window": in_window})
+
+
+async def change_tokens(request: Request) -> Response:
+    """`POST /_mock/tokens/revoke` or `/_mock/tokens/expire`, `{"seat": name}`: every token
+    issued to the seat is now revoked (`401 unauthorized`) or expired (`401 token_expired`)."""
+    dsp = _dsp(request)
+    try:
+        seat = _optional_string(await _json_object(request), "seat")
+        if seat is None:
+            raise validation_error("seat", "is required")
+        if request.url.path.endswith("/revoke"):
+            changed = dsp.revoke_tokens(seat)
+        else:
+            changed = dsp.expire_tokens(seat)
+    except ApiError as error:
+        return _error(error)
+    except ValueError as error:
+        return _error(validation_error("seat", str(error)))
+    return JSONResponse({"tokens": changed})
 
 
 ADMIN_ROUTES = [
     Route("/requests", requests, methods=["GET"]),
+    Route("/token_requests", token_requests, methods=["GET"]),
     Route("/stats", stats, methods=["GET"]),
     Route("/entities", entities, methods=["GET"]),
     Route("/reset", reset, methods=["POST"]),
     Route("/config", get_config, methods=["GET"]),
     Route("/config", patch_config, methods=["PATCH"]),
     Route("/throttle", throttle, methods=["POST"]),
+    Route("/tokens/revoke", change_tokens, methods=["POST"]),
+    Route("/tokens/expire", change_tokens, methods=["POST"]),
 ]

@@ -1,11 +1,14 @@
 """The `/v1/` API: every request passes the limiter, then the token check, then routing and
 the fault dice, and is answered with the rate-limit headers and written to the log. A
-`drop` fault's answer is never sent: `api_endpoint` resets the connection instead."""
+`drop` fault's answer is never sent: `api_endpoint` resets the connection instead.
+
+The limiter's window is the seat's when the token is one of its tokens, valid or not (an
+expired token's `401` counts, dsp-api-v2.md §2), else the unknown token's own. The token
+endpoint, `POST /v1/oauth/token`, is not here but in oauth.py: it counts toward no window."""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import re
 import socket
@@ -108,25 +111,31 @@ def _logged_body(raw: bytes) -> Any:
 
 
 def _perform(
-    dsp: MockDsp, call: ApiCall, operation: str, entity_type: str, entity_id: str | None, now: float
+    dsp: MockDsp,
+    call: ApiCall,
+    seat: str,
+    operation: str,
+    entity_type: str,
+    entity_id: str | None,
+    now: float,
 ) -> tuple[Reply, str | None, bool]:
     """The reply, the id of the entity created (if any) and whether it was a replay."""
     if operation == "create":
-        created = dsp.create(call.token or "", entity_type, call.raw, call.idempotency_key, now)
+        created = dsp.create(seat, entity_type, call.raw, call.idempotency_key, now)
         return created.reply, created.created_id, created.replayed
     if operation == "search":
-        found = dsp.search(call.token or "", entity_type, call.query_value(EXTERNAL_ID), now)
+        found = dsp.search(seat, entity_type, call.query_value(EXTERNAL_ID), now)
         return Reply(200, found), None, False
     assert entity_id is not None
     match operation:
         case "status":
-            body = dsp.status(entity_type, entity_id, now)
+            body = dsp.status(seat, entity_type, entity_id, now)
         case "get":
-            body = dsp.view(entity_type, entity_id, now)
+            body = dsp.view(seat, entity_type, entity_id, now)
         case "replace":
-            body = dsp.replace(entity_type, entity_id, call.raw, now)
+            body = dsp.replace(seat, entity_type, entity_id, call.raw, now)
         case _:
-            body = dsp.archive(entity_type, entity_id, now)
+            body = dsp.archive(seat, entity_type, entity_id, now)
     return Reply(200, body), None, False
 
 
@@ -152,22 +161,30 @@ def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
         wall = utc_now()
         config = dsp.config
         token = call.token or ""
-        decision = dsp.limiter.hit(token_id(token), now, config.rate_limit, config.rate_window)
-        token_valid = call.token is not None and hmac.compare_digest(
-            call.token.encode(), config.token.encode()
-        )
+        seats = config.seat_table()
+        check = dsp.tokens.check(call.token, seats, now)
+        seat = seats.get(check.seat) if check.seat is not None else None
+        limit = seat.rate_limit if seat is not None else config.rate_limit
+        window = seat.rate_window if seat is not None else config.rate_window
+        window_key = dsp.window_of(check.seat, token)
+        decision = dsp.limiter.hit(window_key, now, limit, window)
+        token_valid = check.state == "valid"
         fault = None
         created_id = None
         replayed = False
+        token_expired = False
         if not decision.allowed:
             reply = error_reply(
                 429,
                 "rate_limited",
-                f"more than {config.rate_limit} requests in {config.rate_window:g} seconds; "
+                f"more than {limit} requests in {window:g} seconds; "
                 f"retry after {decision.retry_after} s",
             )
-        elif not token_valid:
-            reply = error_reply(401, "unauthorized", "missing or wrong bearer token")
+        elif check.state == "expired":
+            token_expired = True
+            reply = error_reply(401, "token_expired", "the token has expired: get a new one")
+        elif not token_valid or check.seat is None:
+            reply = error_reply(401, "unauthorized", "missing, wrong or revoked bearer token")
         else:
             try:
                 operation, entity_type, entity_id = _route(
@@ -179,7 +196,7 @@ def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
                     reply = unavailable()
                 else:
                     reply, created_id, replayed = _perform(
-                        dsp, call, operation, entity_type, entity_id, now
+                        dsp, call, check.seat, operation, entity_type, entity_id, now
                     )
             except ApiError as error:
                 reply = error.reply()
@@ -200,6 +217,9 @@ def answer(dsp: MockDsp, call: ApiCall) -> ApiAnswer:
             replayed=replayed,
             created_id=created_id,
             query=call.query,
+            seat=check.seat,
+            token_expired=token_expired,
+            window=window_key,
         )
         dsp.log.append(record)
         delay = config.slow_seconds if fault == "slow" else 0.0

@@ -66,7 +66,8 @@ class Entity:
     outcome_reason: str | None
     archived_at: datetime | None = None
     account: str = ""
-    """The creating token's `token_id`: a version-2 search lists only its own entities."""
+    """The account (`MockDsp.account`) of the seat whose token created it: only that seat
+    finds it, refers to it or lists it."""
 
     @classmethod
     def create(

@@ -17,6 +17,12 @@ def token_id(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
+def window_key(seat: str | None, token_key: str) -> str:
+    """The rolling window a request counts toward: its seat's, whichever of the seat's
+    tokens it carries (even an expired one), or an unknown token's own (by `token_id`)."""
+    return f"seat:{seat}" if seat is not None else f"token:{token_key}"
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     at: float
@@ -34,6 +40,12 @@ class RequestRecord:
     created_id: str | None
     query: str = ""
     """The raw query string (a version-2 search's `external_id=...`), without the `?`."""
+    seat: str | None = None
+    """The seat of the request's token (valid, expired or revoked); None for an unknown one."""
+    token_expired: bool = False
+    """The answer was `401 token_expired`."""
+    window: str = ""
+    """The limiter's key of the window the request counted toward (`window_key`)."""
 
     @property
     def entity_type(self) -> str | None:
@@ -55,6 +67,8 @@ class RequestRecord:
             "replayed": self.replayed,
             "created_id": self.created_id,
             "query": self.query,
+            "seat": self.seat,
+            "token_expired": self.token_expired,
         }
 
 
@@ -83,17 +97,32 @@ class RequestLog:
     def records(self) -> list[RequestRecord]:
         return list(self._records)
 
-    def max_in_window(self, window: float, token: str | None = None) -> int:
-        """The most requests of one token (or of `token` only) in any rolling window."""
-        by_token: dict[str, list[float]] = {}
+    def max_in_window(
+        self, window: float, token: str | None = None, seat: str | None = None
+    ) -> int:
+        """The most requests counted toward one window (a seat's, or an unknown token's) in
+        any rolling `window` seconds; only those of `token` or of `seat` if given."""
+        by_window: dict[str, list[float]] = {}
         wanted = token_id(token) if token is not None else None
         for record in self._records:
-            if wanted is None or record.token_id == wanted:
-                by_token.setdefault(record.token_id, []).append(record.at)
-        return max((max_in_window(times, window) for times in by_token.values()), default=0)
+            if (wanted is None or record.token_id == wanted) and (
+                seat is None or record.seat == seat
+            ):
+                by_window.setdefault(record.window, []).append(record.at)
+        return max((max_in_window(times, window) for times in by_window.values()), default=0)
 
     def count_status(self, status: int) -> int:
         return sum(1 for r in self._records if r.status == status)
+
+    def seat_stats(self, seat: str, window: float) -> dict[str, Any]:
+        records = [r for r in self._records if r.seat == seat]
+        return {
+            "total": len(records),
+            "rate_limited": sum(1 for r in records if r.status == 429),
+            "unauthorized": sum(1 for r in records if r.status == 401 and not r.token_expired),
+            "token_expired": sum(1 for r in records if r.token_expired),
+            "max_in_window": self.max_in_window(window, seat=seat),
+        }
 
     def stats(self, window: float) -> dict[str, Any]:
         by_endpoint = Counter(f"{r.method} {r.entity_type or r.path}" for r in self._records)

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from devkit.mock_dsp.app import create_app
 from devkit.mock_dsp.config import MockDspConfig
-from devkit.mock_dsp.state import MockDsp, RequestListener
+from devkit.mock_dsp.state import MockDsp, RequestListener, TokenRequestListener
 
 
 class UvicornServer(uvicorn.Server):
@@ -56,11 +56,12 @@ class MockDspServer:
         host: str = "127.0.0.1",
         port: int = 0,
         on_request: RequestListener | None = None,
+        on_token_request: TokenRequestListener | None = None,
         shutdown_timeout: float = 0.5,
     ) -> None:
         self.host = host
         self.shutdown_timeout = shutdown_timeout
-        self.app = create_app(config, on_request=on_request)
+        self.app = create_app(config, on_request=on_request, on_token_request=on_token_request)
         self._requested_port = port
         self._port: int | None = None
         self._socket: socket.socket | None = None

@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from devkit.mock_dsp.config import FaultKind
+from devkit.mock_dsp.config import DEFAULT_SEAT, FaultKind
 from devkit.mock_dsp.request_log import RequestRecord
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.temporal_server import TemporalDevServer
@@ -33,7 +33,7 @@ from tests.integration.fault_support import (
     entities_by_reference,
     summarize,
 )
-from tests.integration.harness import TEST_TOKEN, Stack, write_entities
+from tests.integration.harness import Stack, write_entities
 
 SEARCH_LAG = 2.0
 EXTERNAL_ID = "external_id"
@@ -153,7 +153,7 @@ async def test_a_second_live_entity_with_the_key_is_archived_with_a_note(
     # Another client (or the DSP itself) created an entity with our reference earlier.
     raw = json.dumps({**entity["payload"], EXTERNAL_ID: "v2c-adv"}).encode()
     with mock_dsp.dsp.lock:
-        other = mock_dsp.dsp.create(TEST_TOKEN, "advertisers", raw, None, time.monotonic())
+        other = mock_dsp.dsp.create(DEFAULT_SEAT, "advertisers", raw, None, time.monotonic())
     assert other.created_id is not None
     scripted.add("drop", "POST", idempotency_key="v2c-adv:v1")
     path = write_entities(tmp_path / "v2c.json", "v2c", [entity])
