@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -10,9 +11,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from devkit.mock_dsp.config import MockSeat
 from devkit.stack.ports import port_open, wait_for_port
 from devkit.stack.process import ManagedProcess
-from dsp_integration.config.settings import DEV_API_TOKEN, MOCK_DSP_PORT, PROJECT_ROOT, Settings
+from dsp_integration.config.seats import Seats
+from dsp_integration.config.settings import (
+    DEV_API_TOKEN,
+    DEV_DIR,
+    MOCK_DSP_PORT,
+    PROJECT_ROOT,
+    Settings,
+)
 
 
 class MockDspError(RuntimeError):
@@ -78,12 +87,17 @@ class MockDspProcess:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> MockDspProcess:
-        """A mock matching the service's DSP settings (token, rate limit and window)."""
+        """A mock matching the service's DSP settings: the default seat's token, rate limit
+        and window, and, with DSP_SEATS, every seat with its credentials and window (passed
+        in a file only this user reads, so no secret shows in the process list)."""
+        seats = settings.seats()
         options: dict[str, object] = {
             "token": settings.dsp_token().get_secret_value(),
             "rate_limit": settings.dsp_rate_limit,
             "rate_window": settings.dsp_rate_window,
         }
+        if settings.dsp_seats:
+            options["extra_args"] = ["--seats", f"@{_seats_file(seats)}"]
         options.update(overrides)
         return cls(**options)  # type: ignore[arg-type]
 
@@ -143,6 +157,33 @@ class MockDspProcess:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _seats_file(seats: Seats) -> Path:
+    """The seats as the mock takes them (`--seats @file`), in a file only this user reads."""
+    table = {
+        seat.name: (
+            MockSeat(
+                client_id=seat.client_id,
+                client_secret=seat.secret.get_secret_value(),
+                rate_limit=seat.rate_limit,
+                rate_window=seat.rate_window,
+            )
+            if seat.client_id is not None
+            else MockSeat(
+                token=seat.secret.get_secret_value(),
+                rate_limit=seat.rate_limit,
+                rate_window=seat.rate_window,
+            )
+        ).model_dump(exclude_none=True)
+        for seat in seats
+    }
+    DEV_DIR.mkdir(parents=True, exist_ok=True)
+    path = DEV_DIR / "mock-seats.json"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(table))
+    return path
 
 
 def _number(value: float) -> str:
