@@ -27,6 +27,7 @@ from dsp_integration.client.submission import (
 )
 from dsp_integration.client.temporal_client import TemporalUnavailable
 from dsp_integration.config import Settings
+from dsp_integration.config.seats import SeatProblems
 from dsp_integration.contracts import DSP_FAIRNESS_WEIGHT, PriorityLevel
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.entities import SubmissionRefused
@@ -100,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         settings = Settings()
+        if args.command != "migrate":
+            settings.seats()  # the seats' configuration, all its problems at once
         return asyncio.run(_dispatch(args, settings))
+    except SeatProblems as problems:
+        for line in problems.problems:
+            err.print(f"error: bad configuration: {line}", markup=False)
+        return EXIT_REFUSED
     except SubmissionRefused as refused:
         err.print(f"refused: {len(refused.problems)} problem(s); nothing was stored or started")
         for problem in refused.problems:

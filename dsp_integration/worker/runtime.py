@@ -24,7 +24,7 @@ from dsp_integration.activities.reconciler import OrphanReconciler
 from dsp_integration.client.temporal_client import connect_temporal
 from dsp_integration.config import Settings
 from dsp_integration.database.engine import open_database
-from dsp_integration.dsp_client import DspClient, build_http_client
+from dsp_integration.dsp_client import DspClient, build_http_client, token_source
 from dsp_integration.gateway.dsp_gateway import DspGateway
 from dsp_integration.gateway.heartbeat import HEARTBEAT_EVERY
 from dsp_integration.gateway.rate_limiter import SharedRateLimiter
@@ -120,6 +120,8 @@ async def run_worker(
         tuning = WorkerTuning()
     if client is None:
         install_runtime(settings.metrics_port)  # before connecting: the client reports through it
+    seats = settings.seats()
+    seat = seats[seats.default]
     temporal = client or await connect_temporal(settings)
     async with (
         open_database(settings.effective_database_url) as sessions,
@@ -132,7 +134,7 @@ async def run_worker(
             timeout=settings.dsp_timeout,
         )
         dsp = DspActivities(
-            DspGateway(DspClient(http, settings.dsp_token()), limiter),
+            DspGateway(DspClient(http), token_source(seat, http), limiter, seat.name),
             sessions,
             DspContract(
                 version=settings.dsp_api_version,

@@ -16,9 +16,15 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from dsp_integration.activities.dsp_calls import DspActivities
-from dsp_integration.contracts import CreatedEntity, EntityType, ErrorType, SubmitEntityInput
+from dsp_integration.contracts import (
+    DEFAULT_SEAT,
+    CreatedEntity,
+    EntityType,
+    ErrorType,
+    SubmitEntityInput,
+)
 from dsp_integration.database.engine import SessionFactory
-from dsp_integration.dsp_client import DspClient, build_http_client
+from dsp_integration.dsp_client import DspClient, StaticToken, build_http_client
 from dsp_integration.gateway.dsp_gateway import DspGateway
 from dsp_integration.gateway.rate_limiter import SharedRateLimiter
 
@@ -40,7 +46,8 @@ async def activities(clean_database: SessionFactory) -> AsyncIterator[DspActivit
     async with build_http_client(BASE_URL, 5.0) as http:
         limiter = SharedRateLimiter(clean_database, limit=100, window=60.0, hold=5.0)
         yield DspActivities(
-            DspGateway(DspClient(http, SecretStr("token")), limiter), clean_database
+            DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT),
+            clean_database,
         )
 
 
