@@ -41,7 +41,7 @@ from dsp_integration.dsp_client import (
     search_request,
     status_request,
 )
-from dsp_integration.gateway.dsp_gateway import DspGateway
+from dsp_integration.gateway.dsp_gateway import DspGateway, sent_nothing
 from dsp_integration.gateway.heartbeat import auto_heartbeat
 
 EXTERNAL_ID = "external_id"
@@ -83,7 +83,8 @@ class DspActivities:
         """POST the entity. Version 1: the Idempotency-Key makes every retry answer with the
         first entity. Version 2: a retry of an attempt that may have landed (a worker that
         died between send and record) sends nothing, and a fault after the request may have
-        reached the DSP is not retried: both fail `DspMayHaveLanded`."""
+        reached the DSP is not retried: both fail `DspMayHaveLanded` (not a failed login:
+        nothing was sent, nor a `401 token_expired`: the DSP did nothing)."""
         if self._versioned_keys:
             exchange = await self._gateway.call(request.key, self._create(request))
         else:
@@ -92,7 +93,7 @@ class DspActivities:
             try:
                 exchange = await self._gateway.call(request.key, self._create(request))
             except ApplicationError as err:
-                if err.type == ErrorType.DSP_TRANSIENT:
+                if err.type == ErrorType.DSP_TRANSIENT and not sent_nothing(err):
                     raise _may_have_landed(request, err.message) from err
                 raise
         dsp_id, dsp_status = parse_created(exchange)

@@ -103,7 +103,7 @@ def _existing(row: QueuedEntity) -> ExistingEntity:
 def configured_seats(settings: Settings) -> SeatChoice:
     """The seats a file may name, and the default seat, from the settings (raises
     `SeatProblems` when the seats' configuration is wrong)."""
-    seats = settings.seats()
+    seats = settings.seat_layout()
     return SeatChoice.of(seats.names(), seats.default)
 
 

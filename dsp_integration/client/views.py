@@ -379,7 +379,7 @@ async def budget(service: ServiceContext, *, with_backlog: bool = False) -> Budg
     limiter counts it), calls the workers hold waiting for a slot, 429s in the audit trail
     and any pause the workers honour after one. `with_backlog` also asks Temporal for each
     seat's DSP task-queue backlog (a round trip per seat)."""
-    seats = service.settings.seats()
+    seats = service.settings.seat_layout()
     ordered = sorted(seats, key=lambda seat: (seat.name != seats.default, seat.name))
     async with service.sessions() as session:
         windows = [

@@ -101,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         settings = Settings()
+        if args.command != "migrate":
+            settings.seat_layout()  # the seats' configuration, all its problems at once
         return asyncio.run(_dispatch(args, settings))
+    except SeatProblems as problems:
+        for line in problems.problems:
+            err.print(f"error: bad configuration: {line}", markup=False)
+        return EXIT_REFUSED
     except SubmissionRefused as refused:
         err.print(f"refused: {len(refused.problems)} problem(s); nothing was stored or started")
         for problem in refused.problems:
@@ -112,11 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except pydantic.ValidationError as error:
         err.print(f"error: bad configuration: {_first_error(error)}", markup=False)
-        return EXIT_REFUSED
-    except SeatProblems as problems:
-        err.print("error: bad configuration of the seats:", markup=False)
-        for line in problems.problems:
-            err.print(f"  - {line}", markup=False)
         return EXIT_REFUSED
     except TemporalUnavailable as error:
         err.print(f"error: {error}", markup=False)

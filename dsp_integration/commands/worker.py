@@ -10,7 +10,7 @@ import pydantic
 
 from dsp_integration.client.temporal_client import TemporalUnavailable
 from dsp_integration.config import Settings
-from dsp_integration.config.settings import MissingDspToken
+from dsp_integration.config.seats import SeatProblems
 from dsp_integration.worker.logging_setup import configure_logging
 from dsp_integration.worker.runtime import WorkerTuning, event_loop_factory, run_worker
 
@@ -30,12 +30,13 @@ def main() -> int:
     try:
         settings = Settings()
         tuning = WorkerTuning()
-        settings.dsp_token()  # a real DSP needs its token: refuse now, not at the first call
+        settings.seats()  # every seat's secret and budget: refuse now, not at the first call
     except pydantic.ValidationError as error:
         logger.error("bad configuration: %s", error.errors()[0]["msg"])
         return 2
-    except MissingDspToken as error:
-        logger.error("bad configuration: %s", error)
+    except SeatProblems as problems:
+        for problem in problems.problems:
+            logger.error("bad configuration: %s", problem)
         return 2
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(tuning)) as runner:

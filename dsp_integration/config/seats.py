@@ -27,6 +27,9 @@ class Seat:
     # it is a static bearer token (version 1's, or a version-2 token that never expires).
     secret: SecretStr = field(repr=False)
     client_id: str | None = None
+    # The environment variable that holds the secret, for messages that say what to fix
+    # (unset at the mock DSP: its development secret was used).
+    secret_env: str | None = None
 
     @property
     def requests_per_second(self) -> float:

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections import ChainMap
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from dotenv import dotenv_values
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
+from pydantic_core import to_jsonable_python
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from dsp_integration.config.seats import Seat, Seats
+from dsp_integration.config.seat_config import (
+    DEV_API_TOKEN,
+    FlatDspSettings,
+    SeatConfig,
+    read_seat_configs,
+    resolve_seats,
+)
+from dsp_integration.config.seats import SeatProblems, Seats
 from dsp_integration.contracts.names import DEFAULT_SEAT, dsp_task_queue
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -19,11 +33,11 @@ EMBEDDED_POSTGRES_DATABASE = "dsp_service"
 MOCK_DSP_PORT = 8765
 # The Temporal CLI dev server serves its web UI on its gRPC port + 1000.
 DEV_SERVER_UI_PORT_OFFSET = 1000
-DEV_API_TOKEN = "dev-token"
+__all__ = ["DEV_API_TOKEN", "MissingDspToken", "SeatConfig", "SeatProblems", "Settings"]
 
-
-class MissingDspToken(ValueError):
-    """A real DSP (DSP_BASE_URL set) and no DSP_API_TOKEN: the worker refuses to start."""
+# The name callers knew before seats for "a real DSP and no secret": every problem with the
+# seats' configuration (a missing secret among them) now stops a process the same way.
+MissingDspToken = SeatProblems
 
 
 class Settings(BaseSettings):
@@ -50,6 +64,14 @@ class Settings(BaseSettings):
     # create whose answer was lost is found through the search, waited out for its lag.
     dsp_api_version: int = Field(default=1, ge=1, le=2)
     dsp_search_lag: float = Field(default=10.0, ge=0)
+    # Client credentials of the implicit default seat (dsp-api-v2.md §2), instead of
+    # DSP_API_TOKEN; unset secret at the mock DSP: its development one.
+    dsp_client_id: str | None = None
+    dsp_client_secret: SecretStr | None = None
+    # More seats (JSON list of `SeatConfig`), and the seat of entities whose file names none.
+    # Read leniently: `seats()` reports a malformed DSP_SEATS with every other problem.
+    dsp_seats: Annotated[list[SeatConfig], NoDecode] = Field(default_factory=list)
+    dsp_default_seat: str = DEFAULT_SEAT
 
     metrics_port: int | None = None
     # Seconds between sweeps that restart orphaned entities (0: no schedule), and how long
@@ -61,6 +83,36 @@ class Settings(BaseSettings):
     console_port: int = Field(default=8000, ge=0, le=65535)
     console_token: SecretStr | None = None
     temporal_ui_url: str | None = None
+
+    _env_file: Any = PrivateAttr(default=None)
+    _dsp_seats_problems: list[str] = PrivateAttr(default_factory=list)
+    _seats: Seats | SeatProblems | None = PrivateAttr(default=None)
+    _seat_layout: Seats | SeatProblems | None = PrivateAttr(default=None)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        # Which `.env` file(s) these settings read (`_env_file=None`: none), for the seats'
+        # secrets, whose variable names are configuration too.
+        self._env_file = values.get("_env_file", self.model_config.get("env_file"))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal settings have equal fields (what was resolved from them is not compared)."""
+        if not isinstance(other, Settings):
+            return NotImplemented
+        fields = type(self).model_fields
+        return all(getattr(self, name) == getattr(other, name) for name in fields)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _read_dsp_seats(cls, data: Any, handler: Callable[[Any], Settings]) -> Settings:
+        """DSP_SEATS' well-formed seats; what is wrong with it waits for `seats()`, so it is
+        reported with every other problem instead of as the first validation error."""
+        raw = data.pop("dsp_seats", None) if isinstance(data, dict) else None
+        settings = handler(data)
+        settings.dsp_seats, settings._dsp_seats_problems = read_seat_configs(raw)
+        return settings
 
     @model_validator(mode="after")
     def _poll_bounds(self) -> Settings:
@@ -75,19 +127,57 @@ class Settings(BaseSettings):
         return dsp_task_queue(self.temporal_task_queue, DEFAULT_SEAT)
 
     def seats(self) -> Seats:
-        """Every configured seat, resolved (secrets read from the environment); raises
-        `SeatProblems` listing every problem. Today only the default seat, from the flat
-        DSP_* settings (issue 23 adds DSP_SEATS)."""
-        default = Seat(
-            name=DEFAULT_SEAT,
-            base_url=self.effective_dsp_base_url,
+        """Every configured seat, resolved: DSP_SEATS' seats, and the implicit `default`
+        seat of the flat DSP_* settings unless DSP_SEATS has one or DSP_DEFAULT_SEAT names
+        another. Secrets come from the environment, then the `.env` file these settings read.
+        Raises `SeatProblems` with one line per problem, all of them. Resolved once."""
+        if self._seats is None:
+            try:
+                self._seats = resolve_seats(
+                    self.dsp_seats, self._dsp_seats_problems, self._flat_dsp(), self._secrets()
+                )
+            except SeatProblems as problems:
+                self._seats = problems
+        if isinstance(self._seats, SeatProblems):
+            raise SeatProblems(self._seats.problems)
+        return self._seats
+
+    def seat_layout(self) -> Seats:
+        """The seats as a client of the service needs them (the CLI, the console, a
+        submission): names, connections and budgets, every problem but a missing secret, which
+        only the workers need (a seat without its secret here has an empty one)."""
+        if self._seat_layout is None:
+            try:
+                self._seat_layout = resolve_seats(
+                    self.dsp_seats, self._dsp_seats_problems, self._flat_dsp(), None
+                )
+            except SeatProblems as problems:
+                self._seat_layout = problems
+        if isinstance(self._seat_layout, SeatProblems):
+            raise SeatProblems(self._seat_layout.problems)
+        return self._seat_layout
+
+    def _flat_dsp(self) -> FlatDspSettings:
+        return FlatDspSettings(
+            base_url=self.dsp_base_url,
+            mock_base_url=f"http://127.0.0.1:{MOCK_DSP_PORT}",
             api_version=self.dsp_api_version,
             search_lag=self.dsp_search_lag,
             rate_limit=self.dsp_rate_limit,
             rate_window=self.dsp_rate_window,
-            secret=self.dsp_token(),
+            api_token=self.dsp_api_token,
+            client_id=self.dsp_client_id,
+            client_secret=self.dsp_client_secret,
+            default_seat=self.dsp_default_seat,
         )
-        return Seats({default.name: default}, DEFAULT_SEAT)
+
+    def _secrets(self) -> Mapping[str, str]:
+        from_file: dict[str, str] = {}
+        for path in _env_files(self._env_file):
+            if path.is_file():
+                values = dotenv_values(path, encoding=self.model_config.get("env_file_encoding"))
+                from_file |= {name: value for name, value in values.items() if value}
+        return ChainMap({name: value for name, value in os.environ.items() if value}, from_file)
 
     @property
     def uses_embedded_postgres(self) -> bool:
@@ -98,16 +188,12 @@ class Settings(BaseSettings):
         return not self.dsp_base_url
 
     def dsp_token(self) -> SecretStr:
-        """DSP_API_TOKEN; unset (or empty), the development token, but only for the mock DSP:
-        a DSP at DSP_BASE_URL without DSP_API_TOKEN raises `MissingDspToken`."""
-        if self.dsp_api_token is not None and self.dsp_api_token.get_secret_value():
-            return self.dsp_api_token
-        if self.uses_mock_dsp:
-            return SecretStr(DEV_API_TOKEN)
-        raise MissingDspToken(
-            f"DSP_API_TOKEN is not set, and DSP_BASE_URL={self.dsp_base_url} is a real DSP "
-            "(the development token is only for the mock DSP, DSP_BASE_URL unset)"
-        )
+        """The default seat's secret: DSP_API_TOKEN unless configured otherwise; unset (or
+        empty), the development token, but only for the mock DSP. A configuration with
+        problems (a real DSP without its token among them) raises `SeatProblems`
+        (`MissingDspToken`)."""
+        seats = self.seats()
+        return seats[seats.default].secret
 
     @cached_property
     def effective_database_url(self) -> str:
@@ -160,6 +246,20 @@ def _env_value(value: object) -> str:
         return value.get_secret_value()
     if isinstance(value, bool):
         return "1" if value else "0"
+    if isinstance(value, list) and all(isinstance(item, BaseModel) for item in value):
+        # As pydantic-settings reads a list of models: JSON, unset fields left out.
+        return json.dumps(to_jsonable_python(value, exclude_none=True), separators=(",", ":"))
     if isinstance(value, BaseModel | list | dict):
         raise TypeError(f"no environment form for {type(value).__name__}")
     return str(value)
+
+
+def _env_files(env_file: Any) -> list[Path]:
+    """pydantic-settings' `env_file`: None, one path, or several (later ones win)."""
+    if env_file is None:
+        return []
+    if isinstance(env_file, str | os.PathLike):
+        return [Path(env_file)]
+    if isinstance(env_file, Sequence):
+        return [Path(item) for item in env_file]
+    return []

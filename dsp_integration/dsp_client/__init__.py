@@ -4,6 +4,16 @@ The three steps are separate so the caller can take a rate-limit slot and write 
 row around the raw exchange before deciding whether to retry."""
 
 from dsp_integration.dsp_client.client import DspClient, build_http_client
+from dsp_integration.dsp_client.credentials import (
+    ClientCredentials,
+    CredentialsRefused,
+    LoginError,
+    LoginFailed,
+    LoginThrottled,
+    StaticToken,
+    TokenSource,
+    token_source,
+)
 from dsp_integration.dsp_client.exchange import MAX_STORED_BODY_BYTES, DspExchange
 from dsp_integration.dsp_client.outcome import (
     REFERENCE_NOT_READY,
@@ -29,13 +39,20 @@ from dsp_integration.dsp_client.requests import (
 __all__ = [
     "MAX_STORED_BODY_BYTES",
     "REFERENCE_NOT_READY",
+    "ClientCredentials",
+    "CredentialsRefused",
     "DspClient",
     "DspExchange",
     "DspOutcome",
     "DspRequest",
     "DspResponseError",
     "ListedEntity",
+    "LoginError",
+    "LoginFailed",
+    "LoginThrottled",
     "OutcomeKind",
+    "StaticToken",
+    "TokenSource",
     "archive_request",
     "build_http_client",
     "classify",
@@ -47,4 +64,5 @@ __all__ = [
     "replace_request",
     "search_request",
     "status_request",
+    "token_source",
 ]

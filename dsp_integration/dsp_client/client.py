@@ -51,20 +51,23 @@ def build_http_client(base_url: str, timeout: float) -> httpx.AsyncClient:
 
 
 class DspClient:
-    def __init__(self, http: httpx.AsyncClient, token: SecretStr) -> None:
+    """Sends requests to one DSP; the token comes with each request (it may be renewed
+    between two calls: `credentials.TokenSource`)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
-        self._token = token
 
     def __repr__(self) -> str:
         return f"DspClient(base_url={str(self._http.base_url)!r})"
 
-    async def send(self, request: DspRequest) -> DspExchange:
-        """Send once and return what came back. Never raises for an HTTP status or a
-        transport failure; a request that cannot be encoded fails in `DspRequest` already."""
-        secrets = (self._token.get_secret_value(),)
+    async def send(self, request: DspRequest, token: SecretStr) -> DspExchange:
+        """Send once with `token` and return what came back. Never raises for an HTTP status
+        or a transport failure; a request that cannot be encoded fails in `DspRequest`
+        already. The token is scrubbed from whatever is kept of the answer."""
+        secrets = (token.get_secret_value(),)
         started = time.perf_counter()
         try:
-            response = await self._http.send(self._build(request), stream=True)
+            response = await self._http.send(self._build(request, token), stream=True)
         except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
             exchange = exchange_from_error(
                 describe_error(exc, self._http.timeout),
@@ -92,8 +95,8 @@ class DspClient:
         self._log(request, exchange)
         return exchange
 
-    def _build(self, request: DspRequest) -> httpx.Request:
-        headers = {"Authorization": f"Bearer {self._token.get_secret_value()}"}
+    def _build(self, request: DspRequest, token: SecretStr) -> httpx.Request:
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"}
         content = None
         if request.body is not None:
             headers["Content-Type"] = "application/json"

@@ -15,6 +15,7 @@ from dsp_integration.dsp_client.exchange import DspExchange
 DEFAULT_RATE_LIMIT_WAIT = 1.0
 EXCERPT_CHARS = 200
 REFERENCE_NOT_READY = "reference_not_ready"
+TOKEN_EXPIRED = "token_expired"
 # 408 Request Timeout and 425 Too Early say "send it again", not "the request is wrong".
 RETRYABLE_CLIENT_ERRORS = frozenset({408, 425})
 
@@ -24,6 +25,8 @@ class OutcomeKind(StrEnum):
     RATE_LIMITED = "rate_limited"
     TRANSIENT = "transient"
     UNAUTHORIZED = "unauthorized"
+    # 401 token_expired (dsp-api-v2.md §2): not processed; a fresh token may send it again.
+    TOKEN_EXPIRED = "token_expired"
     REJECTED = "rejected"
     NOT_FOUND = "not_found"
 
@@ -65,6 +68,8 @@ def classify(exchange: DspExchange) -> DspOutcome:
     if status == 429:
         return _rate_limited(exchange, error)
     if status == 401:
+        if error is not None and error.code == TOKEN_EXPIRED:
+            return _from_error(OutcomeKind.TOKEN_EXPIRED, exchange, error, "token expired")
         return _from_error(OutcomeKind.UNAUTHORIZED, exchange, error, "unauthorized")
     if 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS:
         if error is None:

@@ -28,7 +28,7 @@ from dsp_integration.config import Settings
 from dsp_integration.config.seats import Seat
 from dsp_integration.contracts import dsp_task_queue
 from dsp_integration.database.engine import SessionFactory, open_database
-from dsp_integration.dsp_client import DspClient, build_http_client
+from dsp_integration.dsp_client import DspClient, build_http_client, token_source
 from dsp_integration.gateway.dsp_gateway import DspGateway
 from dsp_integration.gateway.heartbeat import HEARTBEAT_EVERY
 from dsp_integration.gateway.rate_limiter import SharedRateLimiter
@@ -195,7 +195,7 @@ def seat_activities(
     activity acts as the seat whose queue it came from."""
     limiter = SharedRateLimiter.for_seat(sessions, seat, settings.dsp_timeout)
     return DspActivities(
-        DspGateway(DspClient(http, seat.secret), limiter),
+        DspGateway(DspClient(http), token_source(seat, http), limiter, seat.name),
         sessions,
         DspContract(
             version=seat.api_version,

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,21 @@ def seat_config(name: str) -> SeatConfig:
     return SeatConfig(name=name, client_id=f"{name}-client", rate_limit=LIMIT, rate_window=WINDOW)
 
 
-def seat_file(path: Path, batch: str, seat: str, count: int) -> Path:
+async def submit_seat_file(stack: Stack, folder: Path, batch: str, seat: str, count: int) -> None:
+    """A batch of `count` advertisers of `seat` (one request each)."""
     entities = [
         {"key": f"{batch}-a{i}", "type": "advertiser", "payload": {"name": f"{batch} {i}"}}
         for i in range(count)
     ]
+    path = folder / f"{batch}.json"
     path.write_text(json.dumps({"batch": batch, "seat": seat, "entities": entities}))
-    return path
+    await submit(stack.service, read_submission(path))
+
+
+async def until(check: Callable[[], bool], within: float = 30.0) -> None:
+    async with asyncio.timeout(within):
+        while not check():
+            await asyncio.sleep(0.05)
 
 
 async def assert_nothing_duplicated(stack: Stack, dsp: MockDsp, batches: tuple[str, ...]) -> None:
@@ -122,8 +131,8 @@ async def test_each_seat_keeps_its_own_window_and_a_backlog_does_not_slow_anothe
     )
     async with seats_stack(database_url, temporal_server, temporal_client, mock_dsp) as stack:
         # Six windows of east's work, then one of west's: west must not wait behind east.
-        await submit(stack.service, read_submission(seat_file(tmp_path / "e.json", "big", EAST, 36)))
-        await submit(stack.service, read_submission(seat_file(tmp_path / "w.json", "small", WEST, 6)))
+        await submit_seat_file(stack, tmp_path, "big", EAST, 36)
+        await submit_seat_file(stack, tmp_path, "small", WEST, 6)
         west_done = await ended(stack, "small", within=60)
         east_done = await ended(stack, "big", within=120)
 
@@ -158,10 +167,9 @@ async def test_expired_tokens_are_refreshed_once_and_nothing_is_lost(
         }
     )
     async with seats_stack(database_url, temporal_server, temporal_client, mock_dsp) as stack:
-        await submit(stack.service, read_submission(seat_file(tmp_path / "e.json", "exp", EAST, 30)))
+        await submit_seat_file(stack, tmp_path, "exp", EAST, 30)
         # Every token east holds is refused mid-run, as a DSP that revoked them early would.
-        while sum(1 for r in mock_dsp.dsp.request_log if r.seat == EAST) < 8:
-            await asyncio.sleep(0.05)
+        await until(lambda: sum(1 for r in mock_dsp.dsp.request_log if r.seat == EAST) >= 8)
         assert mock_dsp.dsp.expire_tokens(EAST) >= 1
         took = await ended(stack, "exp", within=120)
 
@@ -199,8 +207,8 @@ async def test_wrong_credentials_stop_only_their_seat(
     )
     caplog.set_level(logging.ERROR)
     async with seats_stack(database_url, temporal_server, temporal_client, mock_dsp) as stack:
-        await submit(stack.service, read_submission(seat_file(tmp_path / "w.json", "wr", WEST, 4)))
-        await submit(stack.service, read_submission(seat_file(tmp_path / "e.json", "ok", EAST, 6)))
+        await submit_seat_file(stack, tmp_path, "wr", WEST, 4)
+        await submit_seat_file(stack, tmp_path, "ok", EAST, 6)
         await ended(stack, "ok", within=60)
         await asyncio.sleep(2.0)
         counts = await queries.status_counts(stack.service, "wr")

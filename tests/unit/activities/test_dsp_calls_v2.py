@@ -29,7 +29,7 @@ from dsp_integration.contracts import (
 )
 from dsp_integration.database.engine import SessionFactory
 from dsp_integration.database.models import AuditRecord
-from dsp_integration.dsp_client import DspClient, build_http_client
+from dsp_integration.dsp_client import DspClient, StaticToken, build_http_client
 from dsp_integration.gateway.dsp_gateway import DspGateway
 from dsp_integration.gateway.rate_limiter import SharedRateLimiter
 
@@ -49,7 +49,7 @@ def listed(dsp_id: str, created_at: str, status: str = "pending", **fields: obje
 
 def activities_for(sessions: SessionFactory, http: httpx.AsyncClient, lag: float) -> DspActivities:
     limiter = SharedRateLimiter(sessions, seat=DEFAULT_SEAT, limit=100, window=60.0, hold=5.0)
-    gateway = DspGateway(DspClient(http, SecretStr("token")), limiter)
+    gateway = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT)
     return DspActivities(gateway, sessions, DspContract(version=2, search_lag=lag))
 
 

@@ -24,7 +24,7 @@ from dsp_integration.contracts import (
     SubmitEntityInput,
 )
 from dsp_integration.database.engine import SessionFactory
-from dsp_integration.dsp_client import DspClient, build_http_client
+from dsp_integration.dsp_client import DspClient, StaticToken, build_http_client
 from dsp_integration.gateway.dsp_gateway import DspGateway
 from dsp_integration.gateway.rate_limiter import SharedRateLimiter
 
@@ -48,7 +48,8 @@ async def activities(clean_database: SessionFactory) -> AsyncIterator[DspActivit
             clean_database, seat=DEFAULT_SEAT, limit=100, window=60.0, hold=5.0
         )
         yield DspActivities(
-            DspGateway(DspClient(http, SecretStr("token")), limiter), clean_database
+            DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT),
+            clean_database,
         )
 
 

@@ -264,9 +264,9 @@ def server_config(**overrides: object) -> MockDspConfig:
 async def test_drop_over_http_resets_the_connection_after_creating_the_entity() -> None:
     with MockDspServer(server_config(fault_rate=1.0, fault_kinds=["drop"])) as server:
         async with build_http_client(server.base_url, 5.0) as http:
-            client = DspClient(http, SecretStr(TOKEN))
+            client = DspClient(http)
             exchange = await client.send(
-                create_request("advertisers", advertiser_body(external_id="ref"))
+                create_request("advertisers", advertiser_body(external_id="ref")), SecretStr(TOKEN)
             )
             async with httpx.AsyncClient(
                 base_url=server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}
@@ -274,7 +274,9 @@ async def test_drop_over_http_resets_the_connection_after_creating_the_entity() 
                 with pytest.raises(httpx.TransportError) as raised:
                     await raw_client.post("/v1/advertisers", json=advertiser_body())
             server.dsp.config = server.dsp.config.model_copy(update={"fault_rate": 0.0})
-            after = await client.send(create_request("advertisers", advertiser_body()))
+            after = await client.send(
+                create_request("advertisers", advertiser_body()), SecretStr(TOKEN)
+            )
 
         assert exchange.status_code is None
         assert exchange.error is not None

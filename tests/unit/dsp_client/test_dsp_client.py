@@ -57,7 +57,7 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, o
 @pytest_asyncio.fixture
 async def client() -> AsyncIterator[DspClient]:
     async with build_http_client(BASE_URL, 10.0) as http:
-        yield DspClient(http, SecretStr(SENTINEL))
+        yield DspClient(http)
 
 
 @pytest.fixture
@@ -80,7 +80,9 @@ async def test_create_sends_auth_idempotency_key_and_json(
 ) -> None:
     route = dsp.post("/v1/campaigns").respond(201, json=CREATED, headers=RATE_HEADERS)
 
-    exchange = await client.send(create_request("campaigns", BODY, "entity-1-v1"))
+    exchange = await client.send(
+        create_request("campaigns", BODY, "entity-1-v1"), SecretStr(SENTINEL)
+    )
 
     sent = route.calls.last.request
     assert sent.headers["Authorization"] == f"Bearer {SENTINEL}"
@@ -108,7 +110,7 @@ async def test_get_sends_no_body_and_no_idempotency_key(
 ) -> None:
     route = dsp.get("/v1/creatives/cr_1/status").respond(200, json=STATUS)
 
-    exchange = await client.send(status_request("creatives", "cr_1"))
+    exchange = await client.send(status_request("creatives", "cr_1"), SecretStr(SENTINEL))
 
     sent = route.calls.last.request
     assert sent.content == b""
@@ -122,7 +124,7 @@ async def test_get_sends_no_body_and_no_idempotency_key(
 async def test_ids_reach_the_dsp_quoted(client: DspClient, dsp: respx.MockRouter) -> None:
     route = dsp.put("/v1/campaigns/a%2Fb").respond(200, json={**STATUS, "reason": None})
 
-    exchange = await client.send(replace_request("campaigns", "a/b", BODY))
+    exchange = await client.send(replace_request("campaigns", "a/b", BODY), SecretStr(SENTINEL))
 
     assert route.calls.last.request.url.raw_path == b"/v1/campaigns/a%2Fb"
     assert parse_status(exchange) == ("rejected", None)
@@ -131,7 +133,9 @@ async def test_ids_reach_the_dsp_quoted(client: DspClient, dsp: respx.MockRouter
 async def test_replayed_create(client: DspClient, dsp: respx.MockRouter) -> None:
     dsp.post("/v1/campaigns").respond(201, json=CREATED, headers={"Idempotent-Replayed": "true"})
 
-    exchange = await client.send(create_request("campaigns", BODY, "entity-1-v1"))
+    exchange = await client.send(
+        create_request("campaigns", BODY, "entity-1-v1"), SecretStr(SENTINEL)
+    )
 
     assert exchange.replayed is True
     outcome = classify(exchange)
@@ -229,7 +233,7 @@ async def test_error_answers(
 ) -> None:
     dsp.post("/v1/campaigns").respond(status, json=payload, headers=RATE_HEADERS)
 
-    exchange = await client.send(create_request("campaigns", BODY, "k"))
+    exchange = await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
 
     assert exchange.status_code == status
     assert exchange.json == payload
@@ -252,7 +256,7 @@ async def test_429_with_retry_after(client: DspClient, dsp: respx.MockRouter) ->
         headers={**RATE_HEADERS, "Retry-After": "3", "X-RateLimit-Remaining": "0"},
     )
 
-    exchange = await client.send(create_request("campaigns", BODY, "k"))
+    exchange = await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
 
     assert exchange.retry_after == 3.0
     assert exchange.rate_limit_remaining == 0
@@ -267,7 +271,7 @@ async def test_429_without_retry_after_waits_one_second(
 ) -> None:
     dsp.get("/v1/campaigns/c1/status").respond(429, text="slow down")
 
-    outcome = classify(await client.send(status_request("campaigns", "c1")))
+    outcome = classify(await client.send(status_request("campaigns", "c1"), SecretStr(SENTINEL)))
 
     assert outcome.kind is OutcomeKind.RATE_LIMITED
     assert outcome.retry_after == 1.0
@@ -280,7 +284,7 @@ async def test_429_without_retry_after_follows_the_window_reset(
         429, json=error_body("rate_limited", "x"), headers={"X-RateLimit-Reset": "2.5"}
     )
 
-    outcome = classify(await client.send(status_request("campaigns", "c1")))
+    outcome = classify(await client.send(status_request("campaigns", "c1"), SecretStr(SENTINEL)))
 
     assert outcome.kind is OutcomeKind.RATE_LIMITED
     assert outcome.retry_after == 2.5
@@ -289,7 +293,9 @@ async def test_429_without_retry_after_follows_the_window_reset(
 async def test_500_without_retry_after(client: DspClient, dsp: respx.MockRouter) -> None:
     dsp.post("/v1/campaigns").respond(500, text="")
 
-    outcome = classify(await client.send(create_request("campaigns", BODY, "k")))
+    outcome = classify(
+        await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
+    )
 
     assert outcome.kind is OutcomeKind.TRANSIENT
     assert outcome.retry_after is None
@@ -301,7 +307,9 @@ async def test_503_keeps_retry_after(client: DspClient, dsp: respx.MockRouter) -
         503, json=error_body("unavailable", "maintenance"), headers={"Retry-After": "7"}
     )
 
-    outcome = classify(await client.send(create_request("campaigns", BODY, "k")))
+    outcome = classify(
+        await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
+    )
 
     assert outcome.kind is OutcomeKind.TRANSIENT
     assert outcome.retry_after == 7.0
@@ -330,7 +338,7 @@ async def test_2xx_with_an_unusable_body_is_transient(
 ) -> None:
     dsp.post("/v1/campaigns").respond(201, content=content, headers=headers)
 
-    exchange = await client.send(create_request("campaigns", BODY, "k"))
+    exchange = await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
 
     assert exchange.status_code == 201
     outcome = classify(exchange)
@@ -349,7 +357,9 @@ async def test_4xx_without_the_dsp_error_body_is_treated_like_a_5xx(
         status, text="<html>nginx says no</html>", headers={"Retry-After": "2"}
     )
 
-    outcome = classify(await client.send(create_request("campaigns", BODY, "k")))
+    outcome = classify(
+        await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
+    )
 
     assert outcome.kind is OutcomeKind.TRANSIENT
     assert f"HTTP {status}" in outcome.message
@@ -362,7 +372,9 @@ async def test_401_without_a_body_is_still_unauthorized(
 ) -> None:
     dsp.post("/v1/campaigns").respond(401)
 
-    outcome = classify(await client.send(create_request("campaigns", BODY, "k")))
+    outcome = classify(
+        await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
+    )
 
     assert outcome.kind is OutcomeKind.UNAUTHORIZED
     assert outcome.message == "unauthorized: empty body"
@@ -374,7 +386,9 @@ async def test_retryable_client_errors(
 ) -> None:
     dsp.post("/v1/campaigns").respond(status, json=error_body("timeout", "too slow"))
 
-    outcome = classify(await client.send(create_request("campaigns", BODY, "k")))
+    outcome = classify(
+        await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
+    )
 
     assert outcome.kind is OutcomeKind.TRANSIENT
     assert outcome.code == "timeout"
@@ -383,7 +397,7 @@ async def test_retryable_client_errors(
 async def test_redirects_are_not_followed(client: DspClient, dsp: respx.MockRouter) -> None:
     dsp.post("/v1/campaigns").respond(307, headers={"Location": "/v2/campaigns"})
 
-    exchange = await client.send(create_request("campaigns", BODY, "k"))
+    exchange = await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
 
     assert exchange.status_code == 307
     assert len(dsp.calls) == 1
@@ -408,7 +422,7 @@ async def test_no_answer(
 ) -> None:
     dsp.post("/v1/campaigns").mock(side_effect=raised)
 
-    exchange = await client.send(create_request("campaigns", BODY, "k"))
+    exchange = await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
 
     assert exchange.status_code is None
     assert exchange.error is not None and exchange.error.startswith(error)
@@ -430,7 +444,9 @@ async def test_cancellation_is_not_swallowed(client: DspClient) -> None:
 
     with respx.mock(base_url=BASE_URL, assert_all_called=False) as dsp:
         dsp.post("/v1/campaigns").mock(side_effect=never_answer)
-        sending = asyncio.create_task(client.send(create_request("campaigns", BODY, "k")))
+        sending = asyncio.create_task(
+            client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
+        )
         await asyncio.wait_for(reached.wait(), 5)
         sending.cancel()
 
@@ -444,7 +460,7 @@ async def test_large_bodies_are_cut_for_storage_but_parsed_whole(
     payload = {**CREATED, "notes": "é" * MAX_STORED_BODY_BYTES}
     dsp.post("/v1/campaigns").respond(201, json=payload)
 
-    exchange = await client.send(create_request("campaigns", BODY, "k"))
+    exchange = await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
 
     assert exchange.body_truncated is True
     assert len(exchange.body_text.encode("utf-8")) <= MAX_STORED_BODY_BYTES
@@ -456,7 +472,7 @@ async def test_large_bodies_are_cut_for_storage_but_parsed_whole(
 async def test_stored_bodies_hold_no_nul(client: DspClient, dsp: respx.MockRouter) -> None:
     dsp.post("/v1/campaigns").respond(502, content=b"bad\x00gateway\xff")
 
-    exchange = await client.send(create_request("campaigns", BODY, "k"))
+    exchange = await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
 
     assert "\x00" not in exchange.body_text
     assert exchange.body_text.startswith("bad")
@@ -477,7 +493,7 @@ async def test_malformed_rate_limit_headers_read_as_absent(
         },
     )
 
-    exchange = await client.send(status_request("campaigns", "c1"))
+    exchange = await client.send(status_request("campaigns", "c1"), SecretStr(SENTINEL))
 
     assert exchange.rate_limit_limit is None
     assert exchange.rate_limit_remaining is None
@@ -497,9 +513,9 @@ async def test_the_token_never_shows(
     dsp.get("/v1/campaigns/c2/status").respond(200, text=f"<p>{SENTINEL}</p>")
 
     with caplog.at_level(logging.DEBUG):
-        rejected = await client.send(create_request("campaigns", BODY, "k"))
-        failed = await client.send(status_request("campaigns", "c1"))
-        garbled = await client.send(status_request("campaigns", "c2"))
+        rejected = await client.send(create_request("campaigns", BODY, "k"), SecretStr(SENTINEL))
+        failed = await client.send(status_request("campaigns", "c1"), SecretStr(SENTINEL))
+        garbled = await client.send(status_request("campaigns", "c2"), SecretStr(SENTINEL))
         with pytest.raises(DspResponseError) as raised:
             parse_status(garbled)
 

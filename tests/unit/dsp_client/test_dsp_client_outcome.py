@@ -27,9 +27,30 @@ def test_outcome_kinds_are_text() -> None:
         "RATE_LIMITED",
         "TRANSIENT",
         "UNAUTHORIZED",
+        "TOKEN_EXPIRED",
         "REJECTED",
         "NOT_FOUND",
     }
+
+
+def test_401_token_expired_is_its_own_outcome() -> None:
+    expired = {"error": {"code": "token_expired", "message": "token expired", "field": None}}
+    outcome = classify(answer(401, expired))
+    assert outcome.kind is OutcomeKind.TOKEN_EXPIRED
+    assert outcome.code == "token_expired"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"error": {"code": "unauthorized", "message": "unknown token", "field": None}},
+        {"error": {"code": "invalid_client", "message": "no", "field": None}},
+        None,
+        {"detail": "token_expired"},
+    ],
+)
+def test_other_401s_stay_unauthorized(payload: Any) -> None:
+    assert classify(answer(401, payload)).kind is OutcomeKind.UNAUTHORIZED
 
 
 @pytest.mark.parametrize("status", [200, 201, 204, 299])

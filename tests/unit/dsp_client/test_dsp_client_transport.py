@@ -83,8 +83,10 @@ async def test_a_good_answer_over_the_wire(caplog: pytest.LogCaptureFixture) -> 
 
     with caplog.at_level(logging.DEBUG):
         async with serve(created) as (url, dsp), build_http_client(url, 5.0) as http:
-            client = DspClient(http, SecretStr(SENTINEL))
-            exchange = await client.send(create_request("advertisers", BODY, "acme-v1"))
+            client = DspClient(http)
+            exchange = await client.send(
+                create_request("advertisers", BODY, "acme-v1"), SecretStr(SENTINEL)
+            )
 
     assert parse_created(exchange) == ("adv_1", "active")
     assert (exchange.rate_limit_limit, exchange.rate_limit_remaining) == (40, 39)
@@ -106,7 +108,7 @@ async def test_a_good_answer_over_the_wire(caplog: pytest.LogCaptureFixture) -> 
 
 async def test_connection_refused() -> None:
     async with build_http_client(f"http://127.0.0.1:{closed_port()}", 5.0) as http:
-        exchange = await DspClient(http, SecretStr(SENTINEL)).send(status_request("campaigns", "c"))
+        exchange = await DspClient(http).send(status_request("campaigns", "c"), SecretStr(SENTINEL))
 
     assert exchange.status_code is None
     assert exchange.error == "connection refused"
@@ -118,7 +120,7 @@ async def test_silent_server_times_out() -> None:
         await asyncio.sleep(5)
 
     async with serve(silent) as (url, dsp), build_http_client(url, 0.2) as http:
-        exchange = await DspClient(http, SecretStr(SENTINEL)).send(status_request("campaigns", "c"))
+        exchange = await DspClient(http).send(status_request("campaigns", "c"), SecretStr(SENTINEL))
 
     assert exchange.status_code is None
     assert exchange.error == "timeout after 0.2 s waiting for the answer"
@@ -133,8 +135,8 @@ async def test_a_body_that_breaks_off_keeps_its_status() -> None:
         await writer.drain()
 
     async with serve(truncated) as (url, _), build_http_client(url, 5.0) as http:
-        exchange = await DspClient(http, SecretStr(SENTINEL)).send(
-            create_request("advertisers", BODY, "k")
+        exchange = await DspClient(http).send(
+            create_request("advertisers", BODY, "k"), SecretStr(SENTINEL)
         )
 
     assert exchange.status_code == 201
@@ -150,8 +152,8 @@ async def test_one_send_is_one_attempt() -> None:
         return
 
     async with serve(hang_up) as (url, dsp), build_http_client(url, 5.0) as http:
-        exchange = await DspClient(http, SecretStr(SENTINEL)).send(
-            create_request("advertisers", BODY, "k")
+        exchange = await DspClient(http).send(
+            create_request("advertisers", BODY, "k"), SecretStr(SENTINEL)
         )
 
     assert exchange.status_code is None
