@@ -227,9 +227,14 @@ class MockDsp:
             }
 
     def entity_views(self) -> list[dict[str, Any]]:
+        """Every entity as `GET` shows it, with the account (`account`) it belongs to, for
+        tests: the API never shows the account."""
         with self.lock:
             now = time.monotonic()
-            return [entity.full_view(now) for entity in self.entities.values()]
+            return [
+                entity.full_view(now) | {"account": entity.account}
+                for entity in self.entities.values()
+            ]
 
     def status_of(self, entity_id: str) -> str | None:
         with self.lock:

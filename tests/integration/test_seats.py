@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from devkit.bench.workloads import advertiser
 from devkit.mock_dsp.config import MockSeat
 from devkit.mock_dsp.server import MockDspServer
 from devkit.mock_dsp.state import MockDsp
@@ -53,10 +54,7 @@ def seat_config(name: str) -> SeatConfig:
 
 async def submit_seat_file(stack: Stack, folder: Path, batch: str, seat: str, count: int) -> None:
     """A batch of `count` advertisers of `seat` (one request each)."""
-    entities = [
-        {"key": f"{batch}-a{i}", "type": "advertiser", "payload": {"name": f"{batch} {i}"}}
-        for i in range(count)
-    ]
+    entities = [advertiser(f"{batch}-a{i}") for i in range(count)]
     path = folder / f"{batch}.json"
     path.write_text(json.dumps({"batch": batch, "seat": seat, "entities": entities}))
     await submit(stack.service, read_submission(path))
@@ -64,7 +62,9 @@ async def submit_seat_file(stack: Stack, folder: Path, batch: str, seat: str, co
 
 async def until(check: Callable[[], bool], within: float = 30.0) -> None:
     async with asyncio.timeout(within):
-        while not check():
+        while True:
+            if check():
+                return
             await asyncio.sleep(0.05)
 
 
