@@ -127,7 +127,7 @@ class DspGateway:
         self, request: DspRequest, token: SecretStr, info: activity.Info | None
     ) -> DspExchange:
         exchange = await self._client.send(request, token)
-        count_dsp_request(request.method, request.path, exchange.status_code)
+        count_dsp_request(request.method, request.path, exchange.status_code, self._seat)
         if info is not None:
             # The activity logger carries the workflow id (so the entity key) and the attempt.
             activity.logger.info(
