@@ -1,10 +1,13 @@
 """The DSP token is a secret: a sentinel token used for a whole run (with faults, so error
 paths are taken too) appears in no workflow history (inputs, results, failures: what the
 web UI shows), in no table of the database, in no worker log or CLI output. The mock DSP
-refuses requests without it."""
+refuses requests without it. The same holds for a client secret and for every token the DSP
+issued for it (expiring every few seconds, so renewals and `401 token_expired` happen)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import httpx
 from sqlalchemy import text
 from temporalio.client import Client
 
+from devkit.mock_dsp.config import MockSeat
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.temporal_server import TemporalDevServer
 from devkit.stack.workers import WorkerProcesses, worker_env
@@ -21,6 +25,12 @@ from tests.integration.conftest import mock_config
 from tests.integration.dag import launch_dag
 from tests.integration.fault_support import dump_database, histories_json
 from tests.integration.harness import stack_settings, write_entities
+
+# The mock's tokens are `secrets.token_urlsafe(32)`; its request log names each by the first
+# 12 hex digits of its SHA-256 (`token_id`), so a token can be recognised without the log
+# holding one.
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43,}")
+TOKEN_LENGTH = 43
 
 
 def test_the_mock_dsp_refuses_requests_without_the_token(mock_dsp: MockDspServer) -> None:
@@ -89,4 +99,87 @@ async def test_a_sentinel_token_leaks_nowhere(
     }
     for place, content in places.items():
         assert sentinel not in content, f"the token leaked into the {place}"
+        assert "Bearer" not in content, f"an Authorization header in the {place}"
+
+
+def issued_token_ids_in(content: str) -> set[str]:
+    """The `token_id` of every token-shaped piece of `content` (every 43-character window of
+    a run of URL-safe characters)."""
+    found = set()
+    for run in TOKEN_SHAPE.findall(content):
+        for start in range(len(run) - TOKEN_LENGTH + 1):
+            window = run[start : start + TOKEN_LENGTH]
+            found.add(hashlib.sha256(window.encode()).hexdigest()[:12])
+    return found
+
+
+async def test_a_client_secret_and_the_tokens_issued_for_it_leak_nowhere(
+    clean_database: SessionFactory,
+    database_url: str,
+    temporal_server: TemporalDevServer,
+    temporal_client: Client,
+    mock_dsp: MockDspServer,
+    tmp_path: Path,
+) -> None:
+    client_secret = f"sentinel-secret-{uuid.uuid4()}"
+    client_id = "secrets-test-client"
+    mock_dsp.dsp.config = mock_config().model_copy(
+        update={
+            "seats": {
+                "default": MockSeat(
+                    client_id=client_id, client_secret=client_secret, rate_limit=30, rate_window=3
+                )
+            },
+            "token_lifetime": 4.0,
+            "fault_rate": 0.1,
+            "seed": 5,
+            "slow_seconds": 2.5,
+        }
+    )
+    settings = stack_settings(
+        database_url=database_url,
+        temporal_address=temporal_server.address,
+        dsp_base_url=mock_dsp.base_url,
+        dsp_api_token=None,
+        dsp_client_id=client_id,
+        dsp_client_secret=client_secret,
+    )
+    entities, expected = launch_dag("cs", advertisers=1)
+    path = write_entities(tmp_path / "cs.json", "cs", entities)
+    env = cli_env(
+        settings,
+        DSP_API_TOKEN="",
+        DSP_CLIENT_ID=client_id,
+        DSP_CLIENT_SECRET=client_secret,
+    )
+    with WorkerProcesses(1, worker_env(settings), log_dir=tmp_path / "logs") as workers:
+        submitted = await run_cli(["submit", path, "--wait"], env)
+        status = await run_cli(["status", "--batch", "cs", "--json"], env)
+        audit = await run_cli(["audit", "cs-cr0b", "--json"], env)
+        log_path = workers.log_path(0)
+    assert submitted.code == 1, submitted  # a rejection and blocks: "some ended otherwise"
+    assert status.code == audit.code == 0
+
+    logins = [r for r in mock_dsp.dsp.token_log if r.status == 200]
+    assert len(logins) >= 2, "the run outlived a token: the worker logged in again"
+    log = mock_dsp.dsp.request_log
+    assert log and not any(r.status == 401 and not r.token_expired for r in log)
+    issued = {r.token_id for r in log}
+    histories = await histories_json(temporal_client, settings.temporal_task_queue)
+    assert all(f"dsp-entity-{key}" in " ".join(histories) for key in expected)
+    database = await dump_database(clean_database)
+    assert "cs-adv0" in database
+    assert log_path is not None
+    worker_log = log_path.read_text()
+    assert "worker running" in worker_log
+
+    places = {
+        **{f"history {name}": body for name, body in histories.items()},
+        "database": database,
+        "worker log": worker_log,
+        "CLI output": "".join(r.stdout + r.stderr for r in (submitted, status, audit)),
+    }
+    for place, content in places.items():
+        assert client_secret not in content, f"the client secret leaked into the {place}"
+        assert not issued & issued_token_ids_in(content), f"a token leaked into the {place}"
         assert "Bearer" not in content, f"an Authorization header in the {place}"

@@ -23,7 +23,6 @@ from dsp_integration.dsp_client import (
     LoginFailed,
     LoginThrottled,
     StaticToken,
-    build_http_client,
     token_source,
 )
 from dsp_integration.dsp_client.credentials import (
@@ -72,15 +71,16 @@ def invalid_client() -> httpx.Response:
 
 
 @pytest_asyncio.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with build_http_client(BASE_URL, 5.0) as client:
+async def http(dsp: respx.Router) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose transport is `dsp` alone (no global patching of httpx)."""
+    transport = httpx.MockTransport(dsp.async_handler)
+    async with httpx.AsyncClient(base_url=BASE_URL, transport=transport) as client:
         yield client
 
 
 @pytest.fixture
-def dsp() -> respx.MockRouter:
-    with respx.mock(base_url=BASE_URL, assert_all_called=False) as router:
-        yield router
+def dsp() -> respx.Router:
+    return respx.Router(base_url=BASE_URL, assert_all_called=False)
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def tokens(http: httpx.AsyncClient, clock: Clock) -> ClientCredentials:
 
 
 async def test_logs_in_once_and_reuses_the_token(
-    http: httpx.AsyncClient, dsp: respx.MockRouter, clock: Clock
+    http: httpx.AsyncClient, dsp: respx.Router, clock: Clock
 ) -> None:
     route = dsp.post(TOKEN_PATH).mock(side_effect=[issued(0), issued(1)])
     source = tokens(http, clock)
@@ -114,7 +114,7 @@ async def test_logs_in_once_and_reuses_the_token(
     [(3600, 60.0), (20, 2.0)],  # min(60 s, 10% of the lifetime)
 )
 async def test_renews_shortly_before_expiry(
-    http: httpx.AsyncClient, dsp: respx.MockRouter, clock: Clock, lifetime: float, margin: float
+    http: httpx.AsyncClient, dsp: respx.Router, clock: Clock, lifetime: float, margin: float
 ) -> None:
     route = dsp.post(TOKEN_PATH).mock(side_effect=[issued(0, lifetime), issued(1, lifetime)])
     source = tokens(http, clock)
@@ -128,7 +128,7 @@ async def test_renews_shortly_before_expiry(
 
 
 async def test_fifty_concurrent_callers_cause_one_login(
-    http: httpx.AsyncClient, dsp: respx.MockRouter, clock: Clock
+    http: httpx.AsyncClient, dsp: respx.Router, clock: Clock
 ) -> None:
     answered = asyncio.Event()
 
@@ -149,7 +149,7 @@ async def test_fifty_concurrent_callers_cause_one_login(
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_login_for_the_others(
-    http: httpx.AsyncClient, dsp: respx.MockRouter, clock: Clock
+    http: httpx.AsyncClient, dsp: respx.Router, clock: Clock
 ) -> None:
     answered = asyncio.Event()
 
@@ -170,7 +170,7 @@ async def test_a_cancelled_caller_does_not_cancel_the_login_for_the_others(
 
 
 async def test_expired_drops_only_the_current_token(
-    http: httpx.AsyncClient, dsp: respx.MockRouter, clock: Clock
+    http: httpx.AsyncClient, dsp: respx.Router, clock: Clock
 ) -> None:
     route = dsp.post(TOKEN_PATH).mock(side_effect=[issued(0), issued(1), issued(2)])
     source = tokens(http, clock)
@@ -192,7 +192,7 @@ async def test_expired_drops_only_the_current_token(
 
 async def test_refused_credentials_back_off_with_one_loud_line(
     http: httpx.AsyncClient,
-    dsp: respx.MockRouter,
+    dsp: respx.Router,
     clock: Clock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -241,7 +241,7 @@ async def test_refused_credentials_back_off_with_one_loud_line(
 
 
 async def test_a_throttled_login_waits_for_retry_after_without_asking_again(
-    http: httpx.AsyncClient, dsp: respx.MockRouter, clock: Clock
+    http: httpx.AsyncClient, dsp: respx.Router, clock: Clock
 ) -> None:
     throttled = httpx.Response(
         429,
@@ -277,7 +277,7 @@ async def test_a_throttled_login_waits_for_retry_after_without_asking_again(
 )
 async def test_a_login_that_gets_no_usable_answer_fails_and_is_tried_again(
     http: httpx.AsyncClient,
-    dsp: respx.MockRouter,
+    dsp: respx.Router,
     clock: Clock,
     answer: httpx.Response | Exception,
 ) -> None:
@@ -293,7 +293,7 @@ async def test_a_login_that_gets_no_usable_answer_fails_and_is_tried_again(
 
 async def test_no_secret_or_token_in_logs_or_exceptions(
     http: httpx.AsyncClient,
-    dsp: respx.MockRouter,
+    dsp: respx.Router,
     clock: Clock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
