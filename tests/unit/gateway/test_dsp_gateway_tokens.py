@@ -4,14 +4,12 @@ more with a fresh token in a slot and an audit row of its own, the refused attem
 both. At a version-2 DSP neither a failed login nor a `token_expired` is a create that "may
 have landed".
 
-The limiter here records its slots in memory (what the gateway asks of it and tells it); the
-ledger's own accounting is tested against PostgreSQL in test_rate_limiter.py."""
+Real PostgreSQL (the seat's ledger and the audit log), real token manager; only the DSP, its
+token endpoint included, is mocked."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -20,13 +18,16 @@ import pytest
 import pytest_asyncio
 import respx
 from pydantic import SecretStr
+from sqlalchemy import func, select
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from dsp_integration.activities.dsp_calls import DspActivities, DspContract
 from dsp_integration.config.seats import Seat
 from dsp_integration.contracts import EntityType, ErrorType, SubmitEntityInput
-from dsp_integration.database.audit_log import RequestAnswer, RequestEntry
+from dsp_integration.database.audit_log import request_may_have_landed
+from dsp_integration.database.engine import SessionFactory
+from dsp_integration.database.models import AuditRecord, RateLedgerEntry, RateWaiter
 from dsp_integration.dsp_client import (
     ClientCredentials,
     CredentialsRefused,
@@ -36,65 +37,24 @@ from dsp_integration.dsp_client import (
     LoginThrottled,
     create_request,
 )
-from dsp_integration.dsp_client.credentials import TOKEN_PATH
+from dsp_integration.dsp_client.credentials import REFUSED_BACKOFF_FIRST, TOKEN_PATH
 from dsp_integration.gateway.dsp_gateway import DspGateway, sent_nothing
+from dsp_integration.gateway.rate_limiter import SharedRateLimiter
 
 BASE_URL = "http://dsp.test"
 SEAT = "emea"
+WINDOW = 60.0
+# Far longer than a test: a slot still in flight counts until `now + HOLD`, an answered one
+# from its answer, so the two cannot be mistaken for each other.
+HOLD = 600.0
 BODY = {"name": "Acme", "domain": "acme.example", "currency": "USD"}
 CREATED = {"id": "adv_1", "type": "advertisers", "status": "active", "created_at": "2026-12-01"}
 EXPIRED = {"error": {"code": "token_expired", "message": "token expired", "field": None}}
+UNKNOWN = {"error": {"code": "unauthorized", "message": "unknown token", "field": None}}
+INVALID_CLIENT = {"error": {"code": "invalid_client", "message": "bad secret", "field": None}}
 POST = SubmitEntityInput(
     key="acme", entity_type=EntityType.ADVERTISERS, body=BODY, idempotency_key="acme:v1"
 )
-
-
-@dataclass
-class RecordedSlot:
-    entry: RequestEntry | None
-    left: bool = False
-    answer: RequestAnswer | None = None
-    completions: int = 0
-    paused: float | None = None
-
-    def leaving(self) -> None:
-        self.left = True
-
-    async def complete(self, answer: RequestAnswer | None = None) -> None:
-        """Once, as `RateSlot.complete`: later calls do nothing."""
-        self.completions += 1
-        if self.completions == 1:
-            self.answer = answer
-
-    async def observe(self, remaining: int | None, reset: float | None) -> None:
-        await self.complete()
-
-    async def pause(self, seconds: float) -> None:
-        self.paused = seconds
-
-
-@dataclass
-class RecordingLimiter:
-    """The slots the gateway took, each with the audit entry it was granted with."""
-
-    slots: list[RecordedSlot] = field(default_factory=list)
-
-    @asynccontextmanager
-    async def slot(self, request: RequestEntry | None = None) -> AsyncIterator[RecordedSlot]:
-        slot = RecordedSlot(request)
-        self.slots.append(slot)
-        yield slot
-
-
-class FailingLogin:
-    def __init__(self, error: LoginError) -> None:
-        self.error = error
-
-    async def token(self) -> SecretStr:
-        raise self.error
-
-    def expired(self, token: SecretStr) -> None:
-        raise AssertionError("nothing was sent, so nothing can have expired")
 
 
 def seat() -> Seat:
@@ -104,7 +64,7 @@ def seat() -> Seat:
         api_version=2,
         search_lag=0.0,
         rate_limit=40,
-        rate_window=60.0,
+        rate_window=WINDOW,
         secret=SecretStr("client-secret"),
         client_id="cid",
     )
@@ -112,6 +72,11 @@ def seat() -> Seat:
 
 def issued(token: str) -> httpx.Response:
     return httpx.Response(200, json={"access_token": token, "expires_in": 3600})
+
+
+@pytest.fixture
+def dsp() -> respx.Router:
+    return respx.Router(base_url=BASE_URL, assert_all_called=False)
 
 
 @pytest_asyncio.fixture
@@ -122,9 +87,34 @@ async def http(dsp: respx.Router) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture
-def dsp() -> respx.Router:
-    return respx.Router(base_url=BASE_URL, assert_all_called=False)
+def gateway_for(
+    sessions: SessionFactory, http: httpx.AsyncClient, tokens: ClientCredentials | None = None
+) -> DspGateway:
+    limiter = SharedRateLimiter(sessions, seat=SEAT, limit=40, window=WINDOW, hold=HOLD)
+    return DspGateway(DspClient(http), tokens or ClientCredentials(http, seat()), limiter, SEAT)
+
+
+async def audit_rows(sessions: SessionFactory) -> list[AuditRecord]:
+    async with sessions() as session:
+        return list(await session.scalars(select(AuditRecord).order_by(AuditRecord.id)))
+
+
+async def seat_slot_ages(sessions: SessionFactory) -> list[float]:
+    """Seconds since each of the seat's ledger rows counts from, by the database clock:
+    between 0 and the window for a request that was answered and is still in the seat's
+    window; about -HOLD for one still in flight."""
+    age = func.extract("epoch", func.clock_timestamp() - RateLedgerEntry.granted_at)
+    async with sessions() as session:
+        found = await session.scalars(
+            select(age).where(RateLedgerEntry.seat == SEAT).order_by(RateLedgerEntry.id)
+        )
+        return [float(seconds) for seconds in found]
+
+
+async def assert_answered_slots_in_window(sessions: SessionFactory, count: int) -> None:
+    ages = await seat_slot_ages(sessions)
+    assert len(ages) == count
+    assert all(0 <= seconds < WINDOW for seconds in ages), ages
 
 
 def bearer(call: Any) -> str:
@@ -132,113 +122,138 @@ def bearer(call: Any) -> str:
 
 
 async def test_a_token_expired_request_goes_once_more_with_a_fresh_token(
-    http: httpx.AsyncClient, dsp: respx.Router
+    http: httpx.AsyncClient, dsp: respx.Router, clean_database: SessionFactory
 ) -> None:
     login = dsp.post(TOKEN_PATH).mock(side_effect=[issued("old"), issued("new")])
     create = dsp.post("/v1/advertisers").mock(
         side_effect=[httpx.Response(401, json=EXPIRED), httpx.Response(201, json=CREATED)]
     )
-    limiter = RecordingLimiter()
-    gateway = DspGateway(DspClient(http), ClientCredentials(http, seat()), limiter, SEAT)  # type: ignore[arg-type]
 
-    exchange = await gateway.call("acme", create_request("advertisers", BODY, "acme:v1"))
+    exchange = await gateway_for(clean_database, http).call(
+        "acme", create_request("advertisers", BODY, "acme:v1")
+    )
 
     assert exchange.status_code == 201
     assert [bearer(call) for call in create.calls] == ["Bearer old", "Bearer new"]
     assert login.call_count == 2
-    # Two slots, each with its audit entry, both sent and answered: the refused attempt
-    # stays on record and in the window.
-    assert [(slot.left, slot.completions > 0) for slot in limiter.slots] == [(True, True)] * 2
-    assert [slot.entry.idempotency_key for slot in limiter.slots if slot.entry] == [
-        "acme:v1",
-        "acme:v1",
+    # One audit row per attempt, each answered: the refused attempt stays on record ...
+    rows = await audit_rows(clean_database)
+    assert [(row.entity_key, row.idempotency_key, row.response_status) for row in rows] == [
+        ("acme", "acme:v1", 401),
+        ("acme", "acme:v1", 201),
     ]
-    first, second = (slot.answer for slot in limiter.slots)
-    assert first is not None and second is not None
-    assert (first.response_status, second.response_status) == (401, 201)
-    assert "token_expired" in (first.response_body or "")
+    assert all(row.finished_at is not None for row in rows)
+    assert "token_expired" in (rows[0].response_body or "")
+    # ... and in the seat's window, beside the retry's own slot.
+    await assert_answered_slots_in_window(clean_database, 2)
 
 
 async def test_expired_twice_in_one_call_is_not_tried_a_third_time(
-    http: httpx.AsyncClient, dsp: respx.Router
+    http: httpx.AsyncClient, dsp: respx.Router, clean_database: SessionFactory
 ) -> None:
     login = dsp.post(TOKEN_PATH).mock(side_effect=[issued("one"), issued("two"), issued("x")])
     create = dsp.post("/v1/advertisers").mock(return_value=httpx.Response(401, json=EXPIRED))
-    limiter = RecordingLimiter()
     tokens = ClientCredentials(http, seat())
-    gateway = DspGateway(DspClient(http), tokens, limiter, SEAT)  # type: ignore[arg-type]
 
     with pytest.raises(ApplicationError) as raised:
-        await gateway.call("acme", create_request("advertisers", BODY, "acme:v1"))
+        await gateway_for(clean_database, http, tokens).call(
+            "acme", create_request("advertisers", BODY, "acme:v1")
+        )
 
     assert raised.value.type == ErrorType.DSP_UNAUTHORIZED
     assert not sent_nothing(raised.value)
-    assert create.call_count == 2 and len(limiter.slots) == 2 and login.call_count == 2
+    assert create.call_count == 2 and login.call_count == 2
+    assert [row.response_status for row in await audit_rows(clean_database)] == [401, 401]
+    await assert_answered_slots_in_window(clean_database, 2)
     # The second refusal dropped the second token too: the activity's retry logs in anew.
     assert await tokens.token() == SecretStr("x")
 
 
-async def test_another_401_is_not_retried(http: httpx.AsyncClient, dsp: respx.Router) -> None:
-    dsp.post(TOKEN_PATH).mock(side_effect=[issued("one"), issued("two")])
-    unknown = {"error": {"code": "unauthorized", "message": "unknown token", "field": None}}
-    create = dsp.post("/v1/advertisers").mock(return_value=httpx.Response(401, json=unknown))
-    limiter = RecordingLimiter()
-    gateway = DspGateway(DspClient(http), ClientCredentials(http, seat()), limiter, SEAT)  # type: ignore[arg-type]
+async def test_another_401_is_not_retried(
+    http: httpx.AsyncClient, dsp: respx.Router, clean_database: SessionFactory
+) -> None:
+    login = dsp.post(TOKEN_PATH).mock(side_effect=[issued("one"), issued("two")])
+    create = dsp.post("/v1/advertisers").mock(return_value=httpx.Response(401, json=UNKNOWN))
 
     with pytest.raises(ApplicationError) as raised:
-        await gateway.call("acme", create_request("advertisers", BODY, "acme:v1"))
+        await gateway_for(clean_database, http).call(
+            "acme", create_request("advertisers", BODY, "acme:v1")
+        )
 
     assert raised.value.type == ErrorType.DSP_UNAUTHORIZED
-    assert create.call_count == 1 and len(limiter.slots) == 1
+    assert create.call_count == 1 and login.call_count == 1
+    [row] = await audit_rows(clean_database)
+    assert row.response_status == 401 and "unauthorized" in (row.response_body or "")
+    await assert_answered_slots_in_window(clean_database, 1)
 
 
 @pytest.mark.parametrize(
-    ("error", "error_type", "delay"),
+    ("login_answer", "error_class", "error_type", "delay"),
     [
-        (CredentialsRefused("refused", retry_after=120), ErrorType.DSP_UNAUTHORIZED, 120),
-        (LoginThrottled("throttled", retry_after=300), ErrorType.DSP_RATE_LIMITED, 300),
-        (LoginFailed("no answer"), ErrorType.DSP_TRANSIENT, None),
+        (
+            httpx.Response(401, json=INVALID_CLIENT),
+            CredentialsRefused,
+            ErrorType.DSP_UNAUTHORIZED,
+            REFUSED_BACKOFF_FIRST,
+        ),
+        (
+            httpx.Response(429, headers={"Retry-After": "300"}),
+            LoginThrottled,
+            ErrorType.DSP_RATE_LIMITED,
+            300,
+        ),
+        (httpx.Response(503), LoginFailed, ErrorType.DSP_TRANSIENT, None),
+        (httpx.ConnectError("refused"), LoginFailed, ErrorType.DSP_TRANSIENT, None),
     ],
 )
 async def test_no_token_sends_nothing_and_takes_no_slot(
     http: httpx.AsyncClient,
     dsp: respx.Router,
-    error: LoginError,
+    clean_database: SessionFactory,
+    login_answer: httpx.Response | Exception,
+    error_class: type[LoginError],
     error_type: ErrorType,
     delay: float | None,
 ) -> None:
+    dsp.post(TOKEN_PATH).mock(side_effect=[login_answer])
     create = dsp.post("/v1/advertisers").mock(return_value=httpx.Response(201, json=CREATED))
-    limiter = RecordingLimiter()
-    gateway = DspGateway(DspClient(http), FailingLogin(error), limiter, SEAT)  # type: ignore[arg-type]
 
     with pytest.raises(ApplicationError) as raised:
-        await gateway.call("acme", create_request("advertisers", BODY, "acme:v1"))
+        await gateway_for(clean_database, http).call(
+            "acme", create_request("advertisers", BODY, "acme:v1")
+        )
 
     assert raised.value.type == error_type
     expected = timedelta(seconds=delay) if delay is not None else None
     assert raised.value.next_retry_delay == expected
     assert sent_nothing(raised.value)
-    assert str(error) in raised.value.message
-    assert not create.called and limiter.slots == []
+    assert isinstance(raised.value.__cause__, error_class)
+    assert str(raised.value.__cause__) in raised.value.message
+    assert not create.called
+    # Nothing taken: no slot, no audit row, no place in the seat's queue.
+    assert await seat_slot_ages(clean_database) == []
+    assert await audit_rows(clean_database) == []
+    async with clean_database() as session:
+        assert await session.scalar(select(func.count()).select_from(RateWaiter)) == 0
 
 
 async def test_a_fresh_login_that_fails_after_token_expired_sent_nothing_more(
-    http: httpx.AsyncClient, dsp: respx.Router
+    http: httpx.AsyncClient, dsp: respx.Router, clean_database: SessionFactory
 ) -> None:
     dsp.post(TOKEN_PATH).mock(side_effect=[issued("old"), httpx.Response(503)])
     create = dsp.post("/v1/advertisers").mock(return_value=httpx.Response(401, json=EXPIRED))
-    limiter = RecordingLimiter()
-    gateway = DspGateway(DspClient(http), ClientCredentials(http, seat()), limiter, SEAT)  # type: ignore[arg-type]
 
     with pytest.raises(ApplicationError) as raised:
-        await gateway.call("acme", create_request("advertisers", BODY, "acme:v1"))
+        await gateway_for(clean_database, http).call(
+            "acme", create_request("advertisers", BODY, "acme:v1")
+        )
 
     assert raised.value.type == ErrorType.DSP_TRANSIENT and sent_nothing(raised.value)
-    assert create.call_count == 1 and len(limiter.slots) == 1
-
-
-def v2_activities(gateway: DspGateway) -> DspActivities:
-    return DspActivities(gateway, sessions=None, contract=DspContract(version=2))  # type: ignore[arg-type]
+    assert create.call_count == 1
+    # Only the refused attempt: its audit row and its slot; the retry never had a token.
+    [row] = await audit_rows(clean_database)
+    assert row.response_status == 401 and "token_expired" in (row.response_body or "")
+    await assert_answered_slots_in_window(clean_database, 1)
 
 
 @pytest.mark.parametrize(
@@ -266,6 +281,7 @@ def v2_activities(gateway: DspGateway) -> DspActivities:
 async def test_at_version_2_only_a_sent_create_may_have_landed(
     http: httpx.AsyncClient,
     dsp: respx.Router,
+    clean_database: SessionFactory,
     tokens_answer: httpx.Response | Exception | None,
     create_answers: list[httpx.Response],
     error_type: ErrorType,
@@ -275,11 +291,20 @@ async def test_at_version_2_only_a_sent_create_may_have_landed(
     )
     dsp.post(TOKEN_PATH).mock(side_effect=logins)
     create = dsp.post("/v1/advertisers").mock(side_effect=create_answers)
-    limiter = RecordingLimiter()
-    gateway = DspGateway(DspClient(http), ClientCredentials(http, seat()), limiter, SEAT)  # type: ignore[arg-type]
+    activities = DspActivities(
+        gateway_for(clean_database, http), clean_database, DspContract(version=2)
+    )
 
     with pytest.raises(ApplicationError) as raised:
-        await ActivityEnvironment().run(v2_activities(gateway).submit_entity, POST)
+        await ActivityEnvironment().run(activities.submit_entity, POST)
 
     assert raised.value.type == error_type
     assert create.call_count == len(create_answers)
+    # Each create sent has its audit row and its slot; what the activity's retry will read
+    # of them agrees with the verdict.
+    rows = await audit_rows(clean_database)
+    assert [row.response_status for row in rows] == [a.status_code for a in create_answers]
+    await assert_answered_slots_in_window(clean_database, len(create_answers))
+    async with clean_database() as session:
+        landed = await request_may_have_landed(session, POST.key, POST.idempotency_key)
+    assert landed == (error_type == ErrorType.DSP_MAY_HAVE_LANDED)
