@@ -76,12 +76,15 @@ class DspGateway:
     async def _attempt(
         self, entity_key: str, request: DspRequest, info: activity.Info | None
     ) -> tuple[DspExchange, DspOutcome]:
-        token = await self._token(request)
+        await self._token(request)  # no slot for a call that could not be sent
         async with self._limiter.slot(_audit_entry(entity_key, request, info)) as slot:
             if _cancel_requested():
                 # Nothing left: the slot's audit row goes, whatever else cancels meanwhile.
                 await _finish_even_if_cancelled(slot.complete())
                 raise asyncio.CancelledError("cancelled before the request left")
+            # Asked again now: the wait for the slot may have outlasted the token (with a
+            # backlog, seconds to minutes). Usually the same token, from memory.
+            token = await self._token(request)
             exchange = await _finish_even_if_cancelled(
                 self._send_answered(slot, request, token, info)
             )

@@ -9,6 +9,7 @@ token endpoint included, is mocked."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -308,3 +309,38 @@ async def test_at_version_2_only_a_sent_create_may_have_landed(
     async with clean_database() as session:
         landed = await request_may_have_landed(session, POST.key, POST.idempotency_key)
     assert landed == (error_type == ErrorType.DSP_MAY_HAVE_LANDED)
+
+
+async def test_a_token_that_ends_while_the_call_waits_for_its_slot_is_renewed_first(
+    http: httpx.AsyncClient, dsp: respx.Router, clean_database: SessionFactory
+) -> None:
+    """With a backlog a call waits for its slot for seconds or minutes: the token it had when
+    it began to wait may be past its refresh by the time it is sent."""
+    now = [0.0]
+    login = dsp.post(TOKEN_PATH).mock(
+        side_effect=[
+            httpx.Response(200, json={"access_token": "early", "expires_in": 20}),
+            httpx.Response(200, json={"access_token": "later", "expires_in": 20}),
+        ]
+    )
+    create = dsp.post("/v1/advertisers").mock(return_value=httpx.Response(201, json=CREATED))
+    tokens = ClientCredentials(http, seat(), clock=lambda: now[0])
+    limiter = SharedRateLimiter(clean_database, seat=SEAT, limit=1, window=0.5, hold=HOLD)
+    gateway = DspGateway(DspClient(http), tokens, limiter, SEAT)
+    other = await limiter.acquire()  # the seat's only slot, for now
+
+    waiting = asyncio.create_task(
+        gateway.call("acme", create_request("advertisers", BODY, "acme:v1"))
+    )
+    async with asyncio.timeout(10):
+        while True:
+            if login.call_count:
+                break
+            await asyncio.sleep(0.01)
+    now[0] = 19.0  # the token is in its last tenth while the call waits
+    await other.complete()
+    exchange = await waiting
+
+    assert exchange.status_code == 201
+    assert [bearer(call) for call in create.calls] == ["Bearer later"]
+    assert login.call_count == 2
