@@ -3,20 +3,18 @@ read from the shared ledger of a real PostgreSQL; Temporal's backlog from a stan
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from dsp_integration.client import views
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.commands import starter
 from dsp_integration.config import Settings
-from dsp_integration.config.seats import Seat, Seats
+from dsp_integration.config.seat_config import SeatConfig
 from dsp_integration.contracts import dsp_task_queue
 from dsp_integration.database import rate_ledger
 from dsp_integration.database.engine import SessionFactory
@@ -26,11 +24,11 @@ from tests.integration.console_support import running_console
 MAIN, OTHER = "main", "acme-eu"  # the default seat is not named `default` here
 
 
-def seat(name: str, limit: int, window: float) -> Seat:
-    return Seat(name, "http://dsp.example", 2, 0.0, limit, window, SecretStr("unused"))
-
-
-SEATS = Seats({OTHER: seat(OTHER, 10, 30.0), MAIN: seat(MAIN, 40, 60.0)}, default=MAIN)
+# Configured as an operator would, with no secret: the budget's readers never call the DSP.
+SEATS = [
+    SeatConfig(name=OTHER, rate_limit=10, rate_window=30.0),
+    SeatConfig(name=MAIN, rate_limit=40, rate_window=60.0),
+]
 
 
 class BacklogTemporal:
@@ -48,9 +46,13 @@ class BacklogTemporal:
 
 
 @pytest.fixture
-def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setattr(Settings, "seats", lambda self: SEATS)
-    yield Settings(_env_file=None)  # type: ignore[call-arg]
+def settings() -> Settings:
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        dsp_base_url="http://dsp.example",
+        dsp_seats=SEATS,
+        dsp_default_seat=MAIN,
+    )
 
 
 @pytest.fixture

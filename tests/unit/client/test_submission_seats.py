@@ -21,7 +21,7 @@ from dsp_integration.client import control, submission
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.commands import starter
 from dsp_integration.config import Settings
-from dsp_integration.config.seats import Seat, Seats
+from dsp_integration.config.seat_config import SeatConfig
 from dsp_integration.console import create_app
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
@@ -31,22 +31,6 @@ from tests.unit.entities.test_entities_parser import example_entities
 CONSOLE_TOKEN = "unit-seats-console-token"
 
 
-def seat(name: str) -> Seat:
-    return Seat(
-        name=name,
-        base_url="http://dsp.invalid",
-        api_version=2,
-        search_lag=0.0,
-        rate_limit=40,
-        rate_window=60.0,
-        secret=SecretStr(f"secret-{name}"),
-    )
-
-
-def three_seats() -> Seats:
-    return Seats({name: seat(name) for name in ("default", "eu", "us")}, "default")
-
-
 @pytest_asyncio.fixture
 async def service(
     clean_database: SessionFactory,
@@ -54,9 +38,9 @@ async def service(
     temporal_client: Client,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[ServiceContext]:
-    monkeypatch.setattr(Settings, "seats", lambda self: three_seats())
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
+        dsp_seats=[SeatConfig(name="eu"), SeatConfig(name="us")],
         temporal_address=temporal_server.address,
         temporal_task_queue=f"tq-seats-{uuid.uuid4().hex[:12]}",
         console_token=SecretStr(CONSOLE_TOKEN),
