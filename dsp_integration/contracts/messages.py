@@ -33,12 +33,15 @@ class EntityWorkflowInput(BaseModel):
 
 class CancelRequest(BaseModel):
     reason: str = "cancelled by user"
+    # Who asked (`Actor.label()`), so the workflow's history shows it; None before the field.
+    requested_by: str | None = None
 
 
 class ResubmitRequest(BaseModel):
     """Sent after the client stored `payload_version` in the queue table."""
 
     payload_version: int
+    requested_by: str | None = None
 
 
 class ReprioritiseRequest(BaseModel):
@@ -47,6 +50,7 @@ class ReprioritiseRequest(BaseModel):
 
     priority: PriorityLevel | None = None
     fairness_weight: float | None = None
+    requested_by: str | None = None
 
 
 class DependencyOutcome(BaseModel):
