@@ -86,8 +86,8 @@ class Settings(BaseSettings):
 
     _env_file: Any = PrivateAttr(default=None)
     _dsp_seats_problems: list[str] = PrivateAttr(default_factory=list)
-    _seats: Seats | SeatProblems | None = PrivateAttr(default=None)
-    _seat_layout: Seats | SeatProblems | None = PrivateAttr(default=None)
+    # `seats()` (True) and `seat_layout()` (False), resolved once each.
+    _resolved_seats: dict[bool, Seats | SeatProblems] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
@@ -131,31 +131,30 @@ class Settings(BaseSettings):
         seat of the flat DSP_* settings unless DSP_SEATS has one or DSP_DEFAULT_SEAT names
         another. Secrets come from the environment, then the `.env` file these settings read.
         Raises `SeatProblems` with one line per problem, all of them. Resolved once."""
-        if self._seats is None:
-            try:
-                self._seats = resolve_seats(
-                    self.dsp_seats, self._dsp_seats_problems, self._flat_dsp(), self._secrets()
-                )
-            except SeatProblems as problems:
-                self._seats = problems
-        if isinstance(self._seats, SeatProblems):
-            raise SeatProblems(self._seats.problems)
-        return self._seats
+        return self._resolved(with_secrets=True)
 
     def seat_layout(self) -> Seats:
         """The seats as a client of the service needs them (the CLI, the console, a
         submission): names, connections and budgets, every problem but a missing secret, which
         only the workers need (a seat without its secret here has an empty one)."""
-        if self._seat_layout is None:
+        return self._resolved(with_secrets=False)
+
+    def _resolved(self, *, with_secrets: bool) -> Seats:
+        cached = self._resolved_seats.get(with_secrets)
+        if cached is None:
             try:
-                self._seat_layout = resolve_seats(
-                    self.dsp_seats, self._dsp_seats_problems, self._flat_dsp(), None
+                cached = resolve_seats(
+                    self.dsp_seats,
+                    self._dsp_seats_problems,
+                    self._flat_dsp(),
+                    self._secrets() if with_secrets else None,
                 )
             except SeatProblems as problems:
-                self._seat_layout = problems
-        if isinstance(self._seat_layout, SeatProblems):
-            raise SeatProblems(self._seat_layout.problems)
-        return self._seat_layout
+                cached = problems
+            self._resolved_seats[with_secrets] = cached
+        if isinstance(cached, SeatProblems):
+            raise SeatProblems(cached.problems)
+        return cached
 
     def _flat_dsp(self) -> FlatDspSettings:
         return FlatDspSettings(

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -87,49 +88,49 @@ async def ended(stack: Stack, batch: str, within: float) -> float:
         await asyncio.sleep(0.1)
 
 
-def seats_stack(
-    database_url: str,
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
-    mock_dsp: MockDspServer,
-    **overrides: Any,
-) -> Any:
-    return open_test_stack(
-        database_url,
-        temporal_server,
-        temporal_client,
-        mock_dsp,
-        dsp_api_version=2,
-        dsp_search_lag=0.5,
-        dsp_seats=[seat_config(EAST), seat_config(WEST)],
-        dsp_default_seat=EAST,
-        **overrides,
-    )
+OpenSeats = Callable[..., AbstractAsyncContextManager[Stack]]
 
 
 @pytest.fixture
-def seat_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (EAST, WEST):
-        monkeypatch.setenv(default_secret_env(name), f"{name}-secret")
-
-
-async def test_each_seat_keeps_its_own_window_and_a_backlog_does_not_slow_another(
+def open_seats(
     clean_database: SessionFactory,
     database_url: str,
     temporal_server: TemporalDevServer,
     temporal_client: Client,
     mock_dsp: MockDspServer,
-    seat_secrets: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> OpenSeats:
+    """Opens the stack with seats east (the default) and west, logging in with client
+    credentials at a version-2 mock; `west_secret` gives the mock another secret for west
+    than the service has, other keywords change the mock's config."""
+    for name in (EAST, WEST):
+        monkeypatch.setenv(default_secret_env(name), f"{name}-secret")
+
+    def opened(*, west_secret: str | None = None, **mock_update: Any) -> Any:
+        seats = {EAST: mock_seat(EAST), WEST: mock_seat(WEST, secret=west_secret)}
+        mock_dsp.dsp.config = mock_config().model_copy(
+            update={"api_version": 2, "search_lag": 0.5, "seats": seats, **mock_update}
+        )
+        return open_test_stack(
+            database_url,
+            temporal_server,
+            temporal_client,
+            mock_dsp,
+            dsp_api_version=2,
+            dsp_search_lag=0.5,
+            dsp_seats=[seat_config(EAST), seat_config(WEST)],
+            dsp_default_seat=EAST,
+        )
+
+    return opened
+
+
+async def test_each_seat_keeps_its_own_window_and_a_backlog_does_not_slow_another(
+    open_seats: OpenSeats,
+    mock_dsp: MockDspServer,
     tmp_path: Path,
 ) -> None:
-    mock_dsp.dsp.config = mock_config().model_copy(
-        update={
-            "api_version": 2,
-            "search_lag": 0.5,
-            "seats": {EAST: mock_seat(EAST), WEST: mock_seat(WEST)},
-        }
-    )
-    async with seats_stack(database_url, temporal_server, temporal_client, mock_dsp) as stack:
+    async with open_seats() as stack:
         # Six windows of east's work, then one of west's: west must not wait behind east.
         await submit_seat_file(stack, tmp_path, "big", EAST, 36)
         await submit_seat_file(stack, tmp_path, "small", WEST, 6)
@@ -150,23 +151,11 @@ async def test_each_seat_keeps_its_own_window_and_a_backlog_does_not_slow_anothe
 
 
 async def test_expired_tokens_are_refreshed_once_and_nothing_is_lost(
-    clean_database: SessionFactory,
-    database_url: str,
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
+    open_seats: OpenSeats,
     mock_dsp: MockDspServer,
-    seat_secrets: None,
     tmp_path: Path,
 ) -> None:
-    mock_dsp.dsp.config = mock_config().model_copy(
-        update={
-            "api_version": 2,
-            "search_lag": 0.5,
-            "token_lifetime": 3.0,
-            "seats": {EAST: mock_seat(EAST), WEST: mock_seat(WEST)},
-        }
-    )
-    async with seats_stack(database_url, temporal_server, temporal_client, mock_dsp) as stack:
+    async with open_seats(token_lifetime=3.0) as stack:
         await submit_seat_file(stack, tmp_path, "exp", EAST, 30)
         # Every token east holds is refused mid-run, as a DSP that revoked them early would.
         await until(lambda: sum(1 for r in mock_dsp.dsp.request_log if r.seat == EAST) >= 8)
@@ -189,24 +178,13 @@ async def test_expired_tokens_are_refreshed_once_and_nothing_is_lost(
 
 
 async def test_wrong_credentials_stop_only_their_seat(
-    clean_database: SessionFactory,
-    database_url: str,
-    temporal_server: TemporalDevServer,
-    temporal_client: Client,
+    open_seats: OpenSeats,
     mock_dsp: MockDspServer,
-    seat_secrets: None,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    mock_dsp.dsp.config = mock_config().model_copy(
-        update={
-            "api_version": 2,
-            "search_lag": 0.5,
-            "seats": {EAST: mock_seat(EAST), WEST: mock_seat(WEST, secret="rotated-elsewhere")},
-        }
-    )
     caplog.set_level(logging.ERROR)
-    async with seats_stack(database_url, temporal_server, temporal_client, mock_dsp) as stack:
+    async with open_seats(west_secret="rotated-elsewhere") as stack:
         await submit_seat_file(stack, tmp_path, "wr", WEST, 4)
         await submit_seat_file(stack, tmp_path, "ok", EAST, 6)
         await ended(stack, "ok", within=60)
