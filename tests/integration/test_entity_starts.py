@@ -88,7 +88,11 @@ async def test_a_dependant_reopened_after_its_run_completed_runs_again(
     async with asyncio.timeout(120):
         counts = await wait_for_batch(stack.service, "re", on_update=lambda _: None)
     assert counts == {"succeeded": 3}
-    rerun = await temporal_client.get_workflow_handle(workflow_id_for("re-ag")).describe()
+    # The row records the ending a moment before the run completes.
+    rerun_handle = temporal_client.get_workflow_handle(workflow_id_for("re-ag"))
+    async with asyncio.timeout(30):
+        await rerun_handle.result()
+    rerun = await rerun_handle.describe()
     assert rerun.run_id != blocked_run.run_id
     assert rerun.status is WorkflowExecutionStatus.COMPLETED
 
