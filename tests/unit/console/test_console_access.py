@@ -12,7 +12,8 @@ import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
-from dsp_integration.client.actors import Role
+from dsp_integration.client import accounts
+from dsp_integration.client.actors import Actor, Role
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.logins import SessionPolicy
 from dsp_integration.commands.starter import main
@@ -164,3 +165,101 @@ async def test_files_over_the_limit_are_refused_unread() -> None:
     assert len(data) == MAX_FILE_BYTES + 1
     with pytest.raises(SubmissionRefused, match="over the limit"):
         await submit_file(None, data, filename="big.json")  # type: ignore[arg-type]
+
+
+PASSWORD = "correct horse battery"
+
+
+async def test_api_tokens_act_as_their_person_with_their_role(
+    clean_database: SessionFactory,
+) -> None:
+    sessions = clean_database
+    admin = Actor("root", Role.ADMIN, "cli")
+    for name, role in (("root", Role.ADMIN), ("vic", Role.VIEWER), ("olga", Role.OPERATOR)):
+        await accounts.add_account(sessions, admin, name, role, PASSWORD)
+    viewer = (await accounts.create_token(sessions, admin, "vic")).token
+    operator = (await accounts.create_token(sessions, admin, "olga")).token
+    async with _console(sessions, token=None) as client:
+        # Accounts exist: nobody is anonymous any more, even without CONSOLE_TOKEN.
+        assert (await client.get("/api/batches")).status_code == 401
+        as_viewer = {"Authorization": f"Bearer {viewer}"}
+        assert (await client.get("/api/batches", headers=as_viewer)).status_code == 200
+        for path in ("/api/entities/k/cancel", "/api/batches", "/api/batches/b/priority"):
+            refused = await client.post(path, headers=as_viewer, json={})
+            assert refused.status_code == 403, path
+            assert refused.json()["detail"] == ("vic is a viewer: this needs the operator role")
+        assert (await client.get("/admin/accounts", headers=as_viewer)).status_code == 403
+        as_operator = {"Authorization": f"Bearer {operator}"}
+        # Past the gate: the entity is unknown (404), not forbidden.
+        answer = await client.post("/api/entities/k/cancel", headers=as_operator)
+        assert answer.status_code == 404
+        page = await client.get("/account", headers=as_operator)
+        assert page.status_code == 200 and "olga (operator)" in page.text
+        assert (await client.get("/admin/accounts", headers=as_operator)).status_code == 403
+
+
+async def test_console_token_bearer_is_refused_once_an_admin_exists(
+    clean_database: SessionFactory,
+) -> None:
+    async with _console(clean_database) as client:
+        as_bootstrap = {"Authorization": f"Bearer {TOKEN}"}
+        page = await client.get("/admin/accounts", headers=as_bootstrap)
+        assert page.status_code == 200 and "No accounts yet" in page.text
+        await accounts.add_account(
+            clean_database, Actor("x", Role.ADMIN, "cli"), "root", Role.ADMIN, PASSWORD
+        )
+        refused = await client.get("/api/batches", headers=as_bootstrap)
+        assert refused.status_code == 401
+        assert "only while no admin account exists" in refused.json()["detail"]
+        login_page = await client.get("/login")
+        assert 'name="token"' not in login_page.text and 'name="password"' in login_page.text
+
+
+async def test_a_one_time_password_leads_to_the_account_page_first(
+    clean_database: SessionFactory,
+) -> None:
+    sessions = clean_database
+    await accounts.add_account(
+        sessions, Actor("x", Role.ADMIN, "cli"), "new", Role.OPERATOR, PASSWORD, one_time=True
+    )
+    async with _console(sessions, token=None) as client:
+        login = await client.post("/login", data={"name": "new", "password": PASSWORD})
+        assert login.status_code == 303 and login.headers["location"] == "/account"
+        assert (await client.get("/")).headers["location"] == "/account"
+        assert (await client.get("/api/batches")).status_code == 403
+        page = await client.get("/account")
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        new = "my own password now"
+        changed = await client.post(
+            "/account/password",
+            data={"current": PASSWORD, "password": new, "again": new, "csrf": csrf},
+        )
+        assert changed.status_code == 200 and "Password changed" in changed.text
+        assert (await client.get("/api/batches")).status_code == 200
+
+
+async def test_admin_forms_need_the_csrf_token_and_names_stay_text(
+    clean_database: SessionFactory,
+) -> None:
+    hostile = "<script>alert(1)</script>"
+    async with _console(clean_database) as client:
+        as_bootstrap = {"Authorization": f"Bearer {TOKEN}"}
+        login = await client.post("/login", data={"token": TOKEN})
+        assert login.status_code == 303
+        form = {"name": hostile, "role": "viewer", "password": ""}
+        stale = await client.post("/admin/accounts", data={**form, "csrf": "forged"})
+        assert stale.status_code == 403 and "stale" in stale.text
+        assert await accounts.list_accounts(clean_database) == []
+        page = await client.get("/admin/accounts")
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        added = await client.post("/admin/accounts", data={**form, "csrf": csrf})
+        assert added.status_code == 200, added.text
+        assert hostile not in added.text and "&lt;script&gt;" in added.text
+        secret = added.text.split('id="new-secret">')[1].split("<")[0]
+        assert len(secret) == 20
+        # A bearer header is never sent by a forged form: no CSRF token needed with it.
+        headers = as_bootstrap
+        role = await client.post(
+            "/admin/accounts/role", data={"name": hostile, "role": "operator"}, headers=headers
+        )
+        assert role.status_code == 200 and "role viewer -&gt; operator" in role.text
