@@ -26,6 +26,7 @@ from dsp_integration.client.submission import (
     submit,
 )
 from dsp_integration.client.temporal_client import TemporalUnavailable
+from dsp_integration.commands.users import add_users_parser, run_users
 from dsp_integration.config import Settings
 from dsp_integration.config.seats import SeatProblems
 from dsp_integration.contracts import DEFAULT_SEAT, DSP_FAIRNESS_WEIGHT, PriorityLevel
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd = commands.add_parser("serve", help="run the web console and HTTP API")
     serve_cmd.add_argument("--host", help="listen address (default: CONSOLE_HOST)")
     serve_cmd.add_argument("--port", type=int, help="listen port (default: CONSOLE_PORT)")
+    add_users_parser(commands)
     return parser
 
 
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         settings = Settings()
-        if args.command != "migrate":
+        if args.command not in ("migrate", "users"):
             settings.seat_layout()  # the seats' configuration, all its problems at once
         return asyncio.run(_dispatch(args, settings))
     except SeatProblems as problems:
@@ -160,6 +162,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from dsp_integration.console.server import serve  # the web stack loads only for `serve`
 
         return await serve(settings, args.host, args.port)
+    if args.command == "users":
+        return await run_users(args, settings)
     # Arguments are checked before anything is opened: a wrong level is refused at once.
     level = priority_level(getattr(args, "priority", None) or getattr(args, "level", None))
     weight = fairness_weight(getattr(args, "weight", None))

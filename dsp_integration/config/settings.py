@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     console_host: str = "127.0.0.1"
     console_port: int = Field(default=8000, ge=0, le=65535)
     console_token: SecretStr | None = None
+    # Console sessions end after this many idle minutes, and this many hours after login
+    # however used: settings, since a 24/7 operations room and a compliance policy differ.
+    console_session_idle_minutes: float = Field(default=60.0, gt=0)
+    console_session_hours: float = Field(default=12.0, gt=0)
     temporal_ui_url: str | None = None
 
     _env_file: Any = PrivateAttr(default=None)

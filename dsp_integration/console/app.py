@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -11,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dsp_integration.client.context import ServiceContext, open_service
+from dsp_integration.client.logins import SessionPolicy
 from dsp_integration.config import Settings
-from dsp_integration.console import api, apidocs, login, pages
+from dsp_integration.console import account_pages, api, apidocs, login, pages
 from dsp_integration.console.access import Handler, gate
 from dsp_integration.console.auth import Guard
 from dsp_integration.console.errors import install_error_handlers
@@ -33,6 +35,13 @@ SECURITY_HEADERS = {
 def console_token(settings: Settings) -> str | None:
     token = settings.console_token.get_secret_value() if settings.console_token else ""
     return token or None
+
+
+def session_policy(settings: Settings) -> SessionPolicy:
+    return SessionPolicy(
+        idle=timedelta(minutes=settings.console_session_idle_minutes),
+        lifetime=timedelta(hours=settings.console_session_hours),
+    )
 
 
 def create_app(settings: Settings, *, service: ServiceContext | None = None) -> FastAPI:
@@ -58,7 +67,7 @@ def create_app(settings: Settings, *, service: ServiceContext | None = None) -> 
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.guard = Guard(console_token(settings))
+    app.state.guard = Guard(console_token(settings), session_policy(settings))
     app.state.templates = build_templates()
 
     @app.middleware("http")
@@ -72,6 +81,7 @@ def create_app(settings: Settings, *, service: ServiceContext | None = None) -> 
     app.include_router(api.router)
     app.include_router(api.health_router)
     app.include_router(login.router)
+    app.include_router(account_pages.router)
     app.include_router(apidocs.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -47,5 +47,8 @@ def render(
 ) -> HTMLResponse:
     templates: Jinja2Templates = request.app.state.templates
     values = {"csrf": getattr(request.state, "csrf", ""), **(context or {})}
-    values["auth_required"] = request.app.state.guard.required
+    # Who is looking (client.actors.Actor; None on the login page): templates show actions
+    # only to a role that may take them, e.g. `{% if actor.role.may("operator") %}`.
+    values["actor"] = getattr(request.state, "actor", None)
+    values["auth_required"] = getattr(request.state, "logged_in", False)
     return templates.TemplateResponse(request, name, values, status_code=status_code)

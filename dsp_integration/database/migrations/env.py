@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from dsp_integration.config import Settings
+from dsp_integration.database import accounts  # noqa: F401  (registers its tables on Base)
 from dsp_integration.database.models import Base
 
 # Any constant works: it only serialises concurrent migrators (many workers may start at once).
