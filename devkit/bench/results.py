@@ -99,7 +99,7 @@ def record_run(
     record = {
         "bench": bench,
         "run": run,
-        "recorded_at": now.isoformat(timespec="seconds"),
+        "recorded_at": now.isoformat(timespec="milliseconds"),
         "commit": current_commit(),
         "machine": Machine.this().__dict__,
         "command": command,
@@ -110,6 +110,10 @@ def record_run(
     target = (folder or results_dir()) / bench
     target.mkdir(parents=True, exist_ok=True)
     path = target / f"{now:%Y%m%dT%H%M%SZ}-{run}.json"
+    for again in range(2, 100):  # two runs of one configuration within a second
+        if not path.exists():
+            break
+        path = target / f"{now:%Y%m%dT%H%M%SZ}-{run}-{again}.json"
     path.write_text(json.dumps(record, indent=1, default=str) + "\n")
     return path
 

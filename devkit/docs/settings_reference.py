@@ -40,7 +40,7 @@ def _type(field: FieldInfo) -> str:
     text = str(field.annotation).replace("typing.", "").replace("pydantic.types.", "")
     text = text.replace("<class '", "").replace("'>", "")
     text = text.replace("dsp_integration.config.seat_config.", "")
-    return f"`{text}`"
+    return " or ".join(f"`{part}`" for part in text.split(" | "))  # a | would split the cell
 
 
 def _bounds(field: FieldInfo) -> str:
