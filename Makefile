@@ -17,7 +17,7 @@ MOCK_REVIEW_SECONDS ?= 8
 
 .DEFAULT_GOAL := help
 CHROMIUM ?= /usr/bin/chromium
-.PHONY: help venv install browser test test-fast interleavings demo up lint format clean distclean
+.PHONY: help venv install browser test test-fast interleavings demo up docs lint format clean distclean
 
 help:
 	@echo "make install    create .venv and install the project with its dev kit and test tools"
@@ -27,6 +27,7 @@ help:
 	@echo "make interleavings  the randomised interleaving test, long profile (HYPOTHESIS_PROFILE=long)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
 	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
+	@echo "make docs       build the documentation site into build/site (mkdocs --strict, offline)"
 	@echo "make lint       ruff check, ruff format --check, and mypy --strict on the service"
 	@echo "make clean      remove caches and .dev/ (dev state); distclean also .venv"
 
@@ -39,7 +40,7 @@ $(BIN)/python:
 
 # Reinstalls only when pyproject.toml changes (the stamp is older than it).
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev,test]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev,test,docs]'
 	@touch $@
 
 venv install: $(STAMP)
@@ -75,6 +76,11 @@ up: $(STAMP)
 
 demo: $(STAMP)
 	MOCK_REVIEW_SECONDS=$(MOCK_REVIEW_SECONDS) $(BIN)/python dev.py demo examples/demo.json --workers 2
+
+# Strict: a broken link, anchor or generated part fails the build (tests/unit/test_docs_site.py
+# builds it in `make test` too).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir build/site
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

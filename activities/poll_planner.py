@@ -17,7 +17,7 @@ to max), stretched so that all polls together use at most `POLL_SHARE` of the bu
 
 Fixed-interval polling and a backoff-only planner were measured against this one
 (devkit/bench/RESULTS.md, "Frugal polling"); they live in the revisions before issue 21, and
-the benchmarks compare against those revisions (devkit/bench/README.md)."""
+the benchmarks compare against those revisions (docs/reference/configuration.md)."""
 
 from __future__ import annotations
 

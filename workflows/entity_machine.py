@@ -44,7 +44,7 @@ JsonObject = dict[str, Any]
 
 
 class Phase(StrEnum):
-    """Where an entity stands, as the README's state diagram names it."""
+    """Where an entity stands, as the state diagram of docs/explanation/last-word.md names it."""
 
     LOADING = "loading"  # reading the row: at the start, and for every newer version
     WAITING = "waiting"  # for its dependencies, then until its request leaves

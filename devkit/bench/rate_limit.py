@@ -22,6 +22,7 @@ from typing import Any
 
 from devkit.bench.metrics import RunMetrics, measure, share_of_posts
 from devkit.bench.plot import plot_run
+from devkit.bench.results import record_run
 from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import (
@@ -253,7 +254,40 @@ async def run(args: argparse.Namespace) -> RunReport:
         "requests": [[round(r.at - records[0].at, 4), r.method, r.path, r.status] for r in records]
     }
     (OUT_DIR / f"{args.name}.json").write_text(json.dumps(dump, indent=1, default=str))
+    record_rate_limit_run(args, report, dump["requests"])
     return report
+
+
+def record_rate_limit_run(
+    args: argparse.Namespace, report: RunReport, requests: list[list[Any]]
+) -> Path:
+    """The run's figures as a result file (devkit/bench/results/rate_limit/), with each
+    request's time, method, path and status for the page's plot."""
+    m = report.metrics
+    summary: dict[str, Any] = {
+        "workload": args.workload,
+        "workers": args.workers,
+        "limit": f"{args.limit} / {args.window:g} s",
+        "code": args.revision.label,
+        "requests": m.requests,
+        "429s": m.rate_limited,
+        "max in any window": m.max_in_window,
+        "utilisation": f"{m.utilisation:.1%}",
+        "lowest window": f"{m.min_window_utilisation:.1%}",
+        "first to last request (s)": round(m.busy_seconds, 1),
+        "requests / rate (s)": round(m.lower_bound_rate, 1),
+    }
+    parameters = {
+        name: (str(value) if not isinstance(value, int | float | str | bool) else value)
+        for name, value in vars(args).items()
+    }
+    return record_run(
+        "rate_limit",
+        args.name,
+        parameters=parameters,
+        summary=summary,
+        details={"extra": report.extra, "requests": requests},
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

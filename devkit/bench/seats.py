@@ -26,6 +26,7 @@ from typing import Any
 
 from devkit.bench.cost import cpu_seconds
 from devkit.bench.metrics import RunMetrics, measure
+from devkit.bench.results import record_run
 from devkit.bench.stack import BenchSeat, BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import advertiser
 from devkit.mock_dsp.request_log import RequestRecord
@@ -277,6 +278,38 @@ def main(argv: list[str] | None = None) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     name = f"seats-{args.seats.replace(',', '_')}-{args.limit}per{args.window:g}s"
     (OUT_DIR / f"{name}.json").write_text(json.dumps(results, indent=1))
+    for result in results:
+        print(f"recorded {record_seats_run(args, result, argv)}")
+
+
+def record_seats_run(
+    args: argparse.Namespace, result: dict[str, Any], argv: list[str] | None
+) -> Path:
+    """One seat count's figures as a result file (devkit/bench/results/seats/)."""
+    per_seat = result["per_seat"]
+    done = [seat["done_after"] for seat in per_seat]
+    summary: dict[str, Any] = {
+        "seats": result["seats"],
+        "workers": args.workers,
+        "limit": f"{args.limit} / {args.window:g} s",
+        "token lifetime (s)": args.token_lifetime,
+        "requests": sum(seat["requests"] for seat in per_seat),
+        "429s": sum(seat["rate_limited"] for seat in per_seat),
+        "max in any window": max((seat["max_in_window"] for seat in per_seat), default=0),
+        "lowest seat utilisation": f"{min(seat['utilisation'] for seat in per_seat):.1%}",
+        "requests/s": round(result["requests_per_second"], 2),
+        "worker CPU ms/request": round(result["cpu_ms_per_request"], 1),
+        "401 token_expired": result["token_expired"],
+        "last seat done (s)": None if None in done else round(max(done, default=0.0), 1),
+        "nothing lost": not result["lost"] and not result["duplicates"],
+    }
+    run = (
+        f"seats{result['seats']}-w{args.workers}-{args.limit}per{args.window:g}s"
+        f"-token{args.token_lifetime:g}s" + (f"-small{args.small}" if args.small else "")
+    )
+    return record_run(
+        "seats", run, parameters=vars(args), summary=summary, details=result, argv=argv
+    )
 
 
 if __name__ == "__main__":

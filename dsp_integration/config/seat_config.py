@@ -49,15 +49,41 @@ class SeatConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    base_url: str | None = None
-    api_version: int | None = Field(default=None, ge=1, le=2)
-    search_lag: float | None = Field(default=None, ge=0)
-    # With it the seat logs in (client credentials); without, its secret is a static token.
-    client_id: str | None = Field(default=None, min_length=1)
-    secret_env: str | None = Field(default=None, pattern=ENV_NAME_PATTERN)
-    rate_limit: int | None = Field(default=None, ge=1, le=MAX_SEAT_RATE_LIMIT)
-    rate_window: float | None = Field(default=None, gt=0, le=MAX_SEAT_RATE_WINDOW)
+    name: str = Field(
+        description="1-32 of `a-z0-9_-`, starting with a letter or a digit: it names a task "
+        "queue and a metric label."
+    )
+    base_url: str | None = Field(default=None, description="Default: `DSP_BASE_URL`.")
+    api_version: int | None = Field(
+        default=None, ge=1, le=2, description="1 or 2. Default: `DSP_API_VERSION`."
+    )
+    search_lag: float | None = Field(
+        default=None, ge=0, description="Version 2 (s). Default: `DSP_SEARCH_LAG`."
+    )
+    client_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="With it the seat logs in (client credentials); without, its secret is "
+        "a static bearer token.",
+    )
+    secret_env: str | None = Field(
+        default=None,
+        pattern=ENV_NAME_PATTERN,
+        description="The variable that holds the seat's token or client secret. Default: "
+        "`DSP_SEAT_<NAME>_SECRET`.",
+    )
+    rate_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SEAT_RATE_LIMIT,
+        description="Requests per rolling window, 1-100,000. Default: `DSP_RATE_LIMIT`.",
+    )
+    rate_window: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_SEAT_RATE_WINDOW,
+        description="Seconds, at most a day. Default: `DSP_RATE_WINDOW`.",
+    )
 
     @field_validator("name")
     @classmethod

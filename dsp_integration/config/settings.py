@@ -46,47 +46,121 @@ class Settings(BaseSettings):
     # An empty variable counts as unset (so `as_environment` can pass "no value" as "").
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
 
-    temporal_address: str = "localhost:7233"
-    temporal_namespace: str = "default"
-    temporal_task_queue: str = "dsp-entities"
+    temporal_address: str = Field(default="localhost:7233", description="Temporal frontend.")
+    temporal_namespace: str = Field(default="default", description="Temporal namespace.")
+    temporal_task_queue: str = Field(
+        default="dsp-entities",
+        description="The workflow task queue. The default seat's DSP calls run on "
+        "`<queue>-dsp`, another seat's on `<queue>-dsp-<seat>`.",
+    )
 
-    database_url: str | None = None
-    dsp_base_url: str | None = None
+    database_url: str | None = Field(
+        default=None,
+        description="`postgresql+asyncpg://…`. Unset: the embedded PostgreSQL of the dev "
+        "stack on 127.0.0.1:55432.",
+    )
+    dsp_base_url: str | None = Field(
+        default=None, description="The DSP. Unset: the mock DSP on 127.0.0.1:8765."
+    )
     # Required with DSP_BASE_URL; unset, the mock DSP's development token (see `dsp_token`).
-    dsp_api_token: SecretStr | None = None
-    dsp_rate_limit: int = Field(default=40, ge=1)
-    dsp_rate_window: float = Field(default=60.0, gt=0)
-    dsp_timeout: float = Field(default=10.0, gt=0)
-    dsp_poll_min_interval: float = Field(default=5.0, gt=0)
-    dsp_poll_max_interval: float = Field(default=300.0, gt=0)
+    dsp_api_token: SecretStr | None = Field(
+        default=None,
+        description="The default seat's static bearer token: a secret, never logged, stored "
+        "or put in a workflow. Required with `DSP_BASE_URL` (a worker refuses to start "
+        "without it); unset, `dev-token` for the mock DSP.",
+    )
+    dsp_rate_limit: int = Field(
+        default=40, ge=1, description="The default seat's requests per rolling window."
+    )
+    dsp_rate_window: float = Field(
+        default=60.0, gt=0, description="The rolling window of the rate limit, in seconds."
+    )
+    dsp_timeout: float = Field(default=10.0, gt=0, description="Seconds per HTTP request.")
+    dsp_poll_min_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Lower bound of every planned poll interval (s); before the planner has "
+        "learned a type's decision times it backs off by a factor of 1.6 from it.",
+    )
+    dsp_poll_max_interval: float = Field(
+        default=300.0, gt=0, description="Upper bound of every planned poll interval (s)."
+    )
     # Which contract the DSP speaks (dsp-api.md is 1, dsp-api-v2.md is 2): at a version-2
     # DSP creates carry `external_id` = the entity's key and are never retried blindly, and a
     # create whose answer was lost is found through the search, waited out for its lag.
-    dsp_api_version: int = Field(default=1, ge=1, le=2)
-    dsp_search_lag: float = Field(default=10.0, ge=0)
+    dsp_api_version: int = Field(
+        default=1,
+        ge=1,
+        le=2,
+        description="The DSP's contract: 1 (idempotency keys) or 2 (no idempotency keys, "
+        "`external_id` and a lagging search).",
+    )
+    dsp_search_lag: float = Field(
+        default=10.0,
+        ge=0,
+        description="Version 2: seconds after a create within which the DSP's search may not "
+        "show it yet.",
+    )
     # Client credentials of the implicit default seat (dsp-api-v2.md §2), instead of
     # DSP_API_TOKEN; unset secret at the mock DSP: its development one.
-    dsp_client_id: str | None = None
-    dsp_client_secret: SecretStr | None = None
+    dsp_client_id: str | None = Field(
+        default=None,
+        description="With it the default seat logs in with client credentials "
+        "(`POST /v1/oauth/token`) instead of using `DSP_API_TOKEN`.",
+    )
+    dsp_client_secret: SecretStr | None = Field(
+        default=None, description="The default seat's client secret: a secret."
+    )
     # More seats (JSON list of `SeatConfig`), and the seat of entities whose file names none.
     # Read leniently: `seats()` reports a malformed DSP_SEATS with every other problem.
-    dsp_seats: Annotated[list[SeatConfig], NoDecode] = Field(default_factory=list)
-    dsp_default_seat: str = DEFAULT_SEAT
+    dsp_seats: Annotated[list[SeatConfig], NoDecode] = Field(
+        default_factory=list,
+        description="More DSP accounts: a JSON list of seats (fields below). Each seat's "
+        "secret is in `DSP_SEAT_<NAME>_SECRET` (or the variable its `secret_env` names).",
+    )
+    dsp_default_seat: str = Field(
+        default=DEFAULT_SEAT, description="The seat of entities whose file names none."
+    )
 
-    metrics_port: int | None = None
-    # Seconds between sweeps that restart orphaned entities (0: no schedule), and how long
-    # an open entity's row must have been idle before a sweep looks at it.
-    dsp_reconcile_interval: float = Field(default=60.0, ge=0)
-    dsp_reconcile_grace: float = Field(default=60.0, ge=0)
+    metrics_port: int | None = Field(
+        default=None,
+        description="The worker's Prometheus endpoint (`/metrics`). Unset: no endpoint.",
+    )
+    dsp_reconcile_interval: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds between sweeps that restart orphaned entities (0: no schedule).",
+    )
+    dsp_reconcile_grace: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long an open entity's row must be idle before a sweep looks at it (s).",
+    )
 
-    console_host: str = "127.0.0.1"
-    console_port: int = Field(default=8000, ge=0, le=65535)
-    console_token: SecretStr | None = None
-    # Console sessions end after this many idle minutes, and this many hours after login
-    # however used: settings, since a 24/7 operations room and a compliance policy differ.
-    console_session_idle_minutes: float = Field(default=60.0, gt=0)
-    console_session_hours: float = Field(default=12.0, gt=0)
-    temporal_ui_url: str | None = None
+    console_host: str = Field(default="127.0.0.1", description="Where `starter.py serve` listens.")
+    console_port: int = Field(
+        default=8000, ge=0, le=65535, description="The port `starter.py serve` listens on."
+    )
+    console_token: SecretStr | None = Field(
+        default=None,
+        description="A secret: the bootstrap admin's token, usable only while no enabled admin "
+        "account exists (docs/guides/accounts.md). Unset and no accounts, the console listens "
+        "only on loopback.",
+    )
+    # Settings, since a 24/7 operations room and a compliance policy differ.
+    console_session_idle_minutes: float = Field(
+        default=60.0, gt=0, description="A console session ends after this many idle minutes."
+    )
+    console_session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        description="A console session ends this many hours after login, however used.",
+    )
+    temporal_ui_url: str | None = Field(
+        default=None,
+        description="Where the console links workflows. Unset: `TEMPORAL_ADDRESS`'s host, "
+        "port + 1000 (the dev server's web UI).",
+    )
 
     _env_file: Any = PrivateAttr(default=None)
     _dsp_seats_problems: list[str] = PrivateAttr(default_factory=list)

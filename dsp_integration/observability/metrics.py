@@ -23,9 +23,10 @@ from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from dsp_integration.config.seats import Seat
-from dsp_integration.contracts import DEFAULT_SEAT, EntityStatus
+from dsp_integration.contracts import DEFAULT_SEAT, EntityStatus, EntityType
 from dsp_integration.database import queue_store, rate_ledger
 from dsp_integration.database.engine import SessionFactory
+from dsp_integration.observability.attention import read_attention
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ DSP_REQUESTS_IN_WINDOW = "dsp_requests_in_window"
 DSP_CALLS_WAITING = "dsp_calls_waiting_for_slot"
 DSP_ENTITIES = "dsp_entities"
 DSP_TIME_TO_TERMINAL = "dsp_entity_time_to_terminal_seconds"
+DSP_UNKNOWN_STATUS = "dsp_entities_unknown_dsp_status"
+DSP_OLDEST_REVIEW = "dsp_entity_oldest_review_seconds"
 COLLECT_SECONDS = 5.0
 # Seconds: from advertisers done in a second to creatives reviewed over days.
 TIME_TO_TERMINAL_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 86400, 4 * 86400]
@@ -106,7 +109,9 @@ def observe_entity_finished(
 class WorkerGauges:
     """Gauges read from PostgreSQL every `interval` seconds: entities by status and, for every
     seat (label `seat`), the share of its budget used in the current window, its requests in
-    the window and its calls waiting in the workers for a slot. Every worker reports the same
+    the window and its calls waiting in the workers for a slot; per entity type, open
+    entities with a DSP status the contract does not name and the age of the oldest review
+    (`attention.py`). Every worker reports the same
     values (they are facts of the shared database): aggregate them with max, not sum."""
 
     def __init__(
@@ -130,6 +135,12 @@ class WorkerGauges:
         self._waiting = meter.create_gauge(
             DSP_CALLS_WAITING, "A seat's DSP calls held by workers, waiting for a slot"
         )
+        self._unknown = meter.create_gauge(
+            DSP_UNKNOWN_STATUS, "Open entities whose DSP status the contract does not name"
+        )
+        self._oldest_review = meter.create_gauge_float(
+            DSP_OLDEST_REVIEW, "Seconds since the oldest entity under review was submitted"
+        )
 
     async def collect(self) -> None:
         async with self._sessions() as session:
@@ -138,6 +149,7 @@ class WorkerGauges:
                 await rate_ledger.seat_window(session, seat.name, seat.rate_window)
                 for seat in self._seats
             ]
+            attention = await read_attention(session)
         for status in EntityStatus:
             self._entities.set(counts.get(status.value, 0), {"status": status.value})
         for seat, window in zip(self._seats, windows, strict=True):
@@ -145,6 +157,10 @@ class WorkerGauges:
             self._budget.set(window.in_window / seat.rate_limit, labels)
             self._in_window.set(window.in_window, labels)
             self._waiting.set(window.waiting, labels)
+        for kind in EntityType:
+            labels = {"entity_type": kind.value}
+            self._unknown.set(attention.unknown_dsp_status.get(kind.value, 0), labels)
+            self._oldest_review.set(attention.oldest_review_seconds.get(kind.value, 0.0), labels)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

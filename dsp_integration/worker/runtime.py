@@ -99,9 +99,15 @@ class WorkerTuning(BaseSettings):
         env_prefix="DSP_", env_file=".env", extra="ignore", env_ignore_empty=True
     )
 
-    max_cached_workflows: int = Field(default=1000, ge=0)
-    workflow_sandbox: bool = False
-    event_loop: EventLoop = "uvloop"
+    max_cached_workflows: int = Field(
+        default=1000, ge=0, description="Workflows kept in the sticky cache of each worker."
+    )
+    workflow_sandbox: bool = Field(
+        default=False, description="Run the workflows in Temporal's sandbox (1)."
+    )
+    event_loop: EventLoop = Field(
+        default="uvloop", description="`uvloop`, or `asyncio` for asyncio's own event loop."
+    )
 
 
 def event_loop_factory(tuning: WorkerTuning) -> Callable[[], asyncio.AbstractEventLoop]:

@@ -160,7 +160,7 @@ async def test_an_operator_sees_the_batch_in_metrics_logs_queries_and_the_cli(
         log_path = workers.log_path(0)
     assert log_path is not None
 
-    # The web UI's queries (README, "Finding entities: search attributes").
+    # The web UI's queries (docs/guides/temporal-ui.md).
     async def queries_answer() -> None:
         in_batch = await listed(temporal_client, f'DspBatch="{BATCH}"')
         assert in_batch == {f"dsp-entity-{key}" for key in expected}

@@ -46,9 +46,13 @@ SERVICES = {
     "worker",
     "mock-dsp",
     "console",
+    "prometheus",
 }
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
+
+
+PROMETHEUS_DIR = PROJECT_ROOT / "deploy/prometheus"
 
 
 def _docker_compose() -> str:
@@ -192,3 +196,60 @@ def test_env_example_lists_every_setting() -> None:
     listed = set(re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", text, flags=re.MULTILINE))
     assert {name.upper() for name in Settings.model_fields} <= listed
     assert SERVICE_ENV <= listed
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    found = shutil.which("promtool")
+    assert found, "promtool is missing: apt-get install prometheus (.ci/run does)"
+    return subprocess.run(
+        [found, *args], cwd=PROMETHEUS_DIR, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_prometheus_loads_the_runbooks_alerts_and_scrapes_every_worker(
+    resolved: dict[str, Any],
+) -> None:
+    prometheus = resolved["services"]["prometheus"]
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    mounts = [volume for volume in prometheus["volumes"] if isinstance(volume, str)]
+    assert f"{PROMETHEUS_DIR}:/etc/prometheus:ro" in mounts
+    config = _yaml_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["alerts.yml"]  # beside the config, in the same mount
+    (job,) = config["scrape_configs"]
+    (workers,) = job["dns_sd_configs"]
+    # Every replica of the worker service, on the port its environment gives METRICS_PORT.
+    assert workers["names"] == ["worker"]
+    port = resolved["services"]["worker"]["environment"]["METRICS_PORT"]
+    assert str(workers["port"]) == port
+    checked = _promtool("check", "config", "prometheus.yml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_every_alert_links_its_runbook_section_and_passes_its_unit_tests() -> None:
+    rules = _yaml_load((PROMETHEUS_DIR / "alerts.yml").read_text())
+    alerts = [rule for group in rules["groups"] for rule in group["rules"]]
+    runbook = (PROJECT_ROOT / "docs/runbook.md").read_text()
+    anchors = set(re.findall(r"\{#([a-z0-9-]+)\}", runbook)) | {
+        _slug(heading) for heading in re.findall(r"^#+ (.+)$", runbook, flags=re.MULTILINE)
+    }
+    for alert in alerts:
+        link = alert["annotations"]["runbook"]
+        assert link.startswith("docs/runbook.md#"), alert["alert"]
+        assert link.split("#", 1)[1] in anchors, f"{alert['alert']}: no section {link}"
+        assert alert["alert"] in runbook, f"the runbook does not name {alert['alert']}"
+    tested = _yaml_load((PROMETHEUS_DIR / "alerts.test.yml").read_text())
+    fired = {
+        case["alertname"]
+        for test in tested["tests"]
+        for case in test["alert_rule_test"]
+        if case["exp_alerts"]
+    }
+    assert fired == {alert["alert"] for alert in alerts}
+    result = _promtool("test", "rules", "alerts.test.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor as MkDocs makes it (toc's default slugify)."""
+    text = re.sub(r"[^\w\s-]", "", heading.strip().lower())
+    return re.sub(r"[\s-]+", "-", text).strip("-")

@@ -3,7 +3,7 @@ workflow against the real queue table and a fake DSP, on the time-skipping test 
 
 Run from the project root when a release is made: the histories go to
 tests/histories/<the version in pyproject.toml>/, beside those of earlier releases whose runs
-may still be open (README, "Changing a workflow safely").
+may still be open (docs/guides/workflow-changes.md).
 
     .venv/bin/python -m tests.workflows.record_histories [OUT_DIR] [--only SCENARIO ...]
 

@@ -1,6 +1,6 @@
 """The histories recorded at every supported release must replay on the current
-`EntityWorkflow`: a change that would break runs in flight fails here. README, "Changing a
-workflow safely", says what to do then (a patch, retired on schedule)."""
+`EntityWorkflow`: a change that would break runs in flight fails here.
+docs/guides/workflow-changes.md says what to do then (a patch, retired on schedule)."""
 
 from __future__ import annotations
 

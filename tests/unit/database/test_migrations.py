@@ -1,6 +1,6 @@
 """The SQLAlchemy models and the Alembic migrations agree: `alembic check` on the session's
 database, migrated to head, finds nothing to generate. When this fails, the models changed
-without a migration: see the README's "Changing the schema"."""
+without a migration: see docs/guides/schema.md."""
 
 from __future__ import annotations
 

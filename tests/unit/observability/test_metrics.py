@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from temporalio import activity
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment
@@ -19,16 +19,18 @@ from dsp_integration.config.seats import Seat
 from dsp_integration.contracts import DEFAULT_SEAT
 from dsp_integration.database import queue_store
 from dsp_integration.database.engine import SessionFactory
-from dsp_integration.database.models import RateLedgerEntry, RateWaiter
+from dsp_integration.database.models import QueuedEntity, RateLedgerEntry, RateWaiter
 from dsp_integration.observability import metrics
 from dsp_integration.observability.metrics import (
     DSP_BUDGET_USED,
     DSP_CALLS_WAITING,
     DSP_ENTITIES,
+    DSP_OLDEST_REVIEW,
     DSP_RATE_LIMITED,
     DSP_REQUESTS,
     DSP_REQUESTS_IN_WINDOW,
     DSP_TIME_TO_TERMINAL,
+    DSP_UNKNOWN_STATUS,
     WorkerGauges,
     count_dsp_request,
     endpoint_of,
@@ -160,6 +162,60 @@ async def test_gauges_report_entities_by_status_and_each_seats_budget(
     assert by_seat(DSP_BUDGET_USED) == {DEFAULT_SEAT: 0.25, "acme-eu": 0.75}
     assert by_seat(DSP_REQUESTS_IN_WINDOW) == {DEFAULT_SEAT: 5, "acme-eu": 3}
     assert by_seat(DSP_CALLS_WAITING) == {DEFAULT_SEAT: 0, "acme-eu": 2}
+
+
+async def test_gauges_show_unknown_dsp_statuses_and_the_oldest_review_per_type(
+    clean_database: SessionFactory,
+) -> None:
+    """The runbook's alerts on DSP statuses the contract does not name, and on entities under
+    review for longer than expected, read these two gauges."""
+    rows = {
+        "c-limbo": ("creatives", "polling", "in_limbo", 3600),  # unknown while open: counted
+        "c-review": ("creatives", "polling", "pending_review", 600),
+        "g-odd": ("ad_groups", "polling", "paused", 60),  # unknown: counted
+        "g-ended": ("ad_groups", "failed", "weird", 7200),  # ended: not counted
+        "m-fine": ("campaigns", "polling", "pending", 30),
+    }
+    async with clean_database.begin() as session:
+        await queue_store.insert_new_entities(
+            session,
+            [
+                queue_store.NewEntity(key, "attention", kind, {}, "fp", [])
+                for key, (kind, _, _, _) in rows.items()
+            ],
+        )
+        now = await session.scalar(select(func.clock_timestamp()))
+        for key, (_, status, dsp_status, age) in rows.items():
+            await session.execute(
+                update(QueuedEntity)
+                .where(QueuedEntity.key == key)
+                .values(
+                    status=status,
+                    dsp_status=dsp_status,
+                    submitted_at=now - timedelta(seconds=age),
+                )
+            )
+    runtime, buffer = buffered_runtime()
+    gauges = WorkerGauges(runtime.metric_meter, clean_database, seats=[seat(DEFAULT_SEAT, 20)])
+
+    await gauges.collect()
+
+    got = buffer.retrieve_updates()
+
+    def by_type(name: str) -> dict[str, float]:
+        return {u.attributes["entity_type"]: u.value for u in got if u.metric.name == name}
+
+    assert by_type(DSP_UNKNOWN_STATUS) == {
+        "advertisers": 0,
+        "campaigns": 0,
+        "creatives": 1,
+        "ad_groups": 1,
+    }
+    oldest = by_type(DSP_OLDEST_REVIEW)
+    assert 3600 <= oldest["creatives"] < 3660
+    assert 60 <= oldest["ad_groups"] < 120
+    assert 30 <= oldest["campaigns"] < 90
+    assert oldest["advertisers"] == 0
 
 
 def test_json_logs_carry_the_entity_key_workflow_id_and_attempt() -> None:
