@@ -24,7 +24,10 @@ from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.database.engine import SessionFactory, create_engine, create_session_factory
 from dsp_integration.database.migrate import upgrade
 
-ALL_TABLES = "dsp_entity_queue, dsp_entity_audit, dsp_rate_ledger, dsp_rate_pause, dsp_rate_waiter"
+ALL_TABLES = (
+    "dsp_entity_queue, dsp_entity_audit, dsp_rate_ledger, dsp_rate_pause, dsp_rate_waiter, "
+    "dsp_action_log"
+)
 
 
 @pytest.fixture(scope="session")

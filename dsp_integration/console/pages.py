@@ -12,11 +12,13 @@ from starlette.responses import RedirectResponse, Response
 from dsp_integration.client import control, views
 from dsp_integration.client.errors import EntityEnded
 from dsp_integration.client.submission import fairness_weight, priority_level
-from dsp_integration.console.actions import parse_payload, submit_file
+from dsp_integration.console.actions import input_refusals, parse_payload, submit_file
+from dsp_integration.console.actors import actor_of
 from dsp_integration.console.api import audit_json, entity_json, service_of
 from dsp_integration.console.auth import CSRF_FIELD, Guard
 from dsp_integration.console.templating import render
 from dsp_integration.contracts import EntityStatus, EntityType, PriorityLevel
+from dsp_integration.database.action_log import Action
 from dsp_integration.entities import MAX_FILE_BYTES, Problem, SubmissionRefused
 
 router = APIRouter(include_in_schema=False)
@@ -80,11 +82,11 @@ async def prioritise_batch(
 ) -> Response:
     if (refusal := _stale_form(request, csrf)) is not None:
         return refusal
+    async with input_refusals(request, Action.PRIORITISE, batch=name):
+        level = priority_level(priority)
+        weight_asked = fairness_weight(weight) if weight.strip() else None
     await control.prioritise(
-        service_of(request),
-        name,
-        priority_level(priority),
-        fairness_weight(weight) if weight.strip() else None,
+        service_of(request), name, level, weight_asked, actor=actor_of(request)
     )
     return RedirectResponse(f"/batches/{quote(name, safe='')}", status_code=303)
 
@@ -132,7 +134,7 @@ async def cancel_entity(
     if (refusal := _stale_form(request, csrf)) is not None:
         return refusal
     try:
-        await control.cancel(service_of(request), key)
+        await control.cancel(service_of(request), key, actor=actor_of(request))
     except EntityEnded as ended:
         return await _entity_page(request, key, message=str(ended), status_code=409)
     return RedirectResponse(_entity_url(key, done="cancel"), status_code=303)
@@ -148,7 +150,9 @@ async def resubmit_entity(
     if (refusal := _stale_form(request, csrf)) is not None:
         return refusal
     try:
-        await control.resubmit(service_of(request), key, parse_payload(payload))
+        async with input_refusals(request, Action.RESUBMIT, entity_key=key):
+            new_payload = parse_payload(payload)
+        await control.resubmit(service_of(request), key, new_payload, actor=actor_of(request))
     except SubmissionRefused as refused:
         return await _entity_page(
             request, key, problems=refused.problems, payload_text=payload, status_code=422
@@ -174,12 +178,15 @@ async def submit_upload(
     filename = file.filename or "upload.json"
     data = await file.read(MAX_FILE_BYTES + 1)
     try:
+        async with input_refusals(request, Action.SUBMIT, batch=batch.strip() or None):
+            level = priority_level(priority)
         report = await submit_file(
             service_of(request),
             data,
             filename=filename,
+            actor=actor_of(request),
             batch=batch.strip() or None,
-            priority=priority_level(priority),
+            priority=level,
         )
     except SubmissionRefused as refused:
         context = {"problems": refused.problems, "filename": filename, "levels": LEVELS}

@@ -12,6 +12,7 @@ import pytest
 
 from devkit.mock_dsp.server import MockDspServer
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.queries import EntityView
 from dsp_integration.client.submission import read_submission, submit
 from tests.integration.cli_support import cli_env, run_cli
@@ -60,7 +61,7 @@ async def test_cancel_and_resubmit_through_the_cli(
     # however long the CLI takes to start.
     mock_dsp.dsp.hold("ctl-cr-cancel")
     mock_dsp.dsp.hold("ctl-cr-slow")
-    await submit(stack.service, read_submission(path))
+    await submit(stack.service, read_submission(path), actor=cli_actor())
     env = cli_env(stack.settings)
 
     # Under review at the DSP, and waiting on a creative under review: cancel both.

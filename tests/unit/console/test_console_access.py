@@ -8,11 +8,14 @@ import pytest
 from pydantic import SecretStr
 from starlette.testclient import TestClient
 
+from dsp_integration.client.actors import cli_actor
+from dsp_integration.client.context import ServiceContext
 from dsp_integration.commands.starter import main
 from dsp_integration.config import Settings
 from dsp_integration.console import create_app
 from dsp_integration.console.auth import Guard, safe_next
 from dsp_integration.console.server import ConsoleRefused, check_bind, console_url, is_loopback
+from dsp_integration.database.engine import SessionFactory
 
 TOKEN = "unit-console-token"
 
@@ -114,7 +117,7 @@ def test_cross_site_posts_are_refused() -> None:
         assert answer.status_code == 403
 
 
-async def test_files_over_the_limit_are_refused_unread() -> None:
+async def test_files_over_the_limit_are_refused_unread(clean_database: SessionFactory) -> None:
     from dsp_integration.console.actions import read_capped, submit_file
     from dsp_integration.entities import MAX_FILE_BYTES, SubmissionRefused
 
@@ -125,4 +128,5 @@ async def test_files_over_the_limit_are_refused_unread() -> None:
     data = await read_capped(chunks())
     assert len(data) == MAX_FILE_BYTES + 1
     with pytest.raises(SubmissionRefused, match="over the limit"):
-        await submit_file(None, data, filename="big.json")  # type: ignore[arg-type]
+        service = ServiceContext(_settings(), clean_database)
+        await submit_file(service, data, filename="big.json", actor=cli_actor())
