@@ -9,10 +9,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from dsp_integration.client import control, views
+from dsp_integration.client import activity, control, views
 from dsp_integration.client.errors import EntityEnded
 from dsp_integration.client.submission import fairness_weight, priority_level
 from dsp_integration.console.actions import input_refusals, parse_payload, submit_file
+from dsp_integration.console.activity import charts_context
 from dsp_integration.console.actors import actor_of
 from dsp_integration.console.api import audit_json, entity_json, service_of
 from dsp_integration.console.auth import CSRF_FIELD, Guard
@@ -26,6 +27,8 @@ STATUSES = [s.value for s in EntityStatus]
 LEVELS = [level.value for level in PriorityLevel]
 TYPES = [t.value for t in EntityType]
 BATCH_PAGE_ROWS = 1000
+ACTIONS_SHOWN = 100
+MAX_FILTER_TEXT = 200
 
 
 def _stale_form(request: Request, csrf: str) -> Response | None:
@@ -46,28 +49,47 @@ async def index(request: Request) -> Response:
     service = service_of(request)
     batches = await views.batch_summaries(service)
     budget = await views.budget(service)
-    return render(request, "index.html", {"batches": batches, "budget": budget})
+    context = {"batches": batches, "budget": budget, **await charts_context(service)}
+    return render(request, "index.html", context)
 
 
 @router.get("/batches/{name}")
 async def batch_page(
-    request: Request, name: str, status: str | None = None, type: str | None = None
+    request: Request,
+    name: str,
+    status: str | None = None,
+    type: str | None = None,
+    seat: str | None = None,
+    q: str | None = None,
 ) -> Response:
+    """The filters are the page's query (`?status=&type=&seat=&q=`): a reload, a link or a
+    bookmark keeps them."""
     service = service_of(request)
     summary = await views.batch_summary(service, name)
     status = status if status in STATUSES else None
     entity_type = type if type in TYPES else None
+    seat = seat if seat in summary.seats else None
+    text = (q or "").strip()[:MAX_FILTER_TEXT] or None
     page = await views.entity_page(
-        service, batch=name, status=status, entity_type=entity_type, limit=BATCH_PAGE_ROWS
+        service,
+        batch=name,
+        status=status,
+        entity_type=entity_type,
+        seat=seat,
+        text=text,
+        limit=BATCH_PAGE_ROWS,
     )
     context = {
         "batch": summary,
         "page": page,
         "status": status or "",
         "type": entity_type or "",
+        "seat": seat or "",
+        "q": text or "",
         "statuses": STATUSES,
         "types": TYPES,
         "levels": LEVELS,
+        "actions": await activity.actions(service, batch=name, limit=ACTIONS_SHOWN),
     }
     return render(request, "batch.html", context)
 
@@ -108,6 +130,7 @@ async def _entity_page(
         "v": detail.view,
         "info": entity_json(service, detail),
         "audit": audit,
+        "actions": await activity.entity_actions(service, key, detail.view.batch),
         "problems": problems or [],
         "payload_text": payload_text,
         "message": message,

@@ -69,8 +69,9 @@ async def stored_keys(service: ServiceContext) -> set[str]:
         return set(await session.scalars(select(QueuedEntity.key)))
 
 
-async def signals_to(client: Client, key: str, name: str) -> list[Any]:
-    """The inputs of every `name` signal in the entity workflow's history."""
+async def last_signal(client: Client, key: str, name: str, kind: type[Any]) -> Any:
+    """The input of the latest `name` signal in the entity workflow's history (the session's
+    Temporal server keeps the workflows of earlier tests, whose keys may be the same)."""
     found = []
     handle = client.get_workflow_handle(workflow_id_for(key))
     async for event in handle.fetch_history_events():
@@ -78,7 +79,9 @@ async def signals_to(client: Client, key: str, name: str) -> list[Any]:
             signal = event.workflow_execution_signaled_event_attributes
             if signal.signal_name == name:
                 found.append(signal.input.payloads)
-    return found
+    assert found, f"no {name} signal in the history of {key}"
+    (request,) = client.data_converter.payload_converter.from_payloads(found[-1], [kind])
+    return request
 
 
 async def test_record_action_and_its_reads(clean_database: SessionFactory) -> None:
@@ -176,10 +179,7 @@ async def test_cancel_records_its_row_and_its_signal_names_the_actor(
         "accepted",
     )
     assert row.detail == {"previous_status": "waiting"}
-    (payloads,) = await signals_to(temporal_client, "acme-banner", SIGNAL_CANCEL)
-    (request,) = temporal_client.data_converter.payload_converter.from_payloads(
-        payloads, [CancelRequest]
-    )
+    request = await last_signal(temporal_client, "acme-banner", SIGNAL_CANCEL, CancelRequest)
     assert request.requested_by == "alice via console (10.0.0.5)"
 
     # Unknown key, ended entity: refused, with why.
@@ -216,10 +216,7 @@ async def test_resubmit_records_the_versions_and_refusals(
     )
     assert (row.old_level, row.new_level, row.change) == ("normal", "low", "v1 → v2, normal → low")
     assert row.detail is not None and row.detail["new_payload"] is True
-    (payloads,) = await signals_to(temporal_client, "acme-spring", SIGNAL_RESUBMIT)
-    (request,) = temporal_client.data_converter.payload_converter.from_payloads(
-        payloads, [ResubmitRequest]
-    )
+    request = await last_signal(temporal_client, "acme-spring", SIGNAL_RESUBMIT, ResubmitRequest)
     assert (request.payload_version, request.requested_by) == (2, ALICE.label())
 
     # An invalid payload: refused with its problems, the stored version unchanged.
@@ -258,10 +255,7 @@ async def test_prioritise_records_old_and_new_level_and_weight(
         2.5,
     )
     assert row.detail == {"changed": 4}
-    (payloads,) = await signals_to(temporal_client, "acme", SIGNAL_REPRIORITISE)
-    (request,) = temporal_client.data_converter.payload_converter.from_payloads(
-        payloads, [ReprioritiseRequest]
-    )
+    request = await last_signal(temporal_client, "acme", SIGNAL_REPRIORITISE, ReprioritiseRequest)
     assert request.requested_by == ALICE.label()
 
     with pytest.raises(UnknownBatch):

@@ -149,7 +149,9 @@ async def test_status_the_api_and_the_console_show_the_seat(
         assert "seat" in document["components"]["schemas"]["EntityOut"]["properties"]
 
         page = (await api.get("/batches/spring")).text
-        assert "<th>seat</th>" in page and "<td>us</td>" in page and "seats eu, us" in page
+        assert (
+            '<th scope="col">seat</th>' in page and "<td>us</td>" in page and "seats eu, us" in page
+        )
         entity_page = (await api.get("/entities/acme-us")).text
         assert '<dd id="entity-seat">us</dd>' in entity_page
 
