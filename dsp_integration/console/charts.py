@@ -98,6 +98,10 @@ def _seconds(value: float | None) -> str:
     return "not known yet" if value is None else f"{value:.1f} s"
 
 
+def _short(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f} s"
+
+
 def review_chart(types: list[TypeReviewTimes]) -> Markup:
     """A row per entity type: a bar to the median review time, a lighter one to the 90th
     percentile, with the figures written beside it."""
@@ -115,6 +119,10 @@ def review_chart(types: list[TypeReviewTimes]) -> Markup:
             f"median {_seconds(kind.median)}, 90% by {_seconds(kind.p90)} "
             f"({kind.decided} decided of {kind.rounds} rounds)"
         )
+        shown = (
+            f"median {_short(kind.median)} · p90 {_short(kind.p90)} · "
+            f"{kind.decided}/{kind.rounds} decided"
+        )
         sentences.append(f"{kind.entity_type}: {figures}")
         p90_w = plot_w * (kind.p90 or 0) / top
         median_w = plot_w * (kind.median or 0) / top
@@ -125,7 +133,7 @@ def review_chart(types: list[TypeReviewTimes]) -> Markup:
             f'<rect class="bar-p90" x="{label_w}" y="{y + 4}" width="{p90_w:.1f}" height="16"/>'
             f'<rect class="bar" x="{label_w}" y="{y + 4}" width="{median_w:.1f}" height="16"/>'
             f'<text class="tick" x="{label_w + plot_w + 8}" y="{y + 16}">'
-            f"{escape(figures)}</text></g>"
+            f"{escape(shown)}</text></g>"
         )
     body.append(
         f'<text class="tick" x="{label_w + plot_w}" y="{height - 1}" text-anchor="end">'

@@ -7,12 +7,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
 from pydantic import SecretStr
 
 from devkit.stack.ports import free_port
+from dsp_integration.client.actors import Actor
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.config import Settings
 from dsp_integration.console import create_app
@@ -34,15 +36,33 @@ class RunningConsole:
         return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30)
 
 
+def _as_actor(app: Any, actor: Actor) -> Any:
+    async def with_actor(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})["actor"] = actor
+        await app(scope, receive, send)
+
+    return with_actor
+
+
 @asynccontextmanager
 async def running_console(
-    settings: Settings, service: ServiceContext, *, token: str | None = CONSOLE_TOKEN
+    settings: Settings,
+    service: ServiceContext,
+    *,
+    token: str | None = CONSOLE_TOKEN,
+    actor: Actor | None = None,
 ) -> AsyncIterator[RunningConsole]:
+    """`actor`: every request is this person's (`request.state.actor`, as an access gate
+    sets it for a logged-in account)."""
     secret = SecretStr(token) if token else None
     settings = settings.model_copy(update={"console_token": secret})
     port = free_port()
+    app: Any = create_app(settings, service=service)
+    if actor is not None:
+        app = _as_actor(app, actor)
     config = uvicorn.Config(
-        create_app(settings, service=service),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",
