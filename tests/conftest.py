@@ -26,7 +26,7 @@ from dsp_integration.database.migrate import upgrade
 
 ALL_TABLES = (
     "dsp_entity_queue, dsp_entity_audit, dsp_rate_ledger, dsp_rate_pause, dsp_rate_waiter, "
-    "console_account, console_session, console_api_token, console_login_event"
+    "console_account, console_session, console_api_token, console_login_event, dsp_action_log"
 )
 
 

@@ -38,6 +38,7 @@ from devkit.bench.cost import BackendCpu, cpu_seconds, database_counters, per_en
 from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.submit_10k import entity_lines, write_jsonl
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.progress import wait_for_batch
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import TERMINAL_STATUSES, workflow_id_for
@@ -176,7 +177,7 @@ async def measure(stack: BenchStack, entities: int, sample: int) -> int:
     watcher = asyncio.create_task(watch_memory())
     backend_watcher = asyncio.create_task(backends.watch())
     began = time.perf_counter()
-    report = await submit(stack.service, read_submission(path, BATCH))
+    report = await submit(stack.service, read_submission(path, BATCH), actor=cli_actor())
     submitted = time.perf_counter() - began
     counts = await wait_for_batch(stack.service, report.batch, on_update=count_in_flight)
     elapsed = time.perf_counter() - began

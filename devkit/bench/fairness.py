@@ -41,6 +41,7 @@ from devkit.bench.revision import WorkerCode, worker_code_argument
 from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, advertiser, advertiser_trees
 from devkit.mock_dsp.request_log import RequestRecord, max_in_window
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus, PriorityLevel
@@ -79,7 +80,7 @@ async def _submit(
 ) -> None:
     path = folder / f"{batch}.json"
     path.write_text(json.dumps({"batch": batch, "entities": entities}))
-    await submit(stack.service, read_submission(path), level)
+    await submit(stack.service, read_submission(path), level, actor=cli_actor())
 
 
 async def _ended(stack: BenchStack, batch: str, give_up_after: float) -> bool:

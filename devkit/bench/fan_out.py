@@ -26,6 +26,7 @@ from temporalio.client import Client
 from devkit.bench.stack import StackOptions, open_bench_stack
 from devkit.bench.submit_10k import write_jsonl
 from devkit.bench.workloads import Entity, ad_group, advertiser, campaign
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import workflow_id_for
 from dsp_integration.database.models import AuditRecord, QueuedEntity
@@ -63,7 +64,7 @@ async def run(dependants: int, workers: int) -> int:
         )
         await asyncio.sleep(3)  # workers connected and polling
         began = time.perf_counter()
-        await submit(stack.service, read_submission(path, BATCH))
+        await submit(stack.service, read_submission(path, BATCH), actor=cli_actor())
         print(f"submitted 2 + {dependants} entities in {time.perf_counter() - began:.1f} s")
         posted = (
             select(func.count())

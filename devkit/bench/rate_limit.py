@@ -34,6 +34,7 @@ from devkit.bench.workloads import (
     backlog,
     fanout,
 )
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus
@@ -67,7 +68,7 @@ class RunReport:
 async def _submit_phase(stack: BenchStack, phase: Phase, folder: Path) -> None:
     path = folder / f"{phase.batch}.json"
     path.write_text(json.dumps({"batch": phase.batch, "entities": phase.entities}))
-    await submit(stack.service, read_submission(path))
+    await submit(stack.service, read_submission(path), actor=cli_actor())
 
 
 async def _batch_done(stack: BenchStack, batch: str) -> bool:

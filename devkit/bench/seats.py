@@ -30,6 +30,7 @@ from devkit.bench.results import record_run
 from devkit.bench.stack import BenchSeat, BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import advertiser
 from devkit.mock_dsp.request_log import RequestRecord
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import TERMINAL_STATUSES, EntityStatus
@@ -133,7 +134,11 @@ async def drive(
     """Submit every seat's batch at once; until all are done, note when each ended."""
     with tempfile.TemporaryDirectory() as folder:
         for seat, count in loads.items():
-            await submit(stack.service, read_submission(seat_file(seat, count, Path(folder))))
+            await submit(
+                stack.service,
+                read_submission(seat_file(seat, count, Path(folder))),
+                actor=cli_actor(),
+            )
     started = time.monotonic()
     done: dict[str, float | None] = dict.fromkeys(loads)
     while time.monotonic() - started < give_up_after and None in done.values():

@@ -28,6 +28,7 @@ from devkit.bench.stack import BenchStack, StackOptions, open_bench_stack
 from devkit.bench.workloads import Entity, advertiser
 from devkit.mock_dsp.request_log import max_in_window
 from dsp_integration.client import control, queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import PriorityLevel
 
@@ -46,7 +47,7 @@ async def _submit(
 ) -> None:
     path = folder / f"{batch}.json"
     path.write_text(json.dumps({"batch": batch, "entities": entities}))
-    await submit(stack.service, read_submission(path), level)
+    await submit(stack.service, read_submission(path), level, actor=cli_actor())
 
 
 def _batch(prefix: str, count: int) -> list[Entity]:
@@ -149,7 +150,9 @@ async def prioritise(folder: Path) -> list[str]:
         await _submit(stack, folder, "late", _batch("late", late), PriorityLevel.LOW)
         await _all_started(stack, "bk", backlog)
         await _all_started(stack, "late", late)
-        report = await control.prioritise(stack.service, "late", PriorityLevel.HIGH, 2.0)
+        report = await control.prioritise(
+            stack.service, "late", PriorityLevel.HIGH, 2.0, actor=cli_actor()
+        )
         late_done = await _end_times(stack, "late")
         backlog_done = await _end_times(stack, "bk")
     after = sum(1 for at in backlog_done if at > late_done[-1])

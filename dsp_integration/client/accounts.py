@@ -22,6 +22,7 @@ from dsp_integration.client.passwords import (
     new_api_token,
     secret_digest,
 )
+from dsp_integration.database import action_log
 from dsp_integration.database.accounts import Account, ApiToken, ConsoleSession, LoginEvent
 from dsp_integration.database.engine import SessionFactory
 
@@ -92,9 +93,15 @@ class CreatedToken:
 
 
 async def record_account_change(session: AsyncSession, change: AccountChange) -> None:
-    """Hook for the action log (issue 24, "who did what"): called inside the transaction
-    of every account change, after the change. Does nothing until the action log is
-    connected here."""
+    """The change's row in the action log (`account.<change>`), inside the transaction of
+    the change, so the two stand or fall together."""
+    await action_log.record_action(
+        session,
+        change.actor,
+        f"account.{change.action}",
+        account=change.account,
+        detail={"change": change.detail},
+    )
 
 
 def account_name(text: str) -> str:

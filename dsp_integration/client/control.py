@@ -9,6 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.activities.reconciler import restart_orphans as _restart_orphans
+from dsp_integration.client.action_records import ActionScope, refusals_recorded
+from dsp_integration.client.actors import Actor
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import EntityEnded, UnknownBatch, UnknownEntity
 from dsp_integration.client.workflow_starts import (
@@ -31,6 +33,7 @@ from dsp_integration.contracts import (
     ResubmitRequest,
 )
 from dsp_integration.database import queue_store
+from dsp_integration.database.action_log import Action, record_action
 from dsp_integration.database.models import QueuedEntity
 from dsp_integration.entities import Problem, SubmissionRefused, validate_payload
 from dsp_integration.entities.refs import dependencies_of, payload_fingerprint
@@ -84,20 +87,36 @@ async def _row(service: ServiceContext, key: str) -> QueuedEntity:
     return found[key]
 
 
-async def cancel(service: ServiceContext, key: str, reason: str = "cancelled by user") -> str:
-    """Ask the entity's workflow to cancel; returns the status it had. A workflow that is not
-    running is started to carry the cancel out (signal-with-start), so none is lost; one
-    that ends meanwhile is not started again for it."""
-    row = await _row(service, key)
-    if EntityStatus(row.status) not in TERMINAL_STATUSES and await start_entity_workflow(
-        await service.temporal(),
-        service.sessions,
-        service.settings.temporal_task_queue,
-        _signal_with_start(row, SIGNAL_CANCEL, CancelRequest(reason=reason), reopen=False),
-    ):
-        return row.status
-    ended = await _row(service, key)
-    raise EntityEnded(f"entity {key!r} has already ended {ended.status}; nothing to cancel")
+async def cancel(
+    service: ServiceContext, key: str, reason: str = "cancelled by user", *, actor: Actor
+) -> str:
+    """Ask the entity's workflow to cancel, on behalf of `actor`; returns the status it had.
+    A workflow that is not running is started to carry the cancel out (signal-with-start),
+    so none is lost; one that ends meanwhile is not started again for it. Recorded in the
+    action log once the signal is delivered (nothing else is stored), or as refused."""
+    scope = ActionScope(actor, Action.CANCEL, entity_key=key)
+    async with refusals_recorded(service.sessions, scope):
+        row = await _row(service, key)
+        scope.batch = row.batch
+        request = CancelRequest(reason=reason, requested_by=actor.label())
+        if EntityStatus(row.status) not in TERMINAL_STATUSES and await start_entity_workflow(
+            await service.temporal(),
+            service.sessions,
+            service.settings.temporal_task_queue,
+            _signal_with_start(row, SIGNAL_CANCEL, request, reopen=False),
+        ):
+            async with service.sessions.begin() as session:
+                await record_action(
+                    session,
+                    actor,
+                    Action.CANCEL,
+                    batch=row.batch,
+                    entity_key=key,
+                    detail={"previous_status": row.status},
+                )
+            return row.status
+        ended = await _row(service, key)
+        raise EntityEnded(f"entity {key!r} has already ended {ended.status}; nothing to cancel")
 
 
 # One lock for every change of the dependency graph by a resubmit: two resubmits checked
@@ -123,6 +142,8 @@ async def resubmit(
     key: str,
     payload: dict[str, Any] | None = None,
     priority: PriorityLevel | None = None,
+    *,
+    actor: Actor,
 ) -> ResubmitReport:
     """Store a new payload version (optionally a new payload) and hand it to the workflow:
     a running one re-PUTs or re-POSTs it, an ended one is started again. Everything blocked
@@ -130,7 +151,22 @@ async def resubmit(
     `priority`, the entity's DSP calls from now on go at that level.
 
     The checks and the write run in one transaction under `DEPENDENCY_GRAPH_LOCK`, so
-    concurrent resubmits are serialised: each sees what the one before it stored."""
+    concurrent resubmits are serialised: each sees what the one before it stored. The
+    action log's row for `actor` is written in the same transaction (refused: after it)."""
+    scope = ActionScope(actor, Action.RESUBMIT, entity_key=key)
+    if priority is not None:
+        scope.extra["new_level"] = priority.value
+    async with refusals_recorded(service.sessions, scope):
+        return await _resubmit(service, key, payload, priority, scope)
+
+
+async def _resubmit(
+    service: ServiceContext,
+    key: str,
+    payload: dict[str, Any] | None,
+    priority: PriorityLevel | None,
+    scope: ActionScope,
+) -> ResubmitReport:
     async with service.sessions.begin() as session:
         await session.execute(select(func.pg_advisory_xact_lock(DEPENDENCY_GRAPH_LOCK)))
         rows = await queue_store.fetch_entities(session, [key])
@@ -138,6 +174,8 @@ async def resubmit(
             raise UnknownEntity(key)
         row = rows[key]
         previous_status = row.status
+        scope.batch = row.batch
+        scope.extra.update(old_version=row.payload_version, old_level=row.priority)
         depends_on: list[str] | None = None
         fingerprint: str | None = None
         if payload is not None:
@@ -170,6 +208,23 @@ async def resubmit(
             depends_on=depends_on,
             priority=priority,
         )
+        await record_action(
+            session,
+            scope.actor,
+            Action.RESUBMIT,
+            batch=row.batch,
+            entity_key=key,
+            old_version=scope.extra["old_version"],
+            new_version=stored.payload_version,
+            old_level=scope.extra["old_level"] if priority is not None else None,
+            new_level=priority.value if priority is not None else None,
+            detail={
+                "previous_status": previous_status,
+                "new_payload": payload is not None,
+                "reopened": stored.reopened,
+            },
+        )
+        scope.accepted = True
     await start_entity_workflow(
         await service.temporal(),
         service.sessions,
@@ -177,7 +232,9 @@ async def resubmit(
         _signal_with_start(
             row,
             SIGNAL_RESUBMIT,
-            ResubmitRequest(payload_version=stored.payload_version),
+            ResubmitRequest(
+                payload_version=stored.payload_version, requested_by=scope.actor.label()
+            ),
             reopen=True,
             level=priority,
         ),
@@ -196,22 +253,74 @@ async def prioritise(
     batch: str,
     priority: PriorityLevel | None,
     fairness_weight: float | None = None,
+    *,
+    actor: Actor,
 ) -> PrioritiseReport:
     """Give the batch's entities that have not ended `priority` and `fairness_weight` (None:
     unchanged), then signal `reprioritise` to their running workflows, so a DSP call already
     waiting in the DSP queue is scheduled again with the new priority. The row is written
-    first: a workflow that starts meanwhile reads the new values."""
+    first: a workflow that starts meanwhile reads the new values. The action log's row for
+    `actor` is written in the same transaction (refused: after it)."""
+    scope = ActionScope(actor, Action.PRIORITISE, batch=batch)
+    scope.extra.update(
+        new_level=priority.value if priority is not None else None, new_weight=fairness_weight
+    )
+    async with refusals_recorded(service.sessions, scope):
+        return await _prioritise(service, batch, priority, fairness_weight, scope)
+
+
+async def _open_share(session: AsyncSession, batch: str) -> tuple[str | None, float | None]:
+    """The level and weight most of the batch's open entities have (None, None: none open)."""
+    found = (
+        await session.execute(
+            select(QueuedEntity.priority, QueuedEntity.fairness_weight)
+            .where(
+                QueuedEntity.batch == batch,
+                QueuedEntity.status.not_in([status.value for status in TERMINAL_STATUSES]),
+            )
+            .group_by(QueuedEntity.priority, QueuedEntity.fairness_weight)
+            .order_by(func.count().desc(), QueuedEntity.priority)
+            .limit(1)
+        )
+    ).first()
+    return (found[0], found[1]) if found else (None, None)
+
+
+async def _prioritise(
+    service: ServiceContext,
+    batch: str,
+    priority: PriorityLevel | None,
+    fairness_weight: float | None,
+    scope: ActionScope,
+) -> PrioritiseReport:
     async with service.sessions.begin() as session:
+        old_level, old_weight = await _open_share(session, batch)
         keys = await queue_store.prioritise_batch(session, batch, priority, fairness_weight)
-    if keys is None:
-        raise UnknownBatch(batch)
+        if keys is None:
+            raise UnknownBatch(batch)
+        await record_action(
+            session,
+            scope.actor,
+            Action.PRIORITISE,
+            batch=batch,
+            old_level=old_level if priority is not None else None,
+            new_level=priority.value if priority is not None else None,
+            old_weight=old_weight if fairness_weight is not None else None,
+            new_weight=fairness_weight,
+            detail={"changed": len(keys)},
+        )
+        scope.accepted = True
     signalled = 0
     if keys and (priority is not None or fairness_weight is not None):
         signalled = await signal_running_workflows(
             await service.temporal(),
             keys,
             SIGNAL_REPRIORITISE,
-            ReprioritiseRequest(priority=priority, fairness_weight=fairness_weight),
+            ReprioritiseRequest(
+                priority=priority,
+                fairness_weight=fairness_weight,
+                requested_by=scope.actor.label(),
+            ),
         )
     return PrioritiseReport(
         batch=batch,

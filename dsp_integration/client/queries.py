@@ -31,6 +31,8 @@ class EntityView:
     finished_at: datetime | None
     fairness_weight: float = DSP_FAIRNESS_WEIGHT
     seat: str = DEFAULT_SEAT
+    name: str | None = None
+    """The payload's `name`, what people call the entity (None when it has none)."""
 
     @property
     def seconds_to_end(self) -> float | None:
@@ -97,7 +99,13 @@ def entity_view(row: QueuedEntity) -> EntityView:
         finished_at=row.finished_at,
         fairness_weight=row.fairness_weight,
         seat=row.seat,
+        name=payload_name(row.payload),
     )
+
+
+def payload_name(payload: dict[str, Any]) -> str | None:
+    name = payload.get("name")
+    return name if isinstance(name, str) else None
 
 
 async def status_counts(service: ServiceContext, batch: str | None = None) -> dict[str, int]:

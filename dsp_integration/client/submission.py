@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsp_integration.client.action_records import ActionScope, refusals_recorded
+from dsp_integration.client.actors import Actor
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import BadWeight, UnknownPriority
 from dsp_integration.client.workflow_starts import EntityStart, start_entity_workflows
@@ -20,6 +22,7 @@ from dsp_integration.contracts import (
 )
 from dsp_integration.contracts.search_attributes import entity_search_attributes
 from dsp_integration.database import queue_store
+from dsp_integration.database.action_log import Action, record_action
 from dsp_integration.database.models import QueuedEntity
 from dsp_integration.entities import (
     ExistingEntity,
@@ -112,12 +115,29 @@ async def submit(
     submission: Submission,
     priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
     fairness_weight: float = DSP_FAIRNESS_WEIGHT,
+    *,
+    actor: Actor,
 ) -> SubmitReport:
     """Validate against what is stored, store new entities at `priority` with
     `fairness_weight`, start every open workflow. Submitting the same file again stores
     nothing and starts only what is not running (entities stored before keep their priority
     and weight: `control.prioritise` changes them). Each entity is stored with its seat: its
-    own, else the file's, else the configured default; one stored before keeps its own."""
+    own, else the file's, else the configured default; one stored before keeps its own.
+    The action log's row for `actor` is written in the storing transaction (a refused file:
+    after it has rolled back)."""
+    scope = ActionScope(actor, Action.SUBMIT, batch=submission.batch)
+    scope.extra.update(new_level=priority.value, new_weight=fairness_weight)
+    async with refusals_recorded(service.sessions, scope):
+        return await _submit(service, submission, priority, fairness_weight, scope)
+
+
+async def _submit(
+    service: ServiceContext,
+    submission: Submission,
+    priority: PriorityLevel,
+    fairness_weight: float,
+    scope: ActionScope,
+) -> SubmitReport:
     seats = configured_seats(service.settings)
     async with service.sessions.begin() as session:
         rows = await queue_store.fetch_entities(session, keys_to_look_up(submission))
@@ -152,6 +172,16 @@ async def submit(
                 submission, {key: _existing(row) for key, row in rows.items()}, seats=seats
             )
         stored = len(inserted)
+        await record_action(
+            session,
+            scope.actor,
+            Action.SUBMIT,
+            batch=submission.batch,
+            new_level=priority.value,
+            new_weight=fairness_weight,
+            detail={"entities": len(submission.entities), "stored": stored},
+        )
+        scope.accepted = True
     ended = {key for key, row in rows.items() if EntityStatus(row.status) in TERMINAL_STATUSES}
     starts = [
         _start(

@@ -14,6 +14,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from dsp_integration.client import health
+from dsp_integration.client.activity import key_or_name_contains
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import UnknownBatch, UnknownEntity
 from dsp_integration.client.queries import AuditView, EntityView, audit_views, entity_view
@@ -275,11 +276,15 @@ async def entity_page(
     status: str | None = None,
     entity_type: str | None = None,
     seat: str | None = None,
+    text: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> EntityPage:
-    """Entities in submission order, filtered, one page of them and the total."""
+    """Entities in submission order, filtered, one page of them and the total. `text`: the
+    key or the payload's `name` contains it (any case)."""
     conditions = []
+    if text:
+        conditions.append(key_or_name_contains(text))
     if batch is not None:
         conditions.append(QueuedEntity.batch == batch)
     if status is not None:

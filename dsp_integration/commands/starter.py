@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from rich.table import Table
 from temporalio.service import RPCError
 
 from dsp_integration.client import control, queries, views
+from dsp_integration.client.action_records import ActionScope, record_separately, refusal_reason
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.errors import ServiceError
 from dsp_integration.client.progress import describe_counts, wait_for_batch
@@ -30,6 +33,8 @@ from dsp_integration.commands.users import add_users_parser, run_users
 from dsp_integration.config import Settings
 from dsp_integration.config.seats import SeatProblems
 from dsp_integration.contracts import DEFAULT_SEAT, DSP_FAIRNESS_WEIGHT, PriorityLevel
+from dsp_integration.database import action_log
+from dsp_integration.database.action_log import Action, Outcome
 from dsp_integration.database.migrate import upgrade
 from dsp_integration.entities import SubmissionRefused
 
@@ -91,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd = commands.add_parser("audit", help="every DSP request made for an entity")
     audit_cmd.add_argument("key", metavar="KEY")
     audit_cmd.add_argument("--json", action="store_true")
+    actions_cmd = commands.add_parser(
+        "actions", help="the action log: who submitted, cancelled, resubmitted, prioritised"
+    )
+    actions_cmd.add_argument("--batch", help="only this batch's actions")
+    actions_cmd.add_argument("--key", metavar="KEY", help="only this entity's actions")
+    actions_cmd.add_argument("--actor", metavar="NAME", help="only this person's actions")
+    actions_cmd.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="the newest N (default 50)"
+    )
+    actions_cmd.add_argument("--json", action="store_true")
     serve_cmd = commands.add_parser("serve", help="run the web console and HTTP API")
     serve_cmd.add_argument("--host", help="listen address (default: CONSOLE_HOST)")
     serve_cmd.add_argument("--port", type=int, help="listen port (default: CONSOLE_PORT)")
@@ -170,7 +185,12 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "prioritise" and args.level is None and args.weight is None:
         raise CliError("prioritise: give a LEVEL, a --weight or both")
     if args.command == "submit":
-        submission = _read_submission(args.file, args.batch)
+        try:
+            submission = _read_submission(args.file, args.batch)
+        except SubmissionRefused as refused:
+            await _record_refused_file(settings, args.batch or args.file.stem, refused)
+            raise
+    actor = cli_actor()
     async with open_service(settings) as service:
         match args.command:
             case "submit":
@@ -181,13 +201,13 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     await _print_budget(service)
                 return code
             case "cancel":
-                previous = await control.cancel(service, args.key)
+                previous = await control.cancel(service, args.key, actor=actor)
                 print(f"cancel requested for {args.key} (was {previous})")
                 return EXIT_OK
             case "resubmit":
                 payload = _read_payload(args.payload) if args.payload else None
                 report = await control.resubmit(
-                    service, args.key, payload, level if args.priority else None
+                    service, args.key, payload, level if args.priority else None, actor=actor
                 )
                 print(
                     f"resubmitted {report.key} as payload version {report.payload_version} "
@@ -203,6 +223,7 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                     args.batch,
                     level if args.level else None,
                     weight if args.weight else None,
+                    actor=actor,
                 )
                 now = [f"priority {changed.priority}"] if changed.priority else []
                 if changed.fairness_weight is not None:
@@ -224,6 +245,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 return EXIT_OK
             case "audit":
                 return await _audit(service, args.key, args.json)
+            case "actions":
+                return await _actions(service, args)
     raise CliError(f"unknown command {args.command!r}")
 
 
@@ -231,6 +254,24 @@ def _read_submission(path: Path, batch: str | None) -> Any:
     if not path.is_file():
         raise CliError(f"{path}: no such file")
     return read_submission(path, batch)
+
+
+async def _record_refused_file(settings: Settings, batch: str, refused: SubmissionRefused) -> None:
+    """A file refused as it was read is the OS user's refused submit (best effort: the
+    refusal is what the user must see, even with the database down)."""
+    try:
+        async with open_service(settings) as service:
+            scope = ActionScope(cli_actor(), Action.SUBMIT, batch=batch)
+            problems = [str(problem) for problem in refused.problems]
+            await record_separately(
+                service.sessions,
+                scope,
+                Outcome.REFUSED,
+                refusal_reason(refused),
+                {"problems": problems},
+            )
+    except Exception:  # the database is not there: nothing to record it in
+        return
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
@@ -254,7 +295,7 @@ async def _submit(
     priority: PriorityLevel,
     weight: float,
 ) -> int:
-    report = await submit(service, submission, priority, weight)
+    report = await submit(service, submission, priority, weight, actor=cli_actor())
     print(
         f"batch {report.batch}: {report.entities} entities, {report.stored} new "
         f"(priority {report.priority}, weight {report.fairness_weight:g}), "
@@ -420,6 +461,37 @@ async def _audit(service: ServiceContext, key: str, as_json: bool) -> int:
             str(record.attempt),
             answer,
             record.error or "",
+        )
+    Console(highlight=False).print(table)
+    return EXIT_OK
+
+
+async def _actions(service: ServiceContext, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise CliError("actions: --limit must be at least 1")
+    async with service.sessions() as session:
+        rows = await action_log.recent_actions(
+            session,
+            batch=args.batch,
+            entity_key=args.key,
+            actor_name=args.actor,
+            limit=args.limit,
+        )
+    if args.json:
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+        return EXIT_OK
+    table = Table("when (UTC)", "who", "from", "action", "on", "change", "outcome", title="actions")
+    for row in rows:
+        on = row.entity_key or row.account or (f"batch {row.batch}" if row.batch else "")
+        outcome = row.outcome + (f": {row.reason}" if row.reason else "")
+        table.add_row(
+            row.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            f"{row.actor_name} ({row.actor_role})",
+            row.where,
+            row.action,
+            on,
+            row.change,
+            outcome,
         )
     Console(highlight=False).print(table)
     return EXIT_OK

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from starlette.requests import Request
+
+from dsp_integration.client.action_records import ActionScope, refusals_recorded
+from dsp_integration.client.actors import Actor
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.submission import SubmitReport, submit
+from dsp_integration.console.actors import actor_of
 from dsp_integration.contracts import DEFAULT_PRIORITY_LEVEL, DSP_FAIRNESS_WEIGHT, PriorityLevel
+from dsp_integration.database.action_log import Action
 from dsp_integration.entities import MAX_FILE_BYTES, Problem, SubmissionRefused, parse_submission
 
 
@@ -27,23 +34,28 @@ async def submit_file(
     data: bytes,
     *,
     filename: str,
+    actor: Actor,
     batch: str | None = None,
     priority: PriorityLevel = DEFAULT_PRIORITY_LEVEL,
     fairness_weight: float = DSP_FAIRNESS_WEIGHT,
 ) -> SubmitReport:
     """Check the whole file as `starter.py submit` does, then store and start it; raises
-    `SubmissionRefused` listing every problem (nothing stored)."""
-    if len(data) > MAX_FILE_BYTES:
-        raise SubmissionRefused(
-            [
-                Problem(
-                    f"the file is over the limit of {MAX_FILE_BYTES:,} bytes "
-                    f"({MAX_FILE_BYTES // 2**20} MiB); split it into several files"
-                )
-            ]
-        )
-    submission = parse_submission(data, filename=filename, batch=batch)
-    return await submit(service, submission, priority, fairness_weight)
+    `SubmissionRefused` listing every problem (nothing stored). A file refused before it is
+    read as entities (too large, not JSON) is recorded as `actor`'s refused submit too."""
+    scope = ActionScope(actor, Action.SUBMIT, batch=batch)
+    scope.extra.update(new_level=priority.value, new_weight=fairness_weight)
+    async with refusals_recorded(service.sessions, scope):
+        if len(data) > MAX_FILE_BYTES:
+            raise SubmissionRefused(
+                [
+                    Problem(
+                        f"the file is over the limit of {MAX_FILE_BYTES:,} bytes "
+                        f"({MAX_FILE_BYTES // 2**20} MiB); split it into several files"
+                    )
+                ]
+            )
+        submission = parse_submission(data, filename=filename, batch=batch)
+    return await submit(service, submission, priority, fairness_weight, actor=actor)
 
 
 def parse_payload(text: str) -> dict[str, Any] | None:
@@ -57,3 +69,14 @@ def parse_payload(text: str) -> dict[str, Any] | None:
     if not isinstance(payload, dict):
         raise SubmissionRefused([Problem("the payload must be a JSON object", field="payload")])
     return payload
+
+
+def input_refusals(
+    request: Request, action: Action, *, batch: str | None = None, entity_key: str | None = None
+) -> AbstractAsyncContextManager[ActionScope]:
+    """Record a refusal of the request's input (a level, a weight, a payload that is not
+    JSON) raised in the block as the requester's refused `action`, as the client API does
+    for the refusals it raises itself."""
+    service: ServiceContext = request.app.state.service
+    scope = ActionScope(actor_of(request), action, batch=batch, entity_key=entity_key)
+    return refusals_recorded(service.sessions, scope)

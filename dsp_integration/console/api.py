@@ -11,7 +11,8 @@ from dsp_integration.client import control, health, views
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.errors import ServiceError
 from dsp_integration.client.submission import fairness_weight
-from dsp_integration.console.actions import read_capped, submit_file
+from dsp_integration.console.actions import input_refusals, read_capped, submit_file
+from dsp_integration.console.actors import actor_of
 from dsp_integration.console.schemas import (
     AuditOut,
     BatchOut,
@@ -34,6 +35,7 @@ from dsp_integration.contracts import (
     EntityType,
     PriorityLevel,
 )
+from dsp_integration.database.action_log import Action
 from dsp_integration.entities import Problem, SubmissionRefused
 
 if TYPE_CHECKING:
@@ -108,16 +110,19 @@ async def post_batch(
     `starter.py submit` checks a file: refused whole (422, every problem, nothing stored)."""
     data = await read_capped(request.stream())
     json_lines = request.headers.get("content-type", "").split(";")[0].strip() == NDJSON
-    if json_lines and not batch:
-        raise SubmissionRefused([Problem("JSON Lines need ?batch=NAME", field="batch")])
+    async with input_refusals(request, Action.SUBMIT, batch=batch):
+        if json_lines and not batch:
+            raise SubmissionRefused([Problem("JSON Lines need ?batch=NAME", field="batch")])
+        weight_asked = fairness_weight(weight)
     filename = f"{batch}.jsonl" if json_lines else "upload.json"
     report = await submit_file(
         service_of(request),
         data,
         filename=filename,
+        actor=actor_of(request),
         batch=batch,
         priority=priority,
-        fairness_weight=fairness_weight(weight),
+        fairness_weight=weight_asked,
     )
     return SubmitAnswer(
         batch=report.batch,
@@ -150,10 +155,13 @@ async def get_batch(request: Request, name: str) -> Any:
 async def prioritise_batch(request: Request, name: str, body: PrioritiseBody) -> Any:
     """Each open entity's DSP calls go at the new level and weight, including one already
     waiting in the DSP queue (its workflow schedules it again)."""
-    if body.priority is None and body.fairness_weight is None:
-        raise ServiceError("give a priority, a fairness_weight or both")
-    weight = None if body.fairness_weight is None else fairness_weight(body.fairness_weight)
-    report = await control.prioritise(service_of(request), name, body.priority, weight)
+    async with input_refusals(request, Action.PRIORITISE, batch=name):
+        if body.priority is None and body.fairness_weight is None:
+            raise ServiceError("give a priority, a fairness_weight or both")
+        weight = None if body.fairness_weight is None else fairness_weight(body.fairness_weight)
+    report = await control.prioritise(
+        service_of(request), name, body.priority, weight, actor=actor_of(request)
+    )
     return {
         "batch": report.batch,
         "priority": report.priority.value if report.priority else None,
@@ -219,7 +227,7 @@ async def get_audit(request: Request, key: str) -> Any:
     summary="Cancel an entity (409 when it has already ended)",
 )
 async def cancel_entity(request: Request, key: str) -> Any:
-    previous = await control.cancel(service_of(request), key)
+    previous = await control.cancel(service_of(request), key, actor=actor_of(request))
     return {"key": key, "previous_status": previous}
 
 
@@ -232,7 +240,7 @@ async def cancel_entity(request: Request, key: str) -> Any:
 )
 async def resubmit_entity(request: Request, key: str, body: ResubmitBody | None = None) -> Any:
     payload = body.payload if body is not None else None
-    report = await control.resubmit(service_of(request), key, payload)
+    report = await control.resubmit(service_of(request), key, payload, actor=actor_of(request))
     return {
         "key": report.key,
         "payload_version": report.payload_version,

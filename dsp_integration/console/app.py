@@ -14,7 +14,7 @@ from starlette.responses import Response
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.logins import SessionPolicy
 from dsp_integration.config import Settings
-from dsp_integration.console import account_pages, api, apidocs, login, pages
+from dsp_integration.console import account_pages, activity, api, apidocs, login, pages
 from dsp_integration.console.access import Handler, gate
 from dsp_integration.console.auth import Guard
 from dsp_integration.console.errors import install_error_handlers
@@ -79,10 +79,12 @@ def create_app(settings: Settings, *, service: ServiceContext | None = None) -> 
 
     install_error_handlers(app)
     app.include_router(api.router)
+    app.include_router(activity.api_router)
     app.include_router(api.health_router)
     app.include_router(login.router)
     app.include_router(account_pages.router)
     app.include_router(apidocs.router)
     app.include_router(pages.router)
+    app.include_router(activity.page_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -9,14 +9,17 @@ from urllib.parse import quote
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from dsp_integration.client import control, views
+from dsp_integration.client import activity, control, views
 from dsp_integration.client.errors import EntityEnded
 from dsp_integration.client.submission import fairness_weight, priority_level
-from dsp_integration.console.actions import parse_payload, submit_file
+from dsp_integration.console.actions import input_refusals, parse_payload, submit_file
+from dsp_integration.console.activity import charts_context
+from dsp_integration.console.actors import actor_of
 from dsp_integration.console.api import audit_json, entity_json, service_of
 from dsp_integration.console.auth import CSRF_FIELD, Guard
 from dsp_integration.console.templating import render
 from dsp_integration.contracts import EntityStatus, EntityType, PriorityLevel
+from dsp_integration.database.action_log import Action
 from dsp_integration.entities import MAX_FILE_BYTES, Problem, SubmissionRefused
 
 router = APIRouter(include_in_schema=False)
@@ -24,6 +27,8 @@ STATUSES = [s.value for s in EntityStatus]
 LEVELS = [level.value for level in PriorityLevel]
 TYPES = [t.value for t in EntityType]
 BATCH_PAGE_ROWS = 1000
+ACTIONS_SHOWN = 100
+MAX_FILTER_TEXT = 200
 
 
 def _stale_form(request: Request, csrf: str) -> Response | None:
@@ -44,28 +49,47 @@ async def index(request: Request) -> Response:
     service = service_of(request)
     batches = await views.batch_summaries(service)
     budget = await views.budget(service)
-    return render(request, "index.html", {"batches": batches, "budget": budget})
+    context = {"batches": batches, "budget": budget, **await charts_context(service)}
+    return render(request, "index.html", context)
 
 
 @router.get("/batches/{name}")
 async def batch_page(
-    request: Request, name: str, status: str | None = None, type: str | None = None
+    request: Request,
+    name: str,
+    status: str | None = None,
+    type: str | None = None,
+    seat: str | None = None,
+    q: str | None = None,
 ) -> Response:
+    """The filters are the page's query (`?status=&type=&seat=&q=`): a reload, a link or a
+    bookmark keeps them."""
     service = service_of(request)
     summary = await views.batch_summary(service, name)
     status = status if status in STATUSES else None
     entity_type = type if type in TYPES else None
+    seat = seat if seat in summary.seats else None
+    text = (q or "").strip()[:MAX_FILTER_TEXT] or None
     page = await views.entity_page(
-        service, batch=name, status=status, entity_type=entity_type, limit=BATCH_PAGE_ROWS
+        service,
+        batch=name,
+        status=status,
+        entity_type=entity_type,
+        seat=seat,
+        text=text,
+        limit=BATCH_PAGE_ROWS,
     )
     context = {
         "batch": summary,
         "page": page,
         "status": status or "",
         "type": entity_type or "",
+        "seat": seat or "",
+        "q": text or "",
         "statuses": STATUSES,
         "types": TYPES,
         "levels": LEVELS,
+        "actions": await activity.actions(service, batch=name, limit=ACTIONS_SHOWN),
     }
     return render(request, "batch.html", context)
 
@@ -80,11 +104,11 @@ async def prioritise_batch(
 ) -> Response:
     if (refusal := _stale_form(request, csrf)) is not None:
         return refusal
+    async with input_refusals(request, Action.PRIORITISE, batch=name):
+        level = priority_level(priority)
+        weight_asked = fairness_weight(weight) if weight.strip() else None
     await control.prioritise(
-        service_of(request),
-        name,
-        priority_level(priority),
-        fairness_weight(weight) if weight.strip() else None,
+        service_of(request), name, level, weight_asked, actor=actor_of(request)
     )
     return RedirectResponse(f"/batches/{quote(name, safe='')}", status_code=303)
 
@@ -106,6 +130,7 @@ async def _entity_page(
         "v": detail.view,
         "info": entity_json(service, detail),
         "audit": audit,
+        "actions": await activity.entity_actions(service, key, detail.view.batch),
         "problems": problems or [],
         "payload_text": payload_text,
         "message": message,
@@ -132,7 +157,7 @@ async def cancel_entity(
     if (refusal := _stale_form(request, csrf)) is not None:
         return refusal
     try:
-        await control.cancel(service_of(request), key)
+        await control.cancel(service_of(request), key, actor=actor_of(request))
     except EntityEnded as ended:
         return await _entity_page(request, key, message=str(ended), status_code=409)
     return RedirectResponse(_entity_url(key, done="cancel"), status_code=303)
@@ -148,7 +173,9 @@ async def resubmit_entity(
     if (refusal := _stale_form(request, csrf)) is not None:
         return refusal
     try:
-        await control.resubmit(service_of(request), key, parse_payload(payload))
+        async with input_refusals(request, Action.RESUBMIT, entity_key=key):
+            new_payload = parse_payload(payload)
+        await control.resubmit(service_of(request), key, new_payload, actor=actor_of(request))
     except SubmissionRefused as refused:
         return await _entity_page(
             request, key, problems=refused.problems, payload_text=payload, status_code=422
@@ -174,12 +201,15 @@ async def submit_upload(
     filename = file.filename or "upload.json"
     data = await file.read(MAX_FILE_BYTES + 1)
     try:
+        async with input_refusals(request, Action.SUBMIT, batch=batch.strip() or None):
+            level = priority_level(priority)
         report = await submit_file(
             service_of(request),
             data,
             filename=filename,
+            actor=actor_of(request),
             batch=batch.strip() or None,
-            priority=priority_level(priority),
+            priority=level,
         )
     except SubmissionRefused as refused:
         context = {"problems": refused.problems, "filename": filename, "levels": LEVELS}

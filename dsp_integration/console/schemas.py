@@ -63,6 +63,7 @@ class EntityOut(BaseModel):
     priority: str
     fairness_weight: float
     seat: str = Field(description="the seat (DSP account) it belongs to, whose budget it uses")
+    name: str | None = Field(None, description="the payload's `name`, when it has one")
     created_at: str
     updated_at: str
     finished_at: str | None
@@ -210,3 +211,32 @@ def problem_out(problem: Problem) -> dict[str, Any]:
         "position": problem.position,
         "line": problem.line,
     }
+
+
+class ActorOut(BaseModel):
+    name: str
+    role: str = Field(description="viewer, operator or admin")
+    via: str = Field(description="console, api or cli")
+    address: str | None = Field(description="the client's address (console, API)")
+    os_user: str | None = Field(description="the OS user (CLI)")
+
+
+class ActionOut(BaseModel):
+    """One row of the action log: who asked for what, when, and the outcome."""
+
+    id: int
+    at: str = Field(description="when, by the database's clock (ISO 8601)")
+    actor: ActorOut
+    action: str = Field(description="submit, cancel, resubmit, prioritise or account.*")
+    batch: str | None
+    key: str | None
+    account: str | None = Field(description="the account an account change is about")
+    old_version: int | None
+    new_version: int | None
+    old_level: str | None
+    new_level: str | None
+    old_weight: float | None
+    new_weight: float | None
+    outcome: str = Field(description="accepted, refused or failed")
+    reason: str | None = Field(description="why it was refused or failed")
+    detail: dict[str, Any] | None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -19,6 +20,25 @@ STATUS_ORDER = ["waiting", "submitting", "polling", "succeeded", "rejected", "fa
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
+
+
+def _time_tag(value: datetime | str | None, millis: bool = False) -> Markup:
+    """A `<time>` with the absolute UTC time as text; console.js shows it in the viewer's
+    time zone and keeps the UTC time as the tooltip (without script: the UTC time).
+    `millis`: to the millisecond (the audit trail's requests)."""
+    if not value:
+        return Markup("")
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    shown = (
+        moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if millis else f"{moment:%Y-%m-%d %H:%M:%S}"
+    )
+    text = f"{shown} UTC"
+    return Markup('<time datetime="{}" title="{}"{}>{}</time>').format(
+        moment.isoformat(), text, Markup(" data-millis") if millis else "", text
+    )
 
 
 def _pretty(value: Any) -> str:
@@ -37,6 +57,7 @@ def build_templates() -> Jinja2Templates:
     env.autoescape = True  # every template, whatever its name: data is always text
     env.filters["when"] = _when
     env.filters["pretty"] = _pretty
+    env.filters["time_tag"] = _time_tag
     env.globals["duration"] = _duration
     env.globals["STATUS_ORDER"] = STATUS_ORDER
     return templates

@@ -110,3 +110,41 @@ class RatePause(Base):
 
     seat: Mapped[str] = mapped_column(String(32), primary_key=True)
     paused_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ActionRecord(Base):
+    """One row per action a person (or the CLI's OS user) asked for: submit, cancel,
+    resubmit, prioritise, account changes; accepted or refused, with why."""
+
+    __tablename__ = "dsp_action_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    # The database's clock, as the audit trail's: one clock for every row of both.
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.clock_timestamp()
+    )
+    actor_name: Mapped[str] = mapped_column(String(128))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(String(64))
+    os_user: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    batch: Mapped[str | None] = mapped_column(String(128))
+    entity_key: Mapped[str | None] = mapped_column(String(128))
+    # The account an account change is about.
+    account: Mapped[str | None] = mapped_column(String(128))
+    old_version: Mapped[int | None] = mapped_column(Integer)
+    new_version: Mapped[int | None] = mapped_column(Integer)
+    old_level: Mapped[str | None] = mapped_column(String(8))
+    new_level: Mapped[str | None] = mapped_column(String(8))
+    old_weight: Mapped[float | None] = mapped_column(Float)
+    new_weight: Mapped[float | None] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (
+        Index("ix_dsp_action_log_entity_key_id", "entity_key", "id"),
+        Index("ix_dsp_action_log_batch_id", "batch", "id"),
+        Index("ix_dsp_action_log_actor_name_id", "actor_name", "id"),
+    )

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
@@ -36,13 +37,17 @@ class RunningConsole:
 
 @asynccontextmanager
 async def running_console(
-    settings: Settings, service: ServiceContext, *, token: str | None = CONSOLE_TOKEN
+    settings: Settings,
+    service: ServiceContext,
+    *,
+    token: str | None = CONSOLE_TOKEN,
 ) -> AsyncIterator[RunningConsole]:
     secret = SecretStr(token) if token else None
     settings = settings.model_copy(update={"console_token": secret})
     port = free_port()
+    app: Any = create_app(settings, service=service)
     config = uvicorn.Config(
-        create_app(settings, service=service),
+        app,
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -17,6 +17,7 @@ from typing import Any
 from temporalio.client import Client
 
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.progress import wait_for_batch
 from dsp_integration.client.submission import read_submission, submit
@@ -67,7 +68,7 @@ class Stack:
     async def submit_file(self, path: Path, *, wait_seconds: float = 120) -> dict[str, int]:
         """Submit a file and return its batch's final counts, failing after `wait_seconds`."""
         submission = read_submission(path)
-        report = await submit(self.service, submission)
+        report = await submit(self.service, submission, actor=cli_actor())
         async with asyncio.timeout(wait_seconds):
             return await wait_for_batch(self.service, report.batch, on_update=lambda _: None)
 

@@ -14,6 +14,7 @@ from temporalio.api.enums.v1 import EventType
 
 from devkit.mock_dsp.server import MockDspServer
 from dsp_integration.client import control
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import DEFAULT_SEAT, SIGNAL_CANCEL, EntityStatus, workflow_id_for
 from dsp_integration.database import rate_ledger
@@ -36,10 +37,10 @@ async def test_a_cancel_reaches_a_call_held_for_its_slot_within_seconds(
     async with stack.service.sessions.begin() as session:
         await rate_ledger.pause_until(session, DEFAULT_SEAT, BUDGET_PAUSE_SECONDS)
     path = write_entities(tmp_path / "held.json", "held", [advertiser(key)])
-    await submit(stack.service, read_submission(path))
+    await submit(stack.service, read_submission(path), actor=cli_actor())
     await _until(lambda: _waiting_for_slots(stack), "the POST never waited for its slot")
 
-    await control.cancel(stack.service, key)
+    await control.cancel(stack.service, key, actor=cli_actor())
     # Long enough for the SDK's default throttle, so a regression reports how late it was.
     await _until(lambda: _ended(stack, key), "the entity did not end after the cancel", 30)
 

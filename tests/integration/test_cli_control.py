@@ -4,6 +4,7 @@ against a worker, Temporal, PostgreSQL and the mock DSP over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from devkit.mock_dsp.server import MockDspServer
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.queries import EntityView
 from dsp_integration.client.submission import read_submission, submit
 from tests.integration.cli_support import cli_env, run_cli
@@ -60,7 +62,7 @@ async def test_cancel_and_resubmit_through_the_cli(
     # however long the CLI takes to start.
     mock_dsp.dsp.hold("ctl-cr-cancel")
     mock_dsp.dsp.hold("ctl-cr-slow")
-    await submit(stack.service, read_submission(path))
+    await submit(stack.service, read_submission(path), actor=cli_actor())
     env = cli_env(stack.settings)
 
     # Under review at the DSP, and waiting on a creative under review: cancel both.
@@ -120,3 +122,28 @@ async def test_cancel_and_resubmit_through_the_cli(
     assert audit.code == 0, audit
     answered = [(r["method"], r["response_status"]) for r in json.loads(audit.stdout)]
     assert answered.count(("POST", 201)) == 1 and answered.count(("PUT", 200)) == 1
+
+    # The action log names the OS user behind each command, refusals included.
+    refused = await run_cli(["cancel", "ctl-adv"], env)
+    assert refused.code != 0 and "already ended" in refused.stderr
+    actions = await run_cli(["actions", "--batch", "ctl", "--json"], env)
+    assert actions.code == 0, actions
+    rows = json.loads(actions.stdout)
+    summary = [(r["action"], r["key"], r["outcome"]) for r in rows]
+    assert summary[:2] == [
+        ("cancel", "ctl-adv", "refused"),
+        ("resubmit", "ctl-cr-bad", "accepted"),
+    ]
+    # The two cancels ran at once: in either order.
+    assert sorted(summary[2:4]) == [
+        ("cancel", "ctl-ag-wait", "accepted"),
+        ("cancel", "ctl-cr-cancel", "accepted"),
+    ]
+    assert summary[4:] == [("submit", None, "accepted")]  # by this test, not the CLI
+    me = getpass.getuser()
+    cli = {"name": me, "role": "admin", "via": "cli", "address": None, "os_user": me}
+    assert all(r["actor"] == cli for r in rows[:4])
+    assert "already ended" in rows[0]["reason"]
+    assert (rows[1]["old_version"], rows[1]["new_version"]) == (1, 2)
+    table = await run_cli(["actions", "--key", "ctl-cr-bad"], env)
+    assert table.code == 0 and "resubmit" in table.stdout and me in table.stdout

@@ -1,8 +1,7 @@
 """The console in a real headless Chromium (Debian's `chromium`, driven by Playwright; no
 browser is downloaded): log in, watch a batch run to the end live, open an entity and its
 audit trail, cancel one, resubmit one, upload a broken file, and a hostile name stays text.
-Takes the README's screenshots: into the test's temporary folder, or into docs/ (which the
-README shows) with `UPDATE_SCREENSHOTS=1`, so a plain test run leaves the work tree alone."""
+The README's screenshots are taken by test_console_browser_actions.py."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ import pytest
 import pytest_asyncio
 
 from devkit.mock_dsp.server import MockDspServer
-from dsp_integration.config.settings import PROJECT_ROOT
 from tests.integration.conftest import mock_config
 from tests.integration.console_support import CONSOLE_TOKEN, running_console
 from tests.integration.dag import ad_group, advertiser, campaign, creative
@@ -33,7 +31,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 HOSTILE = "<img src=x onerror=alert(1)>"
-DOCS = PROJECT_ROOT / "docs"
 LIVE_TIMEOUT_MS = 90_000
 
 
@@ -77,7 +74,6 @@ async def test_the_console_in_a_browser(
     from playwright.async_api import expect
 
     page = browser_page
-    screenshots = DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
     hostile = creative("web-cr-hostile", "web-adv")
     hostile["payload"]["name"] = HOSTILE
     entities = [
@@ -130,7 +126,6 @@ async def test_the_console_in_a_browser(
         await expect(rows).to_have_count(7)
         await expect(page.locator('tr[data-key="web-ag-bad"]')).to_contain_text("blocked")
         await expect(page.locator('tr[data-key="web-cr-bad"]')).to_contain_text("rejected")
-        await page.screenshot(path=str(screenshots / "console-batch.png"), full_page=True)
         await page.goto(console.url + "/batches/web?status=rejected")
         await expect(rows).to_have_count(1)
 
@@ -147,7 +142,6 @@ async def test_the_console_in_a_browser(
         assert await audit_rows.count() >= 2
         await audit_rows.first.locator("summary", has_text="request").click()
         await expect(audit_rows.first.locator("pre").first).to_contain_text("advertiser_id")
-        await page.screenshot(path=str(screenshots / "console-entity.png"), full_page=True)
 
         # The hostile name is shown as text: no image element, no dialog.
         await page.goto(console.url + "/entities/web-cr-hostile")

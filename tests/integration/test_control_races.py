@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, text
 
 from dsp_integration.client import control, submission
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.control import DEPENDENCY_GRAPH_LOCK
 from dsp_integration.client.submission import read_submission
 from dsp_integration.database import queue_store
@@ -105,7 +106,9 @@ async def test_concurrent_submits_of_one_key_with_different_payloads_accept_one(
     point = Rendezvous()
     monkeypatch.setattr(queue_store, "fetch_entities", point.wrap(queue_store.fetch_entities))
 
-    results = await point.race(*(submission.submit(stack.service, f) for f in files))
+    results = await point.race(
+        *(submission.submit(stack.service, f, actor=cli_actor()) for f in files)
+    )
     assert point.met, "the two submits did not both read before storing"
 
     refused = [r for r in results if isinstance(r, SubmissionRefused)]
@@ -131,7 +134,7 @@ async def test_concurrent_resubmits_cannot_store_a_dependency_cycle(
     base = advertiser("cyc-base")
     c1, c2 = creative("cyc-c1", "cyc-base"), creative("cyc-c2", "cyc-base")
     path = write_entities(tmp_path / "cyc.json", "cyc", [base, c1, c2, a1, a2])
-    await submission.submit(stack.service, read_submission(path))
+    await submission.submit(stack.service, read_submission(path), actor=cli_actor())
     new_c1 = {**c1["payload"], "advertiser_id": ref("cyc-a2")}
     new_c2 = {**c2["payload"], "advertiser_id": ref("cyc-a1")}
     # The first holds the dependency-graph lock at the point; the second waits for it.
@@ -139,8 +142,8 @@ async def test_concurrent_resubmits_cannot_store_a_dependency_cycle(
     monkeypatch.setattr(control, "_referenced_ancestors", point.wrap(control._referenced_ancestors))
 
     results = await point.race(
-        control.resubmit(stack.service, "cyc-c1", new_c1),
-        control.resubmit(stack.service, "cyc-c2", new_c2),
+        control.resubmit(stack.service, "cyc-c1", new_c1, actor=cli_actor()),
+        control.resubmit(stack.service, "cyc-c2", new_c2, actor=cli_actor()),
     )
     assert not point.met, "the lock should have kept the second resubmit from the point"
 

@@ -19,6 +19,7 @@ from devkit.mock_dsp.request_log import RequestRecord
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.database.engine import SessionFactory
 from tests.integration.conftest import mock_config, open_test_stack
@@ -86,7 +87,7 @@ async def test_dropped_and_broken_answers_end_as_a_fault_free_run(
     entities, expected = launch_dag("v2a", advertisers=5)
     path = write_entities(tmp_path / "v2a.json", "v2a", entities)
 
-    await submit(v2_stack.service, read_submission(path))
+    await submit(v2_stack.service, read_submission(path), actor=cli_actor())
     statuses = await end_statuses(v2_stack.service, expected, within=80)
 
     assert statuses == expected

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from devkit.mock_dsp.server import MockDspServer
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.database import audit_log
 from tests.integration.dag import launch_dag
@@ -76,7 +77,7 @@ async def test_submitting_the_same_file_twice_creates_nothing_new(
     before = await queries.entity_views(stack.service, batch="twice")
     posts_before = sum(1 for r in mock_dsp.dsp.request_log if r.method == "POST")
 
-    report = await submit(stack.service, read_submission(path))
+    report = await submit(stack.service, read_submission(path), actor=cli_actor())
 
     assert report.stored == 0
     assert report.started == 0

@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from dsp_integration.activities.fan_out import tell_dependant
 from dsp_integration.client import control
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.errors import EntityEnded
 from dsp_integration.client.progress import wait_for_batch
 from dsp_integration.contracts import (
@@ -81,7 +82,7 @@ async def test_a_dependant_reopened_after_its_run_completed_runs_again(
     assert blocked_run.status is WorkflowExecutionStatus.COMPLETED
 
     report = await control.resubmit(
-        stack.service, "re-cmp", payload=campaign("re-cmp", "re-adv")["payload"]
+        stack.service, "re-cmp", payload=campaign("re-cmp", "re-adv")["payload"], actor=cli_actor()
     )
 
     assert report.reopened == ["re-ag"]
@@ -123,7 +124,7 @@ async def test_a_cancel_racing_the_entitys_ending_opens_no_new_run(
     monkeypatch.setattr(control, "_row", row_read_before_it_ended)
 
     with pytest.raises(EntityEnded, match="has already ended succeeded"):
-        await control.cancel(stack.service, "cx-adv")
+        await control.cancel(stack.service, "cx-adv", actor=cli_actor())
 
     latest = await handle.describe()
     assert (latest.run_id, latest.status) == (ended.run_id, WorkflowExecutionStatus.COMPLETED)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from temporalio.service import RPCError, RPCStatusCode
 
 from dsp_integration.client import control, queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import PriorityLevel, workflow_id_for
 from dsp_integration.database.models import AuditRecord
@@ -48,7 +49,7 @@ async def _submit(
 ) -> None:
     entities = [advertiser(f"{batch}-{i:03d}") for i in range(count)]
     path = write_entities(tmp_path / f"{batch}.json", batch, entities)
-    await submit(stack.service, read_submission(path), level, weight)
+    await submit(stack.service, read_submission(path), level, weight, actor=cli_actor())
 
 
 async def test_a_small_batch_is_not_held_behind_a_large_backlog(
@@ -88,7 +89,9 @@ async def test_prioritise_moves_calls_already_waiting_in_the_dsp_queue(
     await wait_until_all_started(stack, "bk", BACKLOG)
     await wait_until_all_started(stack, "late", 10)
 
-    report = await control.prioritise(stack.service, "late", PriorityLevel.HIGH, 2.0)
+    report = await control.prioritise(
+        stack.service, "late", PriorityLevel.HIGH, 2.0, actor=cli_actor()
+    )
     assert (report.changed, report.signalled) == (10, 10)
 
     late_done = await end_times(stack, "late")

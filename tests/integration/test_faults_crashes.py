@@ -23,6 +23,7 @@ from devkit.stack.postgres import EmbeddedPostgres
 from devkit.stack.temporal_server import TemporalDevServer
 from devkit.stack.workers import WorkerProcesses, worker_env
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.database.engine import SessionFactory
@@ -122,7 +123,7 @@ async def test_sigkilled_workers_lose_and_duplicate_nothing(
     kills = 0
     with WorkerProcesses(2, worker_env(settings), log_dir=tmp_path / "logs") as workers:
         async with open_service(settings, client=temporal_client) as service:
-            await submit(service, read_submission(path))
+            await submit(service, read_submission(path), actor=cli_actor())
             began = time.monotonic()
             next_kill = began + KILL_EVERY_SECONDS
 
@@ -213,7 +214,7 @@ async def test_a_temporal_restart_mid_run_changes_no_outcome(
     entities, expected = launch_dag("tres", advertisers=3)
     path = write_entities(tmp_path / "tres.json", "tres", entities)
     async with open_stack(settings, client) as stack:
-        await submit(stack.service, read_submission(path))
+        await submit(stack.service, read_submission(path), actor=cli_actor())
         await _wait_until_some_ended(stack.service, "tres", 3)
         await _assert_work_in_flight(stack.service, "tres")
         await asyncio.to_thread(own_temporal.restart)
@@ -244,7 +245,7 @@ async def test_a_postgres_restart_mid_run_changes_no_outcome(
         entities, expected = launch_dag("pgres", advertisers=3)
         path = write_entities(tmp_path / "pgres.json", "pgres", entities)
         async with open_stack(settings, temporal_client) as stack:
-            await submit(stack.service, read_submission(path))
+            await submit(stack.service, read_submission(path), actor=cli_actor())
             await _wait_until_some_ended(stack.service, "pgres", 3)
             await _assert_work_in_flight(stack.service, "pgres")
             await asyncio.to_thread(postgres.stop)

@@ -11,6 +11,7 @@ import pytest
 from devkit.mock_dsp.config import FAULT_KINDS
 from devkit.mock_dsp.server import MockDspServer
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from tests.integration.conftest import mock_config
 from tests.integration.dag import advertiser, campaign, launch_dag
@@ -79,7 +80,7 @@ async def test_a_create_whose_answer_broke_is_retried_without_a_second_entity(
     assert_audit_accounts_for(log, await audit_rows(stack.service.sessions))
 
     # The very same file again: nothing new is stored, started or sent.
-    report = await submit(stack.service, read_submission(path))
+    report = await submit(stack.service, read_submission(path), actor=cli_actor())
     assert (report.stored, report.started, report.already_ended) == (0, 0, len(entities))
     assert len(mock_dsp.dsp.request_log) == len(log)
 
@@ -101,7 +102,7 @@ async def test_twenty_percent_faults_end_as_the_dsp_decides(
     entities, expected = launch_dag("flt", advertisers=4)
     path = write_entities(tmp_path / "faults.json", "flt", entities)
 
-    await submit(stack.service, read_submission(path))
+    await submit(stack.service, read_submission(path), actor=cli_actor())
     statuses = await end_statuses(stack.service, expected, within=150)
 
     assert statuses == expected

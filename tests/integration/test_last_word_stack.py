@@ -26,6 +26,7 @@ from devkit.mock_dsp.server import MockDspServer
 from devkit.mock_dsp.state import MockDsp
 from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.client import control
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import SIGNAL_CANCEL, SIGNAL_RESUBMIT, workflow_id_for
 from dsp_integration.database.engine import SessionFactory
@@ -166,7 +167,7 @@ async def test_a_cancel_while_a_posts_answer_is_on_its_way_archives_the_entity(
     created = (await post.until_held()).created_id
     assert created is not None
 
-    await control.cancel(patient_stack.service, key)
+    await control.cancel(patient_stack.service, key, actor=cli_actor())
     await _until_signalled(patient_stack, key, SIGNAL_CANCEL)
     post.gate.release()
 
@@ -190,7 +191,7 @@ async def test_a_cancel_while_a_503_after_a_create_is_on_its_way_finds_and_archi
     created = (await post.until_held()).created_id
     assert created is not None  # the DSP acted; its answer says 503
 
-    await control.cancel(patient_stack.service, key)
+    await control.cancel(patient_stack.service, key, actor=cli_actor())
     await _until_signalled(patient_stack, key, SIGNAL_CANCEL)
     post.gate.release()
 
@@ -219,7 +220,7 @@ async def test_a_resubmit_while_a_posts_answer_is_on_its_way_puts_over_that_enti
     assert created is not None
 
     second = {**first["payload"], "name": "Advertiser renamed"}
-    await control.resubmit(patient_stack.service, key, payload=second)
+    await control.resubmit(patient_stack.service, key, payload=second, actor=cli_actor())
     await _until_signalled(patient_stack, key, SIGNAL_RESUBMIT)
     post.gate.release()
 
@@ -250,7 +251,7 @@ async def test_a_cancel_while_a_poll_answering_success_is_on_its_way_archives_th
     read = await poll.until_held()
     creative_id = read.path.split("/")[3]
 
-    await control.cancel(patient_stack.service, key)
+    await control.cancel(patient_stack.service, key, actor=cli_actor())
     await _until_signalled(patient_stack, key, SIGNAL_CANCEL)
     poll.gate.release()
 
@@ -274,9 +275,11 @@ async def test_a_cancel_while_a_puts_answer_is_on_its_way_archives_the_entity(
     assert created is not None
     put = held.hold("PUT", path_part=f"/{created}")
 
-    await control.resubmit(patient_stack.service, key, payload={**first["payload"], "name": "v2"})
+    await control.resubmit(
+        patient_stack.service, key, payload={**first["payload"], "name": "v2"}, actor=cli_actor()
+    )
     await put.until_held()
-    await control.cancel(patient_stack.service, key)
+    await control.cancel(patient_stack.service, key, actor=cli_actor())
     await _until_signalled(patient_stack, key, SIGNAL_CANCEL)
     put.gate.release()
 
@@ -298,13 +301,13 @@ async def test_a_resubmit_while_a_deletes_answer_is_on_its_way_posts_the_new_ver
     first = advertiser(key)
     await _submit(patient_stack, tmp_path, [first])
     archived = (await post.until_held()).created_id
-    await control.cancel(patient_stack.service, key)
+    await control.cancel(patient_stack.service, key, actor=cli_actor())
     await _until_signalled(patient_stack, key, SIGNAL_CANCEL)
     post.gate.release()
     assert (await delete.until_held()).path == f"/v1/advertisers/{archived}"
 
     second = {**first["payload"], "name": "Advertiser again"}
-    await control.resubmit(patient_stack.service, key, payload=second)
+    await control.resubmit(patient_stack.service, key, payload=second, actor=cli_actor())
     await _until_signalled(patient_stack, key, SIGNAL_RESUBMIT)
     delete.gate.release()
 
@@ -360,7 +363,7 @@ async def test_a_fan_out_past_the_local_limit_ends_every_dependant(
 
 async def _submit(stack: Stack, tmp_path: Path, entities: list[dict[str, Any]]) -> None:
     path = write_entities(tmp_path / "entities.json", "lw", entities)
-    await submit(stack.service, read_submission(path))
+    await submit(stack.service, read_submission(path), actor=cli_actor())
 
 
 async def _until(check: Callable[[], Awaitable[bool]], failure: str, within: float) -> None:

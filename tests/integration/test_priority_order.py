@@ -13,6 +13,7 @@ import pytest
 
 from devkit.mock_dsp.server import MockDspServer
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.contracts import PriorityLevel
 from dsp_integration.worker.runtime import dsp_concurrency
@@ -39,7 +40,9 @@ async def test_a_high_batch_goes_before_the_backlog_and_a_low_one_after(
     stack = slow_stack
     backlog = [advertiser(f"bk-{i:03d}") for i in range(BACKLOG)]
     await submit(
-        stack.service, read_submission(write_entities(tmp_path / "bk.json", "bk", backlog))
+        stack.service,
+        read_submission(write_entities(tmp_path / "bk.json", "bk", backlog)),
+        actor=cli_actor(),
     )
     # The backlog's DSP calls reach the DSP queue first.
     await wait_until_all_started(stack, "bk", BACKLOG)
@@ -47,8 +50,8 @@ async def test_a_high_batch_goes_before_the_backlog_and_a_low_one_after(
     high = [advertiser(f"hi-{i}") for i in range(SMALL)]
     low_file = write_entities(tmp_path / "lo.json", "lo", low)
     high_file = write_entities(tmp_path / "hi.json", "hi", high)
-    await submit(stack.service, read_submission(low_file), PriorityLevel.LOW)
-    await submit(stack.service, read_submission(high_file), PriorityLevel.HIGH)
+    await submit(stack.service, read_submission(low_file), PriorityLevel.LOW, actor=cli_actor())
+    await submit(stack.service, read_submission(high_file), PriorityLevel.HIGH, actor=cli_actor())
     assert {v.priority for v in await queries.entity_views(stack.service, batch="hi")} == {"high"}
 
     high_done = (await end_times(stack, "hi"))[-1]

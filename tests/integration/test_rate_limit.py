@@ -18,6 +18,7 @@ from devkit.mock_dsp.request_log import max_in_window
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.temporal_server import TemporalDevServer
 from devkit.stack.workers import WorkerProcesses, worker_env
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.context import ServiceContext, open_service
 from dsp_integration.client.queries import status_counts
 from dsp_integration.client.submission import read_submission, submit
@@ -68,7 +69,9 @@ async def process_stack(
 
 async def run_backlog(stack: ProcessStack, path: Path, count: int, within: float) -> None:
     entities = [advertiser(f"rl-a{i}") for i in range(count)]
-    await submit(stack.service, read_submission(write_entities(path, "rl", entities)))
+    await submit(
+        stack.service, read_submission(write_entities(path, "rl", entities)), actor=cli_actor()
+    )
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         counts = await status_counts(stack.service, "rl")

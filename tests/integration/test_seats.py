@@ -22,6 +22,7 @@ from devkit.mock_dsp.server import MockDspServer
 from devkit.mock_dsp.state import MockDsp
 from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.client import queries
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.submission import read_submission, submit
 from dsp_integration.config.seat_config import SeatConfig, default_secret_env
 from dsp_integration.database.engine import SessionFactory
@@ -58,7 +59,7 @@ async def submit_seat_file(stack: Stack, folder: Path, batch: str, seat: str, co
     entities = [advertiser(f"{batch}-a{i}") for i in range(count)]
     path = folder / f"{batch}.json"
     path.write_text(json.dumps({"batch": batch, "seat": seat, "entities": entities}))
-    await submit(stack.service, read_submission(path))
+    await submit(stack.service, read_submission(path), actor=cli_actor())
 
 
 async def until(check: Callable[[], bool], within: float = 30.0) -> None:

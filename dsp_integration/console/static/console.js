@@ -3,6 +3,7 @@
 "use strict";
 
 const POLL_MS = 1500;
+const CHARTS_MS = 30000;
 const STATUS_ORDER = ["waiting", "submitting", "polling", "succeeded", "rejected", "failed",
   "cancelled", "blocked"];
 
@@ -15,11 +16,53 @@ function el(tag, text, attrs) {
 
 function link(href, text) { return el("a", text, { href: href }); }
 
+// Live regions announce every change: text is only set when it differs.
+function say(node, text) { if (node && node.textContent !== text) node.textContent = text; }
+
 function statusChip(status) {
   return el("span", status || "unknown", { class: "status s-" + (status || "unknown") });
 }
 
 function when(iso) { return iso ? iso.slice(0, 19).replace("T", " ") : ""; }
+
+// Times: the server writes <time datetime="ISO">... UTC</time>; shown here in the viewer's
+// time zone, the absolute UTC time kept as the tooltip.
+function utcText(date, millis) {
+  const iso = date.toISOString();
+  return iso.slice(0, millis ? 23 : 19).replace("T", " ") + " UTC";
+}
+
+function localText(date, millis) {
+  const options = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+    minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short" };
+  if (millis) options.fractionalSecondDigits = 3;
+  return new Intl.DateTimeFormat(undefined, options).format(date);
+}
+
+function localize(node) {
+  const date = new Date(node.getAttribute("datetime"));
+  if (Number.isNaN(date.getTime())) return;
+  const millis = node.hasAttribute("data-millis");
+  node.title = utcText(date, millis);
+  node.textContent = localText(date, millis);
+}
+
+function localizeAll(root) {
+  for (const node of root.querySelectorAll("time[datetime]")) localize(node);
+}
+
+function timeEl(iso) {
+  if (!iso) return document.createTextNode("");
+  const node = el("time", when(iso) + " UTC", { datetime: iso });
+  localize(node);
+  return node;
+}
+
+function cell(child) {
+  const td = el("td");
+  td.append(child);
+  return td;
+}
 
 function fillCounts(node, counts) {
   node.replaceChildren();
@@ -47,12 +90,17 @@ function every(ms, step) {
 
 async function updateBudget() {
   const budget = await getJson("/api/budget");
+  const waiting = budget.seats.reduce((sum, s) => sum + s.calls_waiting, 0);
+  const summary = document.getElementById("budget-summary");
+  const said = waiting + " DSP calls waiting across " + budget.seats.length + " seats";
+  if (summary && summary.textContent !== said) summary.textContent = said;
   document.getElementById("budget-rows").replaceChildren(...budget.seats.map((s) => {
     const row = el("tr", null, { "data-seat": s.seat });
     const name = el("td", s.seat);
     if (s.seat === budget.default_seat) name.append(" ", el("span", "default", { class: "muted" }));
     const used = el("td");
-    used.append(el("meter", null, { min: 0, max: s.limit, value: s.used }));
+    used.append(el("meter", null, { min: 0, max: s.limit, value: s.used,
+      "aria-label": "budget used by seat " + s.seat }));
     row.append(name, used,
       el("td", s.used + " / " + s.limit + " in the last " + s.window_seconds + " s"),
       el("td", s.calls_waiting),
@@ -71,16 +119,29 @@ async function updateBatches() {
     const name = el("td");
     name.append(link("/batches/" + encodeURIComponent(b.name), b.name));
     const progress = el("td");
-    progress.append(el("progress", null, { max: b.total, value: b.ended }), " " + b.ended + "/" + b.total);
+    progress.append(el("progress", null, { max: b.total, value: b.ended,
+      "aria-label": b.name + ": " + b.ended + " of " + b.total + " ended" }),
+    " " + b.ended + "/" + b.total);
     const counts = el("td", null, { class: "counts" });
     fillCounts(counts, b.counts);
-    row.append(name, progress, counts, el("td", when(b.created)), el("td", when(b.finished)));
+    row.append(name, progress, counts, cell(timeEl(b.created)), cell(timeEl(b.finished)));
     return row;
   }));
 }
 
+// The plots are drawn by the server (inline SVG); refreshed by asking it for them again.
+async function updateCharts() {
+  const answer = await fetch("/activity/charts", { headers: { Accept: "text/html" } });
+  if (!answer.ok) return;
+  const parsed = new DOMParser().parseFromString(await answer.text(), "text/html");
+  const fresh = parsed.getElementById("charts");
+  const current = document.getElementById("charts");
+  if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+}
+
 function livenIndex() {
   every(POLL_MS, async () => { await Promise.all([updateBudget(), updateBatches()]); });
+  every(CHARTS_MS, updateCharts);
 }
 
 function livenBatch(body) {
@@ -88,6 +149,11 @@ function livenBatch(body) {
   const query = new URLSearchParams({ batch: name, limit: "1000" });
   if (body.dataset.status) query.set("status", body.dataset.status);
   if (body.dataset.type) query.set("type", body.dataset.type);
+  if (body.dataset.seat) query.set("seat", body.dataset.seat);
+  // The key-or-name filter, as the server applies it (any case, anywhere in either).
+  const text = (body.dataset.q || "").toLowerCase();
+  const matches = (e) => !text || e.key.toLowerCase().includes(text)
+    || (e.name || "").toLowerCase().includes(text);
   let finished = Boolean(body.dataset.finished);
   if (finished) return;
   every(POLL_MS, async () => {
@@ -98,19 +164,21 @@ function livenBatch(body) {
     const progress = document.getElementById("batch-progress");
     progress.max = batch.total;
     progress.value = batch.ended;
-    document.getElementById("batch-ended").textContent = batch.ended + "/" + batch.total + " ended";
-    document.getElementById("batch-state").textContent =
-      batch.finished ? "finished " + when(batch.finished) : "running";
+    say(document.getElementById("batch-ended"), batch.ended + "/" + batch.total + " ended");
+    const state = document.getElementById("batch-state");
+    if (batch.finished) state.replaceChildren("finished ", timeEl(batch.finished));
+    else say(state, "running");
     fillCounts(document.getElementById("batch-counts"), batch.counts);
     document.getElementById("batch-seats").textContent =
       (batch.seats.length > 1 ? "seats " : "seat ") + batch.seats.join(", ");
-    document.getElementById("entity-rows").replaceChildren(...page.items.map((e) => {
+    document.getElementById("entity-rows").replaceChildren(...page.items.filter(matches).map((e) => {
       const row = el("tr", null, { "data-key": e.key });
       const key = el("td");
       key.append(link("/entities/" + encodeURIComponent(e.key), e.key));
       const status = el("td");
       status.append(statusChip(e.status));
-      row.append(key, el("td", e.type), el("td", e.seat), status, el("td", e.dsp_id || ""),
+      row.append(key, el("td", e.name || "", { class: "name" }), el("td", e.type), el("td", e.seat),
+        status, el("td", e.dsp_id || ""),
         el("td", e.dsp_status || ""), el("td", e.reason || ""));
       return row;
     }));
@@ -127,7 +195,7 @@ function livenEntity(body) {
   every(POLL_MS, async () => {
     const entity = await getJson("/api/entities/" + encodeURIComponent(key));
     const status = document.getElementById("entity-status");
-    status.textContent = entity.status;
+    say(status, entity.status);
     status.className = "status s-" + entity.status;
     document.getElementById("entity-dsp-id").textContent = entity.dsp_id || "";
     document.getElementById("entity-dsp-status").textContent = entity.dsp_status || "";
@@ -141,6 +209,7 @@ function livenEntity(body) {
 
 document.addEventListener("DOMContentLoaded", () => {
   const body = document.body;
+  localizeAll(document);
   if (body.dataset.live === "index") livenIndex();
   if (body.dataset.live === "batch") livenBatch(body);
   if (body.dataset.live === "entity") livenEntity(body);

@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 from devkit.stack.temporal_server import TemporalDevServer
 from dsp_integration.client import control, submission
+from dsp_integration.client.actors import cli_actor
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.commands import starter
 from dsp_integration.config import Settings
@@ -69,7 +70,9 @@ async def stored_seats(service: ServiceContext) -> dict[str, str]:
 
 async def test_submit_stores_each_seat_and_a_resubmit_keeps_it(service: ServiceContext) -> None:
     data = as_file(seat_file(), seat="eu")
-    report = await submission.submit(service, parse_submission(data, filename="s.json"))
+    report = await submission.submit(
+        service, parse_submission(data, filename="s.json"), actor=cli_actor()
+    )
     assert report.stored == 5
     assert await stored_seats(service) == {
         "acme": "eu",
@@ -80,13 +83,17 @@ async def test_submit_stores_each_seat_and_a_resubmit_keeps_it(service: ServiceC
     }
 
     # The very same file again: nothing new, nothing refused.
-    again = await submission.submit(service, parse_submission(data, filename="s.json"))
+    again = await submission.submit(
+        service, parse_submission(data, filename="s.json"), actor=cli_actor()
+    )
     assert again.stored == 0 and again.entities == 5
 
     # The same keys for another seat: refused whole, nothing stored.
     moved = as_file([*seat_file(), {**example_entities()[0], "key": "acme-lone"}], seat="us")
     with pytest.raises(SubmissionRefused) as caught:
-        await submission.submit(service, parse_submission(moved, filename="s.json"))
+        await submission.submit(
+            service, parse_submission(moved, filename="s.json"), actor=cli_actor()
+        )
     fields = {(p.key, p.field) for p in caught.value.problems}
     assert ("acme", "seat") in fields and ("acme-us", "seat") not in fields
     assert "for seat 'eu', not 'us'" in str(caught.value.problems[0])
@@ -95,11 +102,16 @@ async def test_submit_stores_each_seat_and_a_resubmit_keeps_it(service: ServiceC
     # A seat that is not configured: refused, naming the configured ones.
     unknown = as_file([{**example_entities()[0], "key": "acme-lone"}], seat="asia")
     with pytest.raises(SubmissionRefused, match="the configured seats are: 'default', 'eu'"):
-        await submission.submit(service, parse_submission(unknown, filename="s.json"))
+        await submission.submit(
+            service, parse_submission(unknown, filename="s.json"), actor=cli_actor()
+        )
 
     # A resubmit keeps the seat; its new payload's $refs must stay within it.
     report_resubmit = await control.resubmit(
-        service, "acme-spring", {**example_entities()[1]["payload"], "name": "Spring 2"}
+        service,
+        "acme-spring",
+        {**example_entities()[1]["payload"], "name": "Spring 2"},
+        actor=cli_actor(),
     )
     assert report_resubmit.payload_version == 2
     async with service.sessions() as session:
@@ -107,7 +119,7 @@ async def test_submit_stores_each_seat_and_a_resubmit_keeps_it(service: ServiceC
     assert snapshot is not None and snapshot.seat == "eu" and snapshot.payload_version == 2
     across = {**example_entities()[1]["payload"], "advertiser_id": {"$ref": "acme-us"}}
     with pytest.raises(SubmissionRefused, match="of seat 'us', but this entity is of seat 'eu'"):
-        await control.resubmit(service, "acme-spring", across)
+        await control.resubmit(service, "acme-spring", across, actor=cli_actor())
     assert (await stored_seats(service))["acme-spring"] == "eu"
 
 
@@ -115,7 +127,7 @@ async def test_status_the_api_and_the_console_show_the_seat(
     service: ServiceContext, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = as_file(seat_file(), seat="eu")
-    await submission.submit(service, parse_submission(data, filename="s.json"))
+    await submission.submit(service, parse_submission(data, filename="s.json"), actor=cli_actor())
 
     app = create_app(service.settings, service=service)
     app.state.service = service  # the lifespan, which sets it, does not run under ASGITransport
@@ -137,7 +149,9 @@ async def test_status_the_api_and_the_console_show_the_seat(
         assert "seat" in document["components"]["schemas"]["EntityOut"]["properties"]
 
         page = (await api.get("/batches/spring")).text
-        assert "<th>seat</th>" in page and "<td>us</td>" in page and "seats eu, us" in page
+        assert (
+            '<th scope="col">seat</th>' in page and "<td>us</td>" in page and "seats eu, us" in page
+        )
         entity_page = (await api.get("/entities/acme-us")).text
         assert '<dd id="entity-seat">us</dd>' in entity_page
 

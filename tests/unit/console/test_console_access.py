@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from dsp_integration.client import accounts
-from dsp_integration.client.actors import Actor, Role
+from dsp_integration.client.actors import Actor, Role, cli_actor
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.client.logins import SessionPolicy
 from dsp_integration.commands.starter import main
@@ -153,7 +153,7 @@ def test_cross_site_posts_are_refused() -> None:
         assert answer.status_code == 403
 
 
-async def test_files_over_the_limit_are_refused_unread() -> None:
+async def test_files_over_the_limit_are_refused_unread(clean_database: SessionFactory) -> None:
     from dsp_integration.console.actions import read_capped, submit_file
     from dsp_integration.entities import MAX_FILE_BYTES, SubmissionRefused
 
@@ -164,7 +164,8 @@ async def test_files_over_the_limit_are_refused_unread() -> None:
     data = await read_capped(chunks())
     assert len(data) == MAX_FILE_BYTES + 1
     with pytest.raises(SubmissionRefused, match="over the limit"):
-        await submit_file(None, data, filename="big.json")  # type: ignore[arg-type]
+        service = ServiceContext(_settings(), clean_database)
+        await submit_file(service, data, filename="big.json", actor=cli_actor())
 
 
 PASSWORD = "correct horse battery"
