@@ -77,12 +77,12 @@ async def test_who_did_what_and_the_pages_for_a_days_work(
     autumn = {"batch": "day-autumn", "entities": [campaign("day-cmp-autumn", "day-adv")]}
     mock_dsp.dsp.hold("day-cr-held")
 
-    # Olivia, an operator, logs in with her own account (the CONSOLE_TOKEN bootstrap stays
-    # open: no admin account exists) and the files are submitted with the token.
+    # Olivia, an operator, submits with her API token and works in her browser session.
     await accounts.add_account(stack.service.sessions, cli_actor(), OLIVIA, Role.OPERATOR, PASSWORD)
+    token = (await accounts.create_token(stack.service.sessions, cli_actor(), OLIVIA)).token
     async with (
-        running_console(stack.settings, stack.service) as console,
-        console.client() as api,
+        running_console(stack.settings, stack.service, token=None) as console,
+        console.client(token=token) as api,
     ):
         for file in (spring, autumn):
             answer = await api.post("/api/batches", content=json.dumps(file))

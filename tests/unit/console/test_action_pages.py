@@ -75,9 +75,9 @@ async def test_the_api_serves_the_action_log_newest_first(api: httpx.AsyncClient
         ("cancel", "accepted"),
         ("submit", "accepted"),
     ]
-    # Until the access gate names the person, the console's caller is anonymous, by address.
+    # The caller with the bootstrap CONSOLE_TOKEN (no admin account yet), by address.
     assert log[-1]["actor"] == {
-        "name": "anonymous",
+        "name": "CONSOLE_TOKEN",
         "role": "admin",
         "via": "api",
         "address": "192.0.2.7",
@@ -107,7 +107,7 @@ async def test_the_pages_show_names_the_log_and_find_entities(
     assert "Banner" not in batch  # the hostile creative's name replaced it
     assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in batch and "<img" not in batch
     assert '<td class="name">Spring</td>' in batch
-    assert 'id="action-log"' in batch and "anonymous" in batch
+    assert 'id="action-log"' in batch and "CONSOLE_TOKEN" in batch
     assert re.search(r'<time datetime="[^"]+\+00:00" title="[^"]+ UTC">', batch)
 
     # Filters are the page's query: the same URL gives the same rows.
