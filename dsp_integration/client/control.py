@@ -34,6 +34,7 @@ from dsp_integration.database import queue_store
 from dsp_integration.database.models import QueuedEntity
 from dsp_integration.entities import Problem, SubmissionRefused, validate_payload
 from dsp_integration.entities.refs import dependencies_of, payload_fingerprint
+from dsp_integration.entities.rules import normalised_payload
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ async def resubmit(
         depends_on: list[str] | None = None
         fingerprint: str | None = None
         if payload is not None:
+            payload = normalised_payload(EntityType(row.entity_type), payload)
             deps = dependencies_of(payload, ())
             referenced = await queue_store.fetch_entities(session, deps)
             # The entity keeps its seat: its new payload's `$ref`s must stay within it.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from dsp_integration.console.auth import (
     CSRF_HEADER,
@@ -16,6 +16,7 @@ from dsp_integration.console.auth import (
     Guard,
     cross_site,
 )
+from dsp_integration.console.errors import problem_response
 from dsp_integration.console.templating import render
 
 PUBLIC_PATHS = frozenset({"/login", "/healthz"})
@@ -39,16 +40,18 @@ async def gate(request: Request, call_next: Handler) -> Response:
     guard: Guard = request.app.state.guard
     path = request.url.path
     if request.method not in SAFE_METHODS and cross_site(request):
-        return JSONResponse({"detail": "cross-site request refused"}, status_code=403)
+        return problem_response(403, None, "cross-site request refused", instance=path)
     bearer = guard.bearer_matches(request.headers.get("authorization"))
     nonce = guard.session_nonce(request.cookies.get(SESSION_COOKIE))
     public = path in PUBLIC_PATHS or path.startswith("/static/")
     if guard.required and not (bearer or nonce or public):
         if path.startswith(NEEDS_JSON_401):
-            return JSONResponse(
-                {"detail": "authentication required"},
-                status_code=401,
+            return problem_response(
+                401,
+                None,
+                "authentication required",
                 headers={"WWW-Authenticate": "Bearer"},
+                instance=path,
             )
         return render(request, "login.html", {"next": path, "failed": False}, status_code=401)
     new_cookie = None
@@ -67,7 +70,7 @@ async def gate(request: Request, call_next: Handler) -> Response:
         and not guard.csrf_matches(nonce, request.headers.get(CSRF_HEADER))
     ):
         # A browser's session cookie alone never changes anything through the API.
-        return JSONResponse({"detail": "missing or wrong X-CSRF-Token"}, status_code=403)
+        return problem_response(403, None, "missing or wrong X-CSRF-Token", instance=path)
     response = await call_next(request)
     if new_cookie is not None and not path.startswith("/api/"):
         set_session_cookie(response, request, new_cookie)

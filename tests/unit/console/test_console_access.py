@@ -86,7 +86,8 @@ def test_unauthenticated_requests_learn_nothing() -> None:
     # No lifespan: the service is never opened, so nothing can leak from it.
     client = TestClient(create_app(_settings()))
     api = client.get("/api/entities/some-key")
-    assert api.status_code == 401 and api.json() == {"detail": "authentication required"}
+    assert api.status_code == 401 and api.json()["detail"] == "authentication required"
+    assert api.headers["content-type"] == "application/problem+json"
     assert api.headers["www-authenticate"] == "Bearer"
     assert client.post("/api/batches", content=b"{}").status_code == 401
     page = client.get("/batches/b")
