@@ -40,7 +40,7 @@ async def gate(request: Request, call_next: Handler) -> Response:
     guard: Guard = request.app.state.guard
     path = request.url.path
     if request.method not in SAFE_METHODS and cross_site(request):
-        return problem_response(403, None, "cross-site request refused", instance=path)
+        return problem_response(403, None, "cross-site request refused")
     bearer = guard.bearer_matches(request.headers.get("authorization"))
     nonce = guard.session_nonce(request.cookies.get(SESSION_COOKIE))
     public = path in PUBLIC_PATHS or path.startswith("/static/")
@@ -51,7 +51,6 @@ async def gate(request: Request, call_next: Handler) -> Response:
                 None,
                 "authentication required",
                 headers={"WWW-Authenticate": "Bearer"},
-                instance=path,
             )
         return render(request, "login.html", {"next": path, "failed": False}, status_code=401)
     new_cookie = None
@@ -70,7 +69,7 @@ async def gate(request: Request, call_next: Handler) -> Response:
         and not guard.csrf_matches(nonce, request.headers.get(CSRF_HEADER))
     ):
         # A browser's session cookie alone never changes anything through the API.
-        return problem_response(403, None, "missing or wrong X-CSRF-Token", instance=path)
+        return problem_response(403, None, "missing or wrong X-CSRF-Token")
     response = await call_next(request)
     if new_cookie is not None and not path.startswith("/api/"):
         set_session_cookie(response, request, new_cookie)

@@ -10,6 +10,9 @@ may change in it without a new version."""
 from __future__ import annotations
 
 import copy
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -24,6 +27,7 @@ from dsp_integration.entities import json_schema
 router = APIRouter(include_in_schema=False)
 METHODS = ("get", "post", "put", "patch", "delete")
 BEARER = "bearerAuth"
+GATE_STATUSES = (401, 403)
 # FastAPI's own 422 shape, which this API never answers (errors.py answers Problem Details).
 UNUSED_SCHEMAS = ("HTTPValidationError", "ValidationError")
 ENTITY_FILE_EXAMPLE: dict[str, Any] = {
@@ -109,7 +113,9 @@ def problem_details_media_type(operation: dict[str, Any], instance: str) -> None
             media = content.pop("application/json")
             example = ERROR_ANSWERS.get(int(status), (None, None))[1]
             if example is not None:
-                media["example"] = {**example, "instance": instance}
+                # The gate's refusals name nothing of what was asked for.
+                named = None if int(status) in GATE_STATUSES else instance
+                media["example"] = {**example, "instance": named}
             content[PROBLEM_JSON] = media
 
 
@@ -163,3 +169,24 @@ async def docs(request: Request) -> Response:
         "docs.html",
         {"info": document.get("info", {}), "operations": operations(document)},
     )
+
+
+PUBLISHED = "docs/reference/openapi.json"
+
+
+def published_document() -> str:
+    """The document as checked in at `PUBLISHED` (`make openapi`): the console's, whatever
+    the environment configures."""
+    from dsp_integration.config import Settings
+    from dsp_integration.console.app import create_app
+
+    app = create_app(Settings(_env_file=None))
+    return json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`make openapi`: write the document to PATH (the checked-in copy by default)."""
+    target = Path((argv if argv is not None else sys.argv[1:] or [PUBLISHED])[0])
+    target.write_text(published_document(), encoding="utf-8")
+    print(f"wrote {target}")
+    return 0

@@ -10,7 +10,7 @@ item per problem (empty when the problem is not in the request's content)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 from temporalio.service import RPCError
 
 from dsp_integration.client.errors import (
@@ -44,6 +44,8 @@ ABOUT_BLANK = "about:blank"
 # Paths whose errors are for programs (Problem Details), not for a person at a browser.
 MACHINE_PATHS = ("/api/", "/openapi.json")
 NOT_JSON = "the body is not JSON (or not UTF-8): send a JSON object"
+# RFC 9110's names where Python's `HTTPStatus` phrases differ between versions.
+TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
 
 
 class ProblemResponse(JSONResponse):
@@ -67,7 +69,7 @@ def problem_response(
     `title` None is the status's phrase ("Not Found")."""
     body = {
         "type": ABOUT_BLANK,
-        "title": title or HTTPStatus(status).phrase,
+        "title": title or TITLES.get(status) or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
         "instance": instance,
@@ -154,12 +156,21 @@ async def _http_error(request: Request, error: Exception) -> Response:
 def _allowed_methods(request: Request) -> set[str]:
     """Every method some route serves at this path (Starlette names only the first route's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods:
+    for route in _routes(request.app.router.routes):
+        if route.methods:
             match, _ = route.matches({**request.scope, "method": "GET"})
             if match is not Match.NONE:
                 methods |= route.methods
     return methods
+
+
+def _routes(routes: Iterable[BaseRoute]) -> Iterator[Route]:
+    """Every route, those of included routers too (FastAPI wraps them)."""
+    for route in routes:
+        if isinstance(route, Route):
+            yield route
+        elif (included := getattr(route, "original_router", None)) is not None:
+            yield from _routes(included.routes)
 
 
 async def _unavailable(request: Request, error: Exception) -> Response:
