@@ -50,3 +50,24 @@ def test_the_document_names_its_policy_and_every_error_is_problem_details() -> N
                     assert media["example"]["status"] == int(status), (path, method, status)
             if path.startswith("/api/"):
                 assert {"401", "403", "500", "503"} <= set(operation["responses"]), path
+
+
+def test_the_disagreements_of_issue_26_are_in_the_document() -> None:
+    """What Schemathesis found valid by the document and refused by the service."""
+    document = json.loads(published_document())
+    schemas = document["components"]["schemas"]
+    paths = document["paths"]
+    weight = next(p for p in paths["/api/batches"]["post"]["parameters"] if p["name"] == "weight")
+    assert (weight["schema"]["minimum"], weight["schema"]["maximum"]) == (0.001, 1000)
+    body = schemas["PrioritiseBody"]
+    assert body["minProperties"] == 1 and body["additionalProperties"] is False
+    assert body["properties"]["fairness_weight"]["minimum"] == 0.001
+    payloads = schemas["ResubmitBody"]["properties"]["payload"]["anyOf"]
+    for option in payloads[:-1]:
+        payload = schemas[option["$ref"].rsplit("/", 1)[1]]
+        assert payload["required"] and payload["additionalProperties"] is False
+    for path, method in (
+        ("/api/batches/{name}/priority", "post"),
+        ("/api/entities/{key}/resubmit", "post"),
+    ):
+        assert "400" in paths[path][method]["responses"]
