@@ -17,7 +17,7 @@ MOCK_REVIEW_SECONDS ?= 8
 
 .DEFAULT_GOAL := help
 CHROMIUM ?= /usr/bin/chromium
-.PHONY: help venv install browser test test-fast interleavings demo up docs lint format clean distclean
+.PHONY: help venv install browser test test-fast interleavings api-fuzz openapi demo up docs lint format clean distclean
 
 help:
 	@echo "make install    create .venv and install the project with its dev kit and test tools"
@@ -25,6 +25,10 @@ help:
 	@echo "                installs Debian's chromium for the browser tests when missing (root)"
 	@echo "make test-fast  the unit and workflow tests only (no dev server, mock DSP or browser)"
 	@echo "make interleavings  the randomised interleaving test, long profile (HYPOTHESIS_PROFILE=long)"
+	@echo "make api-fuzz   Schemathesis against the console on the stack, long run (API_FUZZ_MAX_EXAMPLES,"
+	@echo "                API_FUZZ_SEED); the test suite runs a short one with a fixed seed"
+	@echo "make openapi    write the API's OpenAPI document to docs/reference/openapi.json (see"
+	@echo "                docs/reference/api-compatibility.md before committing a change to it)"
 	@echo "make up         python dev.py up --workers \$$WORKERS (Ctrl-C stops it)"
 	@echo "make demo       bring the stack up, submit examples/demo.json, wait, stop"
 	@echo "make docs       build the documentation site into build/site (mkdocs --strict, offline)"
@@ -70,6 +74,16 @@ test-fast: $(STAMP)
 interleavings: $(STAMP)
 	HYPOTHESIS_PROFILE=long $(BIN)/pytest -q tests/workflows/test_interleavings.py \
 		--hypothesis-show-statistics $(PYTEST_ARGS)
+
+# Many more generated requests than the suite's fixed-seed run (several minutes).
+API_FUZZ_MAX_EXAMPLES ?= 300
+API_FUZZ_SEED ?= $(shell date +%s)
+api-fuzz: $(STAMP)
+	API_FUZZ_MAX_EXAMPLES=$(API_FUZZ_MAX_EXAMPLES) API_FUZZ_SEED=$(API_FUZZ_SEED) API_FUZZ_TIMEOUT=3600 \
+		$(BIN)/pytest -q tests/integration/test_api_contract_fuzz.py $(PYTEST_ARGS)
+
+openapi: $(STAMP)
+	$(BIN)/python -c 'from dsp_integration.console.apidocs import main; main()'
 
 up: $(STAMP)
 	$(BIN)/python dev.py up --workers $(WORKERS)

@@ -37,6 +37,7 @@ from dsp_integration.database.action_log import Action, record_action
 from dsp_integration.database.models import QueuedEntity
 from dsp_integration.entities import Problem, SubmissionRefused, validate_payload
 from dsp_integration.entities.refs import dependencies_of, payload_fingerprint
+from dsp_integration.entities.rules import normalised_payload
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ async def _resubmit(
         depends_on: list[str] | None = None
         fingerprint: str | None = None
         if payload is not None:
+            payload = normalised_payload(EntityType(row.entity_type), payload)
             deps = dependencies_of(payload, ())
             referenced = await queue_store.fetch_entities(session, deps)
             # The entity keeps its seat: its new payload's `$ref`s must stay within it.

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 
 from dsp_integration.client.actors import Actor, Role
 from dsp_integration.client.logins import (
@@ -32,6 +32,7 @@ from dsp_integration.console.auth import (
     role_needed,
     safe_next,
 )
+from dsp_integration.console.errors import problem_response
 from dsp_integration.console.templating import render
 from dsp_integration.database.engine import SessionFactory
 
@@ -74,14 +75,13 @@ async def login_context(
 
 def _refuse(request: Request, status: int, message: str, **headers: str) -> Response:
     if request.url.path.startswith(NEEDS_JSON_401):
-        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+        return problem_response(status, None, message, headers=headers)
     return render(request, "error.html", {"status": status, "message": message}, status)
 
 
 async def _unauthenticated(request: Request, message: str) -> Response:
     if request.url.path.startswith(NEEDS_JSON_401):
-        headers = {"WWW-Authenticate": "Bearer"}
-        return JSONResponse({"detail": message}, status_code=401, headers=headers)
+        return problem_response(401, None, message, headers={"WWW-Authenticate": "Bearer"})
     return render(request, "login.html", await login_context(request, request.url.path), 401)
 
 
@@ -100,7 +100,7 @@ async def gate(request: Request, call_next: Handler) -> Response:
     path = request.url.path
     unsafe = request.method not in SAFE_METHODS
     if unsafe and cross_site(request):
-        return JSONResponse({"detail": "cross-site request refused"}, status_code=403)
+        return problem_response(403, None, "cross-site request refused")
     public = path in PUBLIC_PATHS or path.startswith("/static/")
     token = guard.bearer(request.headers.get("authorization"))
     cookie = request.cookies.get(SESSION_COOKIE) or None
@@ -149,7 +149,7 @@ async def gate(request: Request, call_next: Handler) -> Response:
             and not guard.csrf_matches(session, request.headers.get(CSRF_HEADER))
         ):
             # A browser's session cookie alone never changes anything through the API.
-            return JSONResponse({"detail": "missing or wrong X-CSRF-Token"}, status_code=403)
+            return problem_response(403, None, "missing or wrong X-CSRF-Token")
         if identity.password_change_required and not personal(path):
             if path.startswith(NEEDS_JSON_401):
                 return _refuse(request, 403, "choose your own password first, at /account")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from dsp_integration.client import control, health, views
 from dsp_integration.client.context import ServiceContext
@@ -14,29 +15,32 @@ from dsp_integration.client.submission import fairness_weight
 from dsp_integration.console.actions import input_refusals, read_capped, submit_file
 from dsp_integration.console.actors import actor_of
 from dsp_integration.console.schemas import (
+    WEIGHT_SCHEMA,
     AuditOut,
     BatchOut,
     BudgetOut,
     CancelAnswer,
-    Detail,
     EntityDetailOut,
     EntityList,
     Health,
     PrioritiseAnswer,
     PrioritiseBody,
-    Problems,
     ResubmitAnswer,
     ResubmitBody,
     SubmitAnswer,
+    error_responses,
 )
 from dsp_integration.contracts import (
     DEFAULT_PRIORITY_LEVEL,
+    SEAT_NAME_PATTERN,
     EntityStatus,
     EntityType,
     PriorityLevel,
 )
 from dsp_integration.database.action_log import Action
 from dsp_integration.entities import Problem, SubmissionRefused
+from dsp_integration.entities.json_schema import BATCH_SCHEMA_PATTERN, ENTITY_FILE, SCHEMA_LIMITS
+from dsp_integration.entities.rules import KEY_SCHEMA_PATTERN
 
 if TYPE_CHECKING:
     StatusName = str
@@ -48,12 +52,19 @@ else:
     TypeName = Literal[tuple(t.value for t in EntityType)]
 NDJSON = "application/x-ndjson"
 MAX_PAGE = 1000
+MAX_OFFSET = 1_000_000_000
 
-router = APIRouter(prefix="/api", tags=["api"])
-health_router = APIRouter(tags=["health"])
+BatchName = Annotated[str, Path(pattern=BATCH_SCHEMA_PATTERN, description="the batch's name")]
+EntityKey = Annotated[str, Path(pattern=KEY_SCHEMA_PATTERN, description="the entity's key")]
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Detail}}
-REFUSED: dict[int | str, dict[str, Any]] = {422: {"model": Problems}}
+
+def operation_id(route: APIRoute) -> str:
+    """The function's name (`cancel_entity`): what a generated client names its call."""
+    return route.name
+
+
+router = APIRouter(prefix="/api", tags=["api"], generate_unique_id_function=operation_id)
+health_router = APIRouter(tags=["health"], generate_unique_id_function=operation_id)
 
 
 def service_of(request: Request) -> ServiceContext:
@@ -82,27 +93,44 @@ def audit_json(record: Any) -> dict[str, Any]:
     "/batches",
     status_code=201,
     response_model=SubmitAnswer,
-    responses=REFUSED,
+    responses=error_responses(
+        422,
+        described={
+            422: "The file is refused whole, every problem listed, nothing stored: what its "
+            f"schema says, and {SCHEMA_LIMITS}"
+        },
+    ),
     summary="Submit an entity file",
     openapi_extra={
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"type": "object"}},
-                NDJSON: {"schema": {"type": "string"}},
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{ENTITY_FILE}"}},
+                NDJSON: {
+                    "schema": {
+                        "type": "string",
+                        "description": "JSON Lines: one entity object per line (the items "
+                        f"of {ENTITY_FILE}.entities), with ?batch=NAME",
+                    }
+                },
             },
         }
     },
 )
 async def post_batch(
     request: Request,
-    batch: str | None = Query(None, description="batch name; required for JSON Lines"),
+    batch: Annotated[
+        str | None,
+        Query(
+            pattern=BATCH_SCHEMA_PATTERN,
+            description="the batch's name; required for JSON Lines, else the file's own",
+        ),
+    ] = None,
     priority: Annotated[
         PriorityLevel, Query(description="high, normal or low")
     ] = DEFAULT_PRIORITY_LEVEL,
-    weight: float | None = Query(
-        None, description="fairness weight, 0.001 to 1000 (the default share is 1)"
-    ),
+    # Bounds documented here, checked by `fairness_weight` (a 422 naming fairness_weight).
+    weight: Annotated[float | None, Query(json_schema_extra=WEIGHT_SCHEMA)] = None,
 ) -> Any:
     """The body is an entity file: a JSON document (`batch`, optional `seat`, `entities`),
     or JSON Lines with `Content-Type: application/x-ndjson` and `?batch=NAME`; an entity may
@@ -135,13 +163,23 @@ async def post_batch(
     )
 
 
-@router.get("/batches", response_model=list[BatchOut], summary="Every batch, newest first")
+@router.get(
+    "/batches",
+    response_model=list[BatchOut],
+    responses=error_responses(),
+    summary="Every batch, newest first",
+)
 async def list_batches(request: Request) -> Any:
     return [s.to_json() for s in await views.batch_summaries(service_of(request))]
 
 
-@router.get("/batches/{name}", response_model=BatchOut, responses=NOT_FOUND, summary="One batch")
-async def get_batch(request: Request, name: str) -> Any:
+@router.get(
+    "/batches/{name}",
+    response_model=BatchOut,
+    responses=error_responses(404, 422),
+    summary="One batch",
+)
+async def get_batch(request: Request, name: BatchName) -> Any:
     return (await views.batch_summary(service_of(request), name)).to_json()
 
 
@@ -149,10 +187,10 @@ async def get_batch(request: Request, name: str) -> Any:
     "/batches/{name}/priority",
     status_code=202,
     response_model=PrioritiseAnswer,
-    responses={**NOT_FOUND, **REFUSED},
+    responses=error_responses(400, 404, 422),
     summary="Change the priority or weight of a batch's entities that have not ended",
 )
-async def prioritise_batch(request: Request, name: str, body: PrioritiseBody) -> Any:
+async def prioritise_batch(request: Request, name: BatchName, body: PrioritiseBody) -> Any:
     """Each open entity's DSP calls go at the new level and weight, including one already
     waiting in the DSP queue (its workflow schedules it again)."""
     async with input_refusals(request, Action.PRIORITISE, batch=name):
@@ -171,15 +209,24 @@ async def prioritise_batch(request: Request, name: str, body: PrioritiseBody) ->
     }
 
 
-@router.get("/entities", response_model=EntityList, summary="Entities, filtered and paged")
+@router.get(
+    "/entities",
+    response_model=EntityList,
+    responses=error_responses(422),
+    summary="Entities, filtered and paged",
+)
 async def list_entities(
     request: Request,
-    batch: str | None = None,
-    status: StatusName | None = None,
-    type: TypeName | None = None,
-    seat: str | None = Query(None, description="only the entities of this seat"),
-    limit: int = Query(100, ge=1, le=MAX_PAGE),
-    offset: int = Query(0, ge=0),
+    batch: Annotated[
+        str | None, Query(pattern=BATCH_SCHEMA_PATTERN, description="only this batch's")
+    ] = None,
+    status: Annotated[StatusName | None, Query(description="only the entities in it")] = None,
+    type: Annotated[TypeName | None, Query(description="only the entities of this type")] = None,
+    seat: Annotated[
+        str | None, Query(pattern=SEAT_NAME_PATTERN, description="only the entities of this seat")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="rows per page")] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="rows to skip")] = 0,
 ) -> Any:
     page = await views.entity_page(
         service_of(request),
@@ -201,10 +248,10 @@ async def list_entities(
 @router.get(
     "/entities/{key}",
     response_model=EntityDetailOut,
-    responses=NOT_FOUND,
+    responses=error_responses(404, 422),
     summary="One entity, its payload versions, dependencies and dependants",
 )
-async def get_entity(request: Request, key: str) -> Any:
+async def get_entity(request: Request, key: EntityKey) -> Any:
     service = service_of(request)
     return entity_json(service, await views.entity_detail(service, key))
 
@@ -212,10 +259,10 @@ async def get_entity(request: Request, key: str) -> Any:
 @router.get(
     "/entities/{key}/audit",
     response_model=list[AuditOut],
-    responses=NOT_FOUND,
+    responses=error_responses(404, 422),
     summary="Every DSP request made for the entity",
 )
-async def get_audit(request: Request, key: str) -> Any:
+async def get_audit(request: Request, key: EntityKey) -> Any:
     return [audit_json(r) for r in await views.entity_audit(service_of(request), key)]
 
 
@@ -223,10 +270,10 @@ async def get_audit(request: Request, key: str) -> Any:
     "/entities/{key}/cancel",
     status_code=202,
     response_model=CancelAnswer,
-    responses={**NOT_FOUND, 409: {"model": Detail}},
+    responses=error_responses(404, 409, 422),
     summary="Cancel an entity (409 when it has already ended)",
 )
-async def cancel_entity(request: Request, key: str) -> Any:
+async def cancel_entity(request: Request, key: EntityKey) -> Any:
     previous = await control.cancel(service_of(request), key, actor=actor_of(request))
     return {"key": key, "previous_status": previous}
 
@@ -235,10 +282,23 @@ async def cancel_entity(request: Request, key: str) -> Any:
     "/entities/{key}/resubmit",
     status_code=202,
     response_model=ResubmitAnswer,
-    responses={**NOT_FOUND, **REFUSED},
+    responses=error_responses(
+        400,
+        404,
+        422,
+        described={
+            422: "The payload is refused, every problem listed, nothing changed: what the "
+            "schema of the entity's type says, and a reference to a key not stored, to an "
+            "entity of the wrong type or of another seat, a dependency cycle, an end date "
+            "before the start date"
+        },
+    ),
     summary="Submit an entity again, with a new payload or the stored one",
 )
-async def resubmit_entity(request: Request, key: str, body: ResubmitBody | None = None) -> Any:
+async def resubmit_entity(
+    request: Request, key: EntityKey, body: ResubmitBody | None = None
+) -> Any:
+    """The entity keeps its key, type and seat; a new payload must be one of its type."""
     payload = body.payload if body is not None else None
     report = await control.resubmit(service_of(request), key, payload, actor=actor_of(request))
     return {
@@ -248,7 +308,12 @@ async def resubmit_entity(request: Request, key: str, body: ResubmitBody | None 
     }
 
 
-@router.get("/budget", response_model=BudgetOut, summary="Every seat's DSP rate budget now")
+@router.get(
+    "/budget",
+    response_model=BudgetOut,
+    responses=error_responses(),
+    summary="Every seat's DSP rate budget now",
+)
 async def get_budget(request: Request) -> Any:
     """A row per seat in `seats`; the top-level fields are the default seat's."""
     return (await views.budget(service_of(request), with_backlog=True)).to_json()

@@ -60,7 +60,9 @@ def create_app(settings: Settings, *, service: ServiceContext | None = None) -> 
     app = FastAPI(
         title="DSP integration service",
         version="1",
-        description="Submit entity files, follow entities, cancel and resubmit them.",
+        description="Submit entity files, follow entities, cancel and resubmit them. Errors "
+        "are Problem Details (RFC 9457). What may change without a new version: "
+        "docs/reference/api-compatibility.md.",
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json",
@@ -78,6 +80,7 @@ def create_app(settings: Settings, *, service: ServiceContext | None = None) -> 
         return response
 
     install_error_handlers(app)
+    apidocs.install_openapi(app)
     app.include_router(api.router)
     app.include_router(activity.api_router)
     app.include_router(api.health_router)

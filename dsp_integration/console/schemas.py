@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
-from dsp_integration.contracts import PriorityLevel
+from dsp_integration.contracts import MAX_FAIRNESS_WEIGHT, MIN_FAIRNESS_WEIGHT, PriorityLevel
+from dsp_integration.contracts.entity_types import EntityType
 from dsp_integration.entities import Problem
+from dsp_integration.entities.json_schema import payload_schema_name
+
+COMPONENTS = "#/components/schemas/"
+PRIORITY_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "enum": [level.value for level in PriorityLevel],
+    "description": "high, normal or low: a high batch's DSP calls go first, a low one's last",
+}
+WEIGHT_SCHEMA: dict[str, Any] = {
+    "type": "number",
+    "minimum": MIN_FAIRNESS_WEIGHT,
+    "maximum": MAX_FAIRNESS_WEIGHT,
+    "description": f"the batch's share against other waiting batches, {MIN_FAIRNESS_WEIGHT:g} "
+    f"to {MAX_FAIRNESS_WEIGHT:g} (1 is the default share)",
+}
 
 
 class ProblemOut(BaseModel):
@@ -18,12 +34,20 @@ class ProblemOut(BaseModel):
     line: int | None = None
 
 
-class Problems(BaseModel):
-    problems: list[ProblemOut]
+class ProblemDetails(BaseModel):
+    """An error answer, Problem Details (RFC 9457) as `application/problem+json`: the same
+    shape for every status; `problems` lists what in the request was wrong."""
 
-
-class Detail(BaseModel):
-    detail: str
+    type: str = Field(
+        description='a URI naming the kind of problem; "about:blank": its status says it'
+    )
+    title: str = Field(description="the status's phrase, e.g. Not Found")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong, in one line")
+    instance: str | None = Field(description="the path of the request")
+    problems: list[ProblemOut] = Field(
+        description="each problem of the request's content (empty when it is not about it)"
+    )
 
 
 class SubmitAnswer(BaseModel):
@@ -116,21 +140,45 @@ class AuditOut(BaseModel):
     )
 
 
+ANY_PAYLOAD: dict[str, Any] = {
+    "description": "a new payload of the entity's type (`$ref`s allowed); absent or null: "
+    "the stored one",
+    "anyOf": [{"$ref": COMPONENTS + payload_schema_name(t)} for t in EntityType]
+    + [{"type": "null"}],
+}
+
+
 class ResubmitBody(BaseModel):
-    payload: dict[str, Any] | None = Field(
-        default=None, description="a new payload (`$ref`s allowed); absent: the stored one"
-    )
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Annotated[dict[str, Any] | None, WithJsonSchema(ANY_PAYLOAD)] = None
+
+
+def _refuse_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("leave the field out to keep it unchanged; null is not a value")
+    return value
 
 
 class PrioritiseBody(BaseModel):
-    priority: PriorityLevel | None = Field(
-        default=None, description="high, normal or low (absent: unchanged)"
-    )
-    fairness_weight: float | None = Field(
-        default=None,
-        description="the batch's share against other waiting batches, 0.001 to 1000 "
-        "(absent: unchanged)",
-    )
+    """At least one of the two; a field left out keeps its value."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    priority: Annotated[PriorityLevel | None, WithJsonSchema(PRIORITY_SCHEMA)] = None
+    fairness_weight: Annotated[
+        float | None,
+        Field(ge=MIN_FAIRNESS_WEIGHT, le=MAX_FAIRNESS_WEIGHT),
+        WithJsonSchema(WEIGHT_SCHEMA),
+    ] = None
+
+    _not_null = field_validator("priority", "fairness_weight", mode="before")(_refuse_null)
+
+    @model_validator(mode="after")
+    def _one_at_least(self) -> PrioritiseBody:
+        if self.priority is None and self.fairness_weight is None:
+            raise ValueError("give a priority, a fairness_weight or both")
+        return self
 
 
 class PrioritiseAnswer(BaseModel):
@@ -240,3 +288,106 @@ class ActionOut(BaseModel):
     outcome: str = Field(description="accepted, refused or failed")
     reason: str | None = Field(description="why it was refused or failed")
     detail: dict[str, Any] | None
+
+
+def _example(status: int, title: str, detail: str, *, problems: list[Any] | None = None) -> Any:
+    """`instance` is filled in per operation (`apidocs.problem_details_media_type`)."""
+    return {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": None,
+        "problems": problems or [],
+    }
+
+
+# What each error status means for any operation of the API, with an example answer.
+ERROR_ANSWERS: dict[int, tuple[str, Any]] = {
+    400: (
+        "The body is not JSON (or not UTF-8)",
+        _example(
+            400,
+            "Bad Request",
+            "the body is not JSON (or not UTF-8): send a JSON object",
+            problems=[
+                {
+                    "entity": None,
+                    "field": "body",
+                    "message": "the body is not JSON (or not UTF-8): send a JSON object",
+                    "position": None,
+                    "line": None,
+                }
+            ],
+        ),
+    ),
+    401: (
+        "No valid credentials (`Authorization: Bearer <token>`)",
+        _example(401, "Unauthorized", "authentication required"),
+    ),
+    403: (
+        "Refused: a cross-site request, a session without its CSRF token, or a role that "
+        "may not do this",
+        _example(403, "Forbidden", "missing or wrong X-CSRF-Token"),
+    ),
+    404: (
+        "No such entity or batch",
+        _example(
+            404,
+            "Not Found",
+            "unknown entity key 'acme-banner': it was never submitted to this service",
+        ),
+    ),
+    409: (
+        "The entity has already ended: nothing to cancel",
+        _example(
+            409,
+            "Conflict",
+            "entity 'acme-banner' has already ended succeeded; nothing to cancel",
+        ),
+    ),
+    422: (
+        "Refused: every problem is listed, nothing is stored or changed",
+        _example(
+            422,
+            "Unprocessable Content",
+            "refused: 1 problem, nothing stored",
+            problems=[
+                {
+                    "entity": "acme-banner",
+                    "field": "click_url",
+                    "message": "must be an http or https URL, got string 'ftp://acme.example'",
+                    "position": 3,
+                    "line": None,
+                }
+            ],
+        ),
+    ),
+    500: (
+        "A bug in the service (its log says which)",
+        _example(500, "Internal Server Error", "the service failed unexpectedly; its log says why"),
+    ),
+    503: (
+        "PostgreSQL or Temporal does not answer; try again later",
+        _example(503, "Service Unavailable", "Temporal does not answer"),
+    ),
+}
+# Every operation under /api may answer these.
+ALWAYS = (401, 403, 500, 503)
+
+
+def error_responses(
+    *statuses: int, described: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for an operation: the statuses it may answer besides its success, each
+    a Problem Details answer (`apidocs.problem_details_media_type` makes them
+    `application/problem+json` with an example), with the operation's own description where
+    given."""
+    answers: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({*statuses, *ALWAYS}):
+        description, _ = ERROR_ANSWERS[status]
+        answers[status] = {
+            "model": ProblemDetails,
+            "description": (described or {}).get(status, description),
+        }
+    return answers

@@ -17,7 +17,12 @@ from typing import Any
 
 from dsp_integration.contracts import EntityType
 from dsp_integration.entities.model import EntitySpec, Problem, Submission, SubmissionRefused
-from dsp_integration.entities.rules import describe, key_problem, payload_issues
+from dsp_integration.entities.rules import (
+    describe,
+    key_problem,
+    normalised_payload,
+    payload_issues,
+)
 from dsp_integration.entities.seats import seat_problem
 from dsp_integration.entities.validate import (
     batch_problem,
@@ -353,7 +358,7 @@ def _collect_entity(collected: _Collected, item: Any, position: int, line: int |
             EntitySpec(
                 key=key,
                 type=entity_type,
-                payload=payload,
+                payload=normalised_payload(entity_type, payload),
                 depends_on=tuple(raw_deps),
                 position=position,
                 line=line,

@@ -1,6 +1,12 @@
 """The DSP's field rules (dsp-api.md, "Entity types and their fields"), checked locally.
 Which entity each reference field points to is in `dsp_integration/contracts/entity_types.py`.
 
+Each rule carries the JSON Schema that says the same thing (`FieldRule.schema`), written
+beside its check: the API's OpenAPI document is generated from them
+(`entities/json_schema.py`), and a test draws payloads from each schema and checks the rules
+agree. What JSON Schema cannot say (an end date not before the start date) is in the
+cross-check's `description`.
+
 Payload field paths read like `budget.amount` or `creative_ids[2]`. A `{"$ref": key}` object
 stands for a DSP id (a string): it is accepted where any string is (`name`) and in reference
 fields, and refused where the value must have a form a DSP id cannot have (a host name, a date).
@@ -10,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, NamedTuple
@@ -28,7 +34,7 @@ CREATIVE_FORMATS = ("display", "video", "native")
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _UPPER_CURRENCY = re.compile(r"[A-Z]{3}")
 _ANY_CURRENCY = re.compile(r"[A-Za-z]{3}")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SHOWN_CHARS = 60
 _LIST_ITEM = re.compile(r"\[\d+\]$")
 
@@ -39,6 +45,54 @@ class FieldIssue(NamedTuple):
 
 
 Check = Callable[[str, Any], list[FieldIssue]]
+JsonSchema = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """A field's check and the JSON Schema saying the same (keep the two in step)."""
+
+    check: Check
+    schema: JsonSchema
+
+    def __call__(self, path: str, value: Any) -> list[FieldIssue]:
+        return self.check(path, value)
+
+
+def field_rule(schema: JsonSchema) -> Callable[[Check], FieldRule]:
+    def wrap(check: Check) -> FieldRule:
+        return FieldRule(check, schema)
+
+    return wrap
+
+
+@dataclass(frozen=True)
+class CrossRule:
+    """A check across a payload's fields, with the JSON Schema that says it (`schema`, merged
+    into the type's payload schema) or, when JSON Schema cannot, the words (`description`)."""
+
+    check: Callable[[dict[str, Any]], list[FieldIssue]]
+    description: str
+    schema: JsonSchema = field(default_factory=dict)
+
+
+KEY_SCHEMA_PATTERN = "^[A-Za-z0-9._:-]{1,128}$"
+# `{"$ref": "<key>"}`, said without a "$ref" property name (some OpenAPI tools would take
+# it for a JSON reference): its one property is named $ref and holds a key. Generated clients
+# carry it as an additional property.
+REF_SCHEMA: JsonSchema = {
+    "type": "object",
+    "description": 'a reference to another entity of the service, by key: {"$ref": "<key>"}; '
+    "replaced by that entity's DSP id when sent, and this entity waits for it",
+    "propertyNames": {"pattern": "^[$]ref$"},
+    "additionalProperties": {"type": "string", "pattern": KEY_SCHEMA_PATTERN},
+    "required": [REF],
+}
+_HOST_LABEL_PATTERN = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# 0 to 65535, as `urlsplit(...).port` takes it (empty: no port).
+_PORT_PATTERN = (
+    "(?:[0-9]{0,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+)
 
 
 def is_valid_key(value: object) -> bool:
@@ -82,6 +136,22 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_whole_number(value: object) -> bool:
+    """300 or 300.0: JSON has one kind of number, and JSON Schema's `integer` takes both."""
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@field_rule(
+    {
+        "description": f"1 to {NAME_MAX_CHARS} characters, or a reference",
+        "anyOf": [
+            {"type": "string", "minLength": 1, "maxLength": NAME_MAX_CHARS},
+            REF_SCHEMA,
+        ],
+    }
+)
 def _name(path: str, value: Any) -> list[FieldIssue]:
     if ref_target(value) is not None:
         return []
@@ -99,32 +169,51 @@ def is_host_name(value: object) -> bool:
     return all(_HOST_LABEL.fullmatch(label) for label in value.split("."))
 
 
+@field_rule(
+    {
+        "type": "string",
+        "description": "a host name like acme.example",
+        "minLength": 1,
+        "maxLength": 253,
+        "pattern": rf"^{_HOST_LABEL_PATTERN}(?:[.]{_HOST_LABEL_PATTERN})*$",
+    }
+)
 def _host(path: str, value: Any) -> list[FieldIssue]:
     if is_host_name(value):
         return []
     return _issue(path, f"must be a host name like acme.example, got {describe(value)}")
 
 
+@field_rule(
+    {
+        "type": "string",
+        "description": "3 upper-case letters like USD",
+        "pattern": "^[A-Z]{3}$",
+    }
+)
 def _currency(path: str, value: Any) -> list[FieldIssue]:
     if isinstance(value, str) and _UPPER_CURRENCY.fullmatch(value):
         return []
     return _issue(path, f"must be 3 upper-case letters like USD, got {describe(value)}")
 
 
+@field_rule({"type": "string", "description": "3 letters like USD", "pattern": "^[A-Za-z]{3}$"})
 def _budget_currency(path: str, value: Any) -> list[FieldIssue]:
     if isinstance(value, str) and _ANY_CURRENCY.fullmatch(value):
         return []
     return _issue(path, f"must be 3 letters like USD, got {describe(value)}")
 
 
+@field_rule({"type": "number", "description": "a number greater than 0", "exclusiveMinimum": 0})
 def _positive_number(path: str, value: Any) -> list[FieldIssue]:
     if _is_number(value) and math.isfinite(value) and value > 0:
         return []
     return _issue(path, f"must be a number greater than 0, got {describe(value)}")
 
 
+@field_rule({"type": "integer", "description": "a whole number greater than 0", "minimum": 1})
 def _positive_integer(path: str, value: Any) -> list[FieldIssue]:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if _is_whole_number(value) and value > 0:
         return []
     return _issue(path, f"must be a whole number greater than 0, got {describe(value)}")
 
@@ -138,6 +227,14 @@ def parse_iso_date(value: object) -> date | None:
         return None
 
 
+@field_rule(
+    {
+        "type": "string",
+        "format": "date",
+        "description": "an ISO date, YYYY-MM-DD",
+        "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    }
+)
 def _date(path: str, value: Any) -> list[FieldIssue]:
     if parse_iso_date(value) is not None:
         return []
@@ -146,6 +243,7 @@ def _date(path: str, value: Any) -> list[FieldIssue]:
     return _issue(path, f"must be an ISO date (YYYY-MM-DD), got {describe(value)}")
 
 
+@field_rule({"type": "string", "enum": list(CREATIVE_FORMATS)})
 def _format(path: str, value: Any) -> list[FieldIssue]:
     if isinstance(value, str) and value in CREATIVE_FORMATS:
         return []
@@ -170,11 +268,25 @@ def url_problem(value: object) -> str | None:
     return None
 
 
+@field_rule(
+    {
+        "type": "string",
+        "format": "uri",
+        "description": "an absolute http or https URL with a host, without spaces",
+        "pattern": rf"^[Hh][Tt][Tt][Pp][Ss]?://[^\s/?#@:\[\]]+(?::{_PORT_PATTERN})?(?:[/?#]\S*)?$",
+    }
+)
 def _url(path: str, value: Any) -> list[FieldIssue]:
     problem = url_problem(value)
     return _issue(path, problem) if problem else []
 
 
+@field_rule(
+    {
+        "description": "the referenced entity: a reference by key, or a DSP id",
+        "anyOf": [REF_SCHEMA, {"type": "string", "minLength": 1}],
+    }
+)
 def _reference(path: str, value: Any) -> list[FieldIssue]:
     if isinstance(value, dict) and REF in value:
         return []  # its shape is checked by `ref_shape_issues`, wherever it is
@@ -185,6 +297,13 @@ def _reference(path: str, value: Any) -> list[FieldIssue]:
     )
 
 
+@field_rule(
+    {
+        "type": "array",
+        "description": "a list (may be empty) of references by key or DSP ids",
+        "items": {"anyOf": [REF_SCHEMA, {"type": "string", "minLength": 1}]},
+    }
+)
 def _reference_list(path: str, value: Any) -> list[FieldIssue]:
     if not isinstance(value, list):
         return _issue(path, f"must be a list (may be empty), got {describe(value)}")
@@ -194,6 +313,17 @@ def _reference_list(path: str, value: Any) -> list[FieldIssue]:
     return issues
 
 
+@field_rule(
+    {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "number", "exclusiveMinimum": 0},
+            "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+        },
+        "required": ["amount", "currency"],
+        "additionalProperties": False,
+    }
+)
 def _budget(path: str, value: Any) -> list[FieldIssue]:
     if not isinstance(value, dict) or REF in value:
         return _issue(
@@ -210,7 +340,7 @@ def _budget(path: str, value: Any) -> list[FieldIssue]:
     return issues
 
 
-def _campaign_dates(payload: dict[str, Any]) -> list[FieldIssue]:
+def _campaign_dates_check(payload: dict[str, Any]) -> list[FieldIssue]:
     start = parse_iso_date(payload.get("start_date"))
     end = parse_iso_date(payload.get("end_date"))
     if start and end and end < start:
@@ -218,7 +348,7 @@ def _campaign_dates(payload: dict[str, Any]) -> list[FieldIssue]:
     return []
 
 
-def _display_size(payload: dict[str, Any]) -> list[FieldIssue]:
+def _display_size_check(payload: dict[str, Any]) -> list[FieldIssue]:
     if payload.get("format") != "display":
         return []
     return [
@@ -228,11 +358,25 @@ def _display_size(payload: dict[str, Any]) -> list[FieldIssue]:
     ]
 
 
+_campaign_dates = CrossRule(
+    _campaign_dates_check,
+    "end_date must not be before start_date (the service checks it; JSON Schema cannot say it)",
+)
+_display_size = CrossRule(
+    _display_size_check,
+    "width and height are required when format is display",
+    {
+        "if": {"properties": {"format": {"const": "display"}}, "required": ["format"]},
+        "then": {"required": ["width", "height"]},
+    },
+)
+
+
 @dataclass(frozen=True)
 class TypeRules:
-    required: dict[str, Check]
-    optional: dict[str, Check] = field(default_factory=dict)
-    cross_checks: tuple[Callable[[dict[str, Any]], list[FieldIssue]], ...] = ()
+    required: dict[str, FieldRule]
+    optional: dict[str, FieldRule] = field(default_factory=dict)
+    cross_checks: tuple[CrossRule, ...] = ()
 
     @property
     def fields(self) -> list[str]:
@@ -291,8 +435,22 @@ def field_issues(entity_type: EntityType, payload: dict[str, Any]) -> list[Field
         if name not in rules.required and name not in rules.optional:
             issues += _issue(name, f"unknown field ({entity_type} take: {', '.join(rules.fields)})")
     for cross_check in rules.cross_checks:
-        issues += cross_check(payload)
+        issues += cross_check.check(payload)
     return issues
+
+
+def normalised_payload(entity_type: EntityType, payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload with each whole number of an integer field written as one (300.0 -> 300),
+    as the DSP expects it; the payload itself when there is none (the usual case)."""
+    rules = RULES[entity_type]
+    whole = {
+        name: int(value)
+        for name, rule in {**rules.required, **rules.optional}.items()
+        if rule is _positive_integer
+        and isinstance(value := payload.get(name), float)
+        and value.is_integer()
+    }
+    return {**payload, **whole} if whole else payload
 
 
 def ref_shape_issues(payload: Any) -> list[FieldIssue]:

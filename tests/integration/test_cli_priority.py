@@ -170,6 +170,8 @@ async def test_weight_through_the_cli_and_the_api(
             batch = (await api.get("/api/batches/wt")).json()
             assert (batch["priority"], batch["fairness_weight"]) == ("high", 0.5)
             empty = await api.post("/api/batches/wt/priority", json={})
-            assert empty.status_code == 400, empty.text
+            # The document says so too (minProperties: 1).
+            assert empty.status_code == 422, empty.text
+            assert "give a priority" in empty.json()["problems"][0]["message"]
             wrong = await api.post("/api/batches/wt/priority", json={"fairness_weight": -1})
             assert wrong.status_code == 422, wrong.text
