@@ -12,7 +12,7 @@ from starlette.responses import Response
 from dsp_integration.client import activity
 from dsp_integration.client.context import ServiceContext
 from dsp_integration.console.charts import requests_chart, review_chart
-from dsp_integration.console.schemas import ActionOut
+from dsp_integration.console.schemas import ActionOut, ActivityOut, error_responses
 from dsp_integration.console.templating import render
 from dsp_integration.database.action_log import MAX_ACTIONS
 
@@ -28,6 +28,7 @@ def _service(request: Request) -> ServiceContext:
 @api_router.get(
     "/actions",
     response_model=list[ActionOut],
+    responses=error_responses(422),
     summary="The action log: who submitted, cancelled, resubmitted, prioritised, newest first",
 )
 async def list_actions(
@@ -43,7 +44,12 @@ async def list_actions(
     return [row.to_json() for row in rows]
 
 
-@api_router.get("/activity", summary="DSP requests per minute (last hour), review times per type")
+@api_router.get(
+    "/activity",
+    response_model=ActivityOut,
+    responses=error_responses(),
+    summary="DSP requests per minute (last hour), review times per type",
+)
 async def get_activity(request: Request) -> dict[str, Any]:
     service = _service(request)
     minutes = await activity.requests_per_minute(service)

@@ -269,6 +269,29 @@ class ActorOut(BaseModel):
     os_user: str | None = Field(description="the OS user (CLI)")
 
 
+class RequestsMinuteOut(BaseModel):
+    minute: str = Field(description="the minute's start (ISO 8601, UTC)")
+    requests: int = Field(ge=0, description="DSP requests sent in that minute")
+    throttled: int = Field(ge=0, description="of those, answered 429")
+
+
+class ReviewTimeOut(BaseModel):
+    type: str = Field(description="the entity type")
+    rounds: int = Field(ge=0, description="review rounds seen")
+    decided: int = Field(ge=0, description="of those, decided")
+    median_seconds: float | None = Field(description="median time to a decision (s)")
+    p90_seconds: float | None = Field(description="90th percentile time to a decision (s)")
+
+
+class ActivityOut(BaseModel):
+    """What the index page's plots draw."""
+
+    requests_per_minute: list[RequestsMinuteOut] = Field(
+        description="DSP requests per minute over the last hour, oldest first"
+    )
+    review_times: list[ReviewTimeOut] = Field(description="review times per entity type")
+
+
 class ActionOut(BaseModel):
     """One row of the action log: who asked for what, when, and the outcome."""
 

@@ -125,7 +125,8 @@ async def _console(
 async def test_unauthenticated_requests_learn_nothing(clean_database: SessionFactory) -> None:
     async with _console(clean_database) as client:
         api = await client.get("/api/entities/some-key")
-        assert api.status_code == 401 and api.json() == {"detail": "authentication required"}
+        assert api.status_code == 401 and api.json()["detail"] == "authentication required"
+        assert api.headers["content-type"] == "application/problem+json"
         assert api.headers["www-authenticate"] == "Bearer"
         assert (await client.post("/api/batches", content=b"{}")).status_code == 401
         page = await client.get("/batches/b")
