@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy.exc
+
 from dsp_integration.client.actors import Actor
 from dsp_integration.client.errors import ServiceError
 from dsp_integration.database.action_log import Action, Outcome, record_action
@@ -97,6 +99,14 @@ async def refusals_recorded(
         await record_separately(sessions, scope, Outcome.REFUSED, str(refused))
         raise
     except Exception as error:
-        prefix = "stored, then " if scope.accepted else ""
-        await record_separately(sessions, scope, Outcome.FAILED, prefix + _failure(error))
+        if not _database_unreachable(error):  # else there is nowhere to record it
+            prefix = "stored, then " if scope.accepted else ""
+            await record_separately(sessions, scope, Outcome.FAILED, prefix + _failure(error))
         raise
+
+
+def _database_unreachable(error: BaseException) -> bool:
+    """The database could not be reached (the error the caller reports in its one line)."""
+    return isinstance(error, OSError | sqlalchemy.exc.InterfaceError) or (
+        isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated
+    )
