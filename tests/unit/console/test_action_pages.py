@@ -65,8 +65,10 @@ async def test_the_api_serves_the_action_log_newest_first(api: httpx.AsyncClient
     assert (await api.post("/api/entities/nope/cancel")).status_code == 404
     answer = await api.post("/api/batches/spring/priority", json={"priority": "high"})
     assert answer.status_code == 202
-    answer = await api.post("/api/batches/spring/priority", json={})
-    assert answer.status_code in (400, 422)
+    answer = await api.post("/api/batches/spring/priority", json={"priority": "urgent"})
+    assert answer.status_code == 422  # the document's enum refuses it before any action
+    answer = await api.post("/api/batches/nope/priority", json={"priority": "low"})
+    assert answer.status_code == 404
     log = (await api.get("/api/actions")).json()
     assert [(a["action"], a["outcome"]) for a in log] == [
         ("prioritise", "refused"),
@@ -83,12 +85,13 @@ async def test_the_api_serves_the_action_log_newest_first(api: httpx.AsyncClient
         "address": "192.0.2.7",
         "os_user": None,
     }
-    assert log[0]["reason"] == "give a priority, a fairness_weight or both"
+    assert log[0]["reason"] == "unknown batch 'nope'"
     assert (log[1]["old_level"], log[1]["new_level"]) == ("normal", "high")
     assert log[2]["key"] == "nope" and "never submitted" in log[2]["reason"]
     cancels = (await api.get("/api/actions", params={"key": "acme-banner"})).json()
     assert [a["action"] for a in cancels] == ["cancel"] and cancels[0]["batch"] == "spring"
-    assert len((await api.get("/api/actions", params={"batch": "spring"})).json()) == 4
+    # The refused prioritise names its batch, "nope"; spring has its submit, cancel, prioritise.
+    assert len((await api.get("/api/actions", params={"batch": "spring"})).json()) == 3
     assert (await api.get("/api/actions", params={"actor": "bob"})).json() == []
     assert len((await api.get("/api/actions", params={"limit": 2})).json()) == 2
     assert (await api.get("/api/actions", params={"limit": 0})).status_code == 422
