@@ -20,13 +20,15 @@ WORKER_SCRIPT = PROJECT_ROOT / "worker.py"
 def worker_env(settings: Settings) -> dict[str, str]:
     """The environment that makes `python worker.py` run with `settings`: every field of
     Settings (`as_environment`), with the database and DSP the dev stack resolved (the
-    embedded PostgreSQL, the mock DSP and then its development token)."""
+    embedded PostgreSQL, the mock DSP and then every seat's development secret)."""
     env = as_environment(settings)
     env["DATABASE_URL"] = settings.effective_database_url
     env["DSP_BASE_URL"] = settings.effective_dsp_base_url
     if settings.uses_mock_dsp:
-        # DSP_BASE_URL now names the mock: its token must be explicit too.
-        env["DSP_API_TOKEN"] = settings.dsp_token().get_secret_value()
+        # DSP_BASE_URL now names the mock, so no seat falls back to its development secret
+        # any more: each must be explicit too.
+        for seat in settings.seats():
+            env[seat.secret_env or "DSP_API_TOKEN"] = seat.secret.get_secret_value()
     return env
 
 
