@@ -190,9 +190,15 @@ async def _wait_until_some_ended(service: ServiceContext, batch: str, at_least: 
 
 async def _assert_work_in_flight(service: ServiceContext, batch: str) -> None:
     """Some entities are at the DSP (a create on its way, or a review being polled): the
-    restart that follows meets work under way, not a finished run."""
-    counts = await queries.status_counts(service, batch)
-    assert counts.get("submitting", 0) + counts.get("polling", 0) >= 1, counts
+    restart that follows meets work under way, not a finished run. Waited for, briefly: the
+    moment the first parents end, their dependants may all still be `waiting` for the news."""
+    deadline = time.monotonic() + 30
+    while True:
+        counts = await queries.status_counts(service, batch)
+        if counts.get("submitting", 0) + counts.get("polling", 0) >= 1:
+            return
+        assert time.monotonic() < deadline and counts.get("waiting", 0) > 0, counts
+        await asyncio.sleep(0.05)
 
 
 @API_VERSIONS
