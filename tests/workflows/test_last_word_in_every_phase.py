@@ -53,9 +53,7 @@ async def test_a_resubmit_while_an_advertisers_post_answers_active_puts_v2_on_th
     """Was: the answer `active` was terminal, nothing recorded its id, and v2 was POSTed as a
     second live advertiser, the first one's id kept nowhere."""
     acme = await world.add("acme", EntityType.ADVERTISERS)
-    answer = world.hold_answer(acme, "submit")
-    await world.start(acme)
-    await world.until(lambda: world.answer_held(acme, "submit") is not None)
+    answer = await world.held_answer_after(acme, "submit", world.start(acme))
 
     await world.resubmit(acme, changes={"budget": 2})
     await world.until_heard(acme, "resubmit")
@@ -85,9 +83,7 @@ async def test_a_resubmit_while_a_campaigns_post_answers_pending_puts_v2_on_that
     spring = await world.add(
         "spring", EntityType.CAMPAIGNS, refs=["acme"], timelines=[PENDING_THEN_ACTIVE] * 2
     )
-    answer = world.hold_answer(spring, "submit")
-    await world.start(spring)
-    await world.until(lambda: world.answer_held(spring, "submit") is not None)
+    answer = await world.held_answer_after(spring, "submit", world.start(spring))
 
     await world.resubmit(spring, changes={"budget": 2})
     await world.until_heard(spring, "resubmit")
@@ -182,9 +178,9 @@ async def test_a_cancel_while_waiting_for_a_resubmitted_campaign_archives_the_ea
 # --- d. a PUT's answer held; a DELETE's answer held ---------------------------------------------
 async def test_a_cancel_while_a_puts_answer_is_held_archives_the_entity(world: World) -> None:
     acme = await succeeded_advertiser(world)
-    answer = world.hold_answer(acme, "replace")
-    await world.resubmit(acme, changes={"budget": 2})
-    await world.until(lambda: world.answer_held(acme, "replace") is not None)
+    answer = await world.held_answer_after(
+        acme, "replace", world.resubmit(acme, changes={"budget": 2})
+    )
 
     await world.cancel(acme)
     await world.until_heard(acme, "cancel")
@@ -206,9 +202,9 @@ async def test_a_resubmit_while_a_puts_answer_is_held_puts_the_newest_payload(
     world: World,
 ) -> None:
     acme = await succeeded_advertiser(world)
-    answer = world.hold_answer(acme, "replace")
-    await world.resubmit(acme, changes={"budget": 2})
-    await world.until(lambda: world.answer_held(acme, "replace") is not None)
+    answer = await world.held_answer_after(
+        acme, "replace", world.resubmit(acme, changes={"budget": 2})
+    )
 
     await world.resubmit(acme, changes={"budget": 3})
     await world.until_heard(acme, "resubmit", count=2)
@@ -236,9 +232,7 @@ async def test_a_resubmit_while_a_cancels_delete_is_held_posts_the_new_version_a
 ) -> None:
     """The DELETE reached the DSP: the entity is gone, so the new version is a new entity."""
     banner = await creative_under_review(world)
-    answer = world.hold_answer(banner, "archive")
-    await world.cancel(banner)
-    await world.until(lambda: world.answer_held(banner, "archive") is not None)
+    answer = await world.held_answer_after(banner, "archive", world.cancel(banner))
 
     await world.resubmit(banner, changes={"height": 250})
     await world.until_heard(banner, "resubmit")
@@ -298,9 +292,7 @@ async def test_a_cancel_before_a_post_leaves_sends_nothing(world: World) -> None
 
 async def test_a_cancel_after_a_post_left_archives_what_it_created(world: World) -> None:
     acme = await world.add("acme", EntityType.ADVERTISERS)
-    answer = world.hold_answer(acme, "submit")
-    await world.start(acme)
-    await world.until(lambda: world.answer_held(acme, "submit") is not None)
+    answer = await world.held_answer_after(acme, "submit", world.start(acme))
 
     await world.cancel(acme)
     await world.until_heard(acme, "cancel")

@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -375,6 +375,15 @@ class World:
         self._events.append(event)
         self.scripts[key].answers[op] = event
         return event
+
+    async def held_answer_after(self, key: str, op: str, step: Awaitable[object]) -> asyncio.Event:
+        """Hold the answer of `key`'s next `op`, take `step` (a start, a resubmit, a cancel),
+        and return once that call has reached the DSP with its answer held: set the event to
+        let the answer go."""
+        answer = self.hold_answer(key, op)
+        await step
+        await self.until(lambda: self.answer_held(key, op) is not None)
+        return answer
 
     def answer_held(self, key: str, op: str) -> DspCall | None:
         """The `op` call of `key` whose answer is held now, if any."""
