@@ -192,7 +192,7 @@ async def run(server_url: str, repeat: int) -> None:
 async def report(proxy: RoundTripProxy, counts: Counts, sessions: Any, repeat: int) -> None:
     limiter = SharedRateLimiter(sessions, seat=DEFAULT_SEAT, limit=100_000, window=1.0, hold=30.0)
     http = httpx.AsyncClient(base_url="http://dsp.test", transport=httpx.MockTransport(dsp_answers))
-    gateway = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT)
+    gateway = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter)
     queue = QueueActivities(sessions, cast(Client, None), "rt")
     planner = PollPlanner(
         sessions, min_interval=1.0, max_interval=60.0, requests_per_second={"default": 40 / 60}

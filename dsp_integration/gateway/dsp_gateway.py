@@ -45,13 +45,11 @@ T = TypeVar("T")
 class DspGateway:
     """One seat's DSP calls: its client, its tokens, its share of the shared budget."""
 
-    def __init__(
-        self, client: DspClient, tokens: TokenSource, limiter: SharedRateLimiter, seat: str
-    ) -> None:
+    def __init__(self, client: DspClient, tokens: TokenSource, limiter: SharedRateLimiter) -> None:
         self._client = client
         self._tokens = tokens
         self._limiter = limiter
-        self._seat = seat
+        self._seat = limiter.seat  # the seat whose budget, so whose calls, these are
 
     async def call(self, entity_key: str, request: DspRequest) -> DspExchange:
         """Send `request` and return a successful exchange, or raise for Temporal to retry

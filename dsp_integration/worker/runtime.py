@@ -201,7 +201,7 @@ def seat_activities(
     activity acts as the seat whose queue it came from."""
     limiter = SharedRateLimiter.for_seat(sessions, seat, settings.dsp_timeout)
     return DspActivities(
-        DspGateway(DspClient(http), token_source(seat, http), limiter, seat.name),
+        DspGateway(DspClient(http), token_source(seat, http), limiter),
         sessions,
         DspContract(
             version=seat.api_version,

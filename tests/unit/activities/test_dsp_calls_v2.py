@@ -49,7 +49,7 @@ def listed(dsp_id: str, created_at: str, status: str = "pending", **fields: obje
 
 def activities_for(sessions: SessionFactory, http: httpx.AsyncClient, lag: float) -> DspActivities:
     limiter = SharedRateLimiter(sessions, seat=DEFAULT_SEAT, limit=100, window=60.0, hold=5.0)
-    gateway = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT)
+    gateway = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter)
     return DspActivities(gateway, sessions, DspContract(version=2, search_lag=lag))
 
 

@@ -48,7 +48,7 @@ async def activities(clean_database: SessionFactory) -> AsyncIterator[DspActivit
             clean_database, seat=DEFAULT_SEAT, limit=100, window=60.0, hold=5.0
         )
         yield DspActivities(
-            DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT),
+            DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter),
             clean_database,
         )
 

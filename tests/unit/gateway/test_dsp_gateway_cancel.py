@@ -37,7 +37,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 def gateway(http: httpx.AsyncClient, sessions: SessionFactory, limit: int) -> DspGateway:
     limiter = SharedRateLimiter(sessions, seat=DEFAULT_SEAT, limit=limit, window=60.0, hold=5.0)
-    return DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT)
+    return DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter)
 
 
 async def audit_rows(sessions: SessionFactory) -> list[AuditRecord]:
@@ -155,7 +155,7 @@ async def test_a_call_cancelled_between_its_grant_and_its_send_leaves_no_audit_r
     route = respx_mock.post("/v1/advertisers").respond(201, json=CREATED)
     env = ActivityEnvironment()
     limiter = CancelledOnGrant(clean_database, env)
-    calls = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT)
+    calls = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter)
 
     with pytest.raises(asyncio.CancelledError):
         await env.run(calls.call, "adv", create_request(EntityType.ADVERTISERS, BODY, "adv:v1"))
@@ -194,7 +194,7 @@ async def test_a_success_told_to_the_limiter_as_the_call_is_cancelled_is_returne
     respx_mock.post("/v1/advertisers").respond(201, json=CREATED)
     env = ActivityEnvironment()
     limiter = CancelledWhileTold(clean_database, env)
-    calls = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT)
+    calls = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter)
 
     exchange = await env.run(
         calls.call, "adv", create_request(EntityType.ADVERTISERS, BODY, "adv:v1")
@@ -212,7 +212,7 @@ async def test_a_429_pause_told_to_the_limiter_as_the_call_is_cancelled_holds(
     respx_mock.post("/v1/advertisers").respond(429, json=limited, headers={"Retry-After": "30"})
     env = ActivityEnvironment()
     limiter = CancelledWhileTold(clean_database, env)
-    calls = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter, DEFAULT_SEAT)
+    calls = DspGateway(DspClient(http), StaticToken(SecretStr("token")), limiter)
 
     with pytest.raises(asyncio.CancelledError):  # a failed answer to a cancelled call
         await env.run(calls.call, "adv", create_request(EntityType.ADVERTISERS, BODY, "adv:v1"))

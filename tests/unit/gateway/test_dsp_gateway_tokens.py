@@ -92,7 +92,7 @@ def gateway_for(
     sessions: SessionFactory, http: httpx.AsyncClient, tokens: ClientCredentials | None = None
 ) -> DspGateway:
     limiter = SharedRateLimiter(sessions, seat=SEAT, limit=40, window=WINDOW, hold=HOLD)
-    return DspGateway(DspClient(http), tokens or ClientCredentials(http, seat()), limiter, SEAT)
+    return DspGateway(DspClient(http), tokens or ClientCredentials(http, seat()), limiter)
 
 
 async def audit_rows(sessions: SessionFactory) -> list[AuditRecord]:
@@ -331,7 +331,7 @@ async def test_a_token_that_ends_while_the_call_waits_for_its_slot_is_renewed_fi
     create = dsp.post("/v1/advertisers").mock(return_value=httpx.Response(201, json=CREATED))
     tokens = ClientCredentials(http, seat(), clock=lambda: now[0])
     limiter = SharedRateLimiter(clean_database, seat=SEAT, limit=1, window=0.5, hold=HOLD)
-    gateway = DspGateway(DspClient(http), tokens, limiter, SEAT)
+    gateway = DspGateway(DspClient(http), tokens, limiter)
     other = await limiter.acquire()  # the seat's only slot, for now
 
     waiting = asyncio.create_task(
