@@ -387,9 +387,10 @@ async def budget(service: ServiceContext, *, with_backlog: bool = False) -> Budg
     seats = service.settings.seat_layout()
     ordered = sorted(seats, key=lambda seat: (seat.name != seats.default, seat.name))
     async with service.sessions() as session:
-        windows = [
-            await rate_ledger.seat_window(session, seat.name, seat.rate_window) for seat in ordered
-        ]
+        by_seat = await rate_ledger.seat_windows(
+            session, {seat.name: seat.rate_window for seat in ordered}
+        )
+        windows = [by_seat[seat.name] for seat in ordered]
         throttled = await _throttled_by_seat(session, ordered, seats.default)
     backlogs: list[int | None] = [None] * len(ordered)
     if with_backlog:

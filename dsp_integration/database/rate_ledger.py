@@ -36,6 +36,7 @@ whose names hash alike share a lock: they wait for each other's decisions, but c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
@@ -368,35 +369,48 @@ class SeatWindow:
     """How much longer every worker holds the seat's requests off (0 when not paused)."""
 
 
-_SEAT_WINDOW = text(
+_SEAT_WINDOWS = text(
     """
-    WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now)
-    SELECT
+    WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS now),
+    asked AS (
+        SELECT * FROM unnest(CAST(:seats AS text[]), CAST(:windows AS double precision[]))
+            AS asked(seat, window_seconds)
+    )
+    SELECT asked.seat,
         (SELECT count(*) FROM dsp_rate_ledger
-            WHERE seat = :seat AND granted_at > clock.now - :window) AS in_window,
+            WHERE dsp_rate_ledger.seat = asked.seat
+            AND granted_at > clock.now - make_interval(secs => asked.window_seconds)
+        ) AS in_window,
         (SELECT count(*) FROM dsp_rate_waiter
-            WHERE seat = :seat AND seen_at >= clock.now - :stale) AS waiting,
+            WHERE dsp_rate_waiter.seat = asked.seat AND seen_at >= clock.now - :stale
+        ) AS waiting,
         (SELECT greatest(extract(epoch FROM paused_until - clock.now), 0)
-            FROM dsp_rate_pause WHERE seat = :seat) AS paused_seconds
-    FROM clock
+            FROM dsp_rate_pause WHERE dsp_rate_pause.seat = asked.seat) AS paused_seconds
+    FROM asked, clock
     """
-).bindparams(
-    bindparam("seat", type_=String),
-    bindparam("window", type_=Interval),
-    bindparam("stale", type_=Interval),
-)
+).bindparams(bindparam("stale", type_=Interval))
+
+
+async def seat_windows(
+    session: AsyncSession, windows: Mapping[str, float]
+) -> dict[str, SeatWindow]:
+    """Each seat's slots in its window (`windows`: seconds by seat), calls waiting for one
+    and pause, read at one moment in one statement (operators' views and gauges ask for every
+    seat at once)."""
+    found = await session.execute(
+        _SEAT_WINDOWS,
+        {
+            "seats": list(windows),
+            "windows": [float(seconds) for seconds in windows.values()],
+            "stale": timedelta(seconds=WAITER_STALE_SECONDS),
+        },
+    )
+    return {
+        row.seat: SeatWindow(int(row.in_window), int(row.waiting), float(row.paused_seconds or 0))
+        for row in found
+    }
 
 
 async def seat_window(session: AsyncSession, seat: str, window: float) -> SeatWindow:
     """`seat`'s slots in the window, calls waiting for one and pause, read at one moment."""
-    found = (
-        await session.execute(
-            _SEAT_WINDOW,
-            {
-                "seat": seat,
-                "window": timedelta(seconds=window),
-                "stale": timedelta(seconds=WAITER_STALE_SECONDS),
-            },
-        )
-    ).one()
-    return SeatWindow(int(found.in_window), int(found.waiting), float(found.paused_seconds or 0.0))
+    return (await seat_windows(session, {seat: window}))[seat]

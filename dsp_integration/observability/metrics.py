@@ -145,10 +145,10 @@ class WorkerGauges:
     async def collect(self) -> None:
         async with self._sessions() as session:
             counts = await queue_store.count_by_status(session)
-            windows = [
-                await rate_ledger.seat_window(session, seat.name, seat.rate_window)
-                for seat in self._seats
-            ]
+            by_seat = await rate_ledger.seat_windows(
+                session, {seat.name: seat.rate_window for seat in self._seats}
+            )
+            windows = [by_seat[seat.name] for seat in self._seats]
             attention = await read_attention(session)
         for status in EntityStatus:
             self._entities.set(counts.get(status.value, 0), {"status": status.value})
