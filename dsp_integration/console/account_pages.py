@@ -4,7 +4,7 @@ through client/accounts.py with `request.state.actor`; every form carries the CS
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
@@ -42,25 +42,32 @@ def _has_account(request: Request) -> bool:
     )
 
 
-async def _account_page(
-    request: Request,
-    *,
-    message: str | None = None,
-    problem: str | None = None,
-    secret: str | None = None,
-    status_code: int = 200,
+class Notice(TypedDict, total=False):
+    """What a page says after a form: a message, a problem, or a secret shown once."""
+
+    message: str | None
+    problem: str | None
+    secret: str | None
+    status_code: int
+
+
+def _render_with_notice(
+    request: Request, template: str, context: dict[str, Any], notice: Notice
 ) -> Response:
+    shown = {key: notice.get(key) for key in ("message", "problem", "secret")}
+    return render(request, template, context | shown, notice.get("status_code", 200))
+
+
+async def _account_page(request: Request, **notice: Unpack[Notice]) -> Response:
     actor = _actor(request)
     mine = _has_account(request)
     tokens = await accounts.list_tokens(database_of(request), actor.name) if mine else []
-    context: dict[str, Any] = {
-        "has_account": mine,
-        "tokens": tokens,
-        "message": message,
-        "problem": problem,
-        "secret": secret,
-    }
-    return render(request, "account.html", context, status_code)
+    context: dict[str, Any] = {"has_account": mine, "tokens": tokens}
+    return _render_with_notice(request, "account.html", context, notice)
+
+
+async def _account_refused(request: Request, refused: AccountRefused) -> Response:
+    return await _account_page(request, problem=str(refused), status_code=400)
 
 
 @router.get("/account")
@@ -98,7 +105,7 @@ async def change_password(
     try:
         await accounts.set_password(sessions, actor, actor.name, password, keep_session_hash=keep)
     except AccountRefused as refused:
-        return await _account_page(request, problem=str(refused), status_code=400)
+        return await _account_refused(request, refused)
     return await _account_page(request, message="Password changed; your other sessions ended.")
 
 
@@ -112,7 +119,7 @@ async def create_own_token(
     try:
         created = await accounts.create_token(database_of(request), actor, actor.name, label)
     except AccountRefused as refused:
-        return await _account_page(request, problem=str(refused), status_code=400)
+        return await _account_refused(request, refused)
     return await _account_page(
         request, message=f"Token {created.view.label!r} created.", secret=created.token
     )
@@ -127,29 +134,19 @@ async def revoke_own_token(
     try:
         await accounts.revoke_token(database_of(request), _actor(request), token_id)
     except AccountRefused as refused:
-        return await _account_page(request, problem=str(refused), status_code=400)
+        return await _account_refused(request, refused)
     return await _account_page(request, message=f"Token {token_id} revoked.")
 
 
-async def _admin_page(
-    request: Request,
-    *,
-    message: str | None = None,
-    problem: str | None = None,
-    secret: str | None = None,
-    status_code: int = 200,
-) -> Response:
+async def _admin_page(request: Request, **notice: Unpack[Notice]) -> Response:
     sessions = database_of(request)
     context: dict[str, Any] = {
         "accounts": await accounts.list_accounts(sessions),
         "tokens": await accounts.list_tokens(sessions),
         "logins": await recent_logins(sessions),
         "roles": ROLES,
-        "message": message,
-        "problem": problem,
-        "secret": secret,
     }
-    return render(request, "admin_accounts.html", context, status_code)
+    return _render_with_notice(request, "admin_accounts.html", context, notice)
 
 
 @router.get("/admin/accounts")
@@ -157,7 +154,7 @@ async def admin_page(request: Request) -> Response:
     return await _admin_page(request)
 
 
-async def _refused(request: Request, refused: AccountRefused) -> Response:
+async def _admin_refused(request: Request, refused: AccountRefused) -> Response:
     status = 403 if isinstance(refused, NotAllowed) else 400
     return await _admin_page(request, problem=str(refused), status_code=status)
 
@@ -184,7 +181,7 @@ async def add_account(
             one_time=generated is not None,
         )
     except AccountRefused as refused:
-        return await _refused(request, refused)
+        return await _admin_refused(request, refused)
     message = f"Account {change.account!r} added ({change.detail})."
     if generated:
         message += " Its one-time password is below: it must be changed at first login."
@@ -205,7 +202,7 @@ async def set_role(
             database_of(request), _actor(request), name, accounts.role_of(role)
         )
     except AccountRefused as refused:
-        return await _refused(request, refused)
+        return await _admin_refused(request, refused)
     return await _admin_page(request, message=f"{change.account}: {change.detail}.")
 
 
@@ -229,7 +226,7 @@ async def _set_disabled(request: Request, name: str, csrf: str, *, disabled: boo
     try:
         change = await accounts.set_disabled(database_of(request), _actor(request), name, disabled)
     except AccountRefused as refused:
-        return await _refused(request, refused)
+        return await _admin_refused(request, refused)
     return await _admin_page(request, message=f"{change.account}: {change.detail}.")
 
 
@@ -247,7 +244,7 @@ async def reset_password(
             database_of(request), _actor(request), name, generated, one_time=True
         )
     except AccountRefused as refused:
-        return await _refused(request, refused)
+        return await _admin_refused(request, refused)
     message = f"{change.account}: one-time password below; it must be changed at first login."
     return await _admin_page(request, message=message, secret=generated)
 
@@ -261,5 +258,5 @@ async def revoke_token(
     try:
         change = await accounts.revoke_token(database_of(request), _actor(request), token_id)
     except AccountRefused as refused:
-        return await _refused(request, refused)
+        return await _admin_refused(request, refused)
     return await _admin_page(request, message=f"{change.account}: {change.detail} revoked.")

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +45,17 @@ def _chromium_or_skip() -> str:
     pytest.skip(message)
 
 
-@pytest_asyncio.fixture
-async def browser_page() -> AsyncIterator[Any]:
+@asynccontextmanager
+async def chromium_page(**context_options: Any) -> AsyncIterator[Any]:
+    """A page in a fresh headless Chromium; `page.dialogs` collects (and dismisses) every
+    dialog the page opens, so a test sees that none did."""
     executable = _chromium_or_skip()
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
-            context = await browser.new_context(viewport={"width": 1280, "height": 900})
+            context = await browser.new_context(**context_options)
             page = await context.new_page()
             page.set_default_timeout(15_000)
             dialogs: list[str] = []
@@ -61,6 +64,12 @@ async def browser_page() -> AsyncIterator[Any]:
             yield page
         finally:
             await browser.close()
+
+
+@pytest_asyncio.fixture
+async def browser_page() -> AsyncIterator[Any]:
+    async with chromium_page(viewport={"width": 1280, "height": 900}) as page:
+        yield page
 
 
 def _write(path: Path, batch: str, entities: list[dict[str, Any]]) -> Path:

@@ -23,7 +23,7 @@ from dsp_integration.config.settings import PROJECT_ROOT
 from tests.integration.console_support import running_console
 from tests.integration.dag import ad_group, advertiser, campaign, creative
 from tests.integration.harness import Stack
-from tests.integration.test_console_browser import CHROMIUM_ARGS, _chromium_or_skip
+from tests.integration.test_console_browser import chromium_page
 
 HOSTILE = '<img src=x onerror="alert(1)">Spring & <b>co</b>'
 DOCS = PROJECT_ROOT / "docs"
@@ -36,23 +36,10 @@ VIEWER_ZONE = "America/New_York"
 
 @pytest_asyncio.fixture
 async def browser_page() -> AsyncIterator[Any]:
-    executable = _chromium_or_skip()
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            context = await browser.new_context(
-                viewport={"width": 1400, "height": 900}, timezone_id=VIEWER_ZONE, locale="en-US"
-            )
-            page = await context.new_page()
-            page.set_default_timeout(15_000)
-            dialogs: list[str] = []
-            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            page.dialogs = dialogs  # type: ignore[attr-defined]
-            yield page
-        finally:
-            await browser.close()
+    async with chromium_page(
+        viewport={"width": 1400, "height": 900}, timezone_id=VIEWER_ZONE, locale="en-US"
+    ) as page:
+        yield page
 
 
 async def test_who_did_what_and_the_pages_for_a_days_work(

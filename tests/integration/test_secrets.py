@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,6 +20,7 @@ from devkit.mock_dsp.config import MockSeat
 from devkit.mock_dsp.server import MockDspServer
 from devkit.stack.temporal_server import TemporalDevServer
 from devkit.stack.workers import WorkerProcesses, worker_env
+from dsp_integration.config import Settings
 from dsp_integration.database.engine import SessionFactory
 from tests.integration.cli_support import cli_env, run_cli
 from tests.integration.conftest import mock_config
@@ -31,6 +33,43 @@ from tests.integration.harness import stack_settings, write_entities
 # holding one.
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43,}")
 TOKEN_LENGTH = 43
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a run with one worker left behind outside the database and the histories."""
+
+    worker_log: str
+    cli_output: str
+
+
+async def run_a_batch_with_one_worker(
+    settings: Settings, env: dict[str, str], path: Path, batch: str, log_dir: Path
+) -> Run:
+    """The CLI submits the batch and waits, then asks for its status and an audit."""
+    with WorkerProcesses(1, worker_env(settings), log_dir=log_dir) as workers:
+        submitted = await run_cli(["submit", path, "--wait"], env)
+        status = await run_cli(["status", "--batch", batch, "--json"], env)
+        audit = await run_cli(["audit", f"{batch}-cr0b", "--json"], env)
+        log_path = workers.log_path(0)
+    assert submitted.code == 1, submitted  # a rejection and blocks: "some ended otherwise"
+    assert status.code == audit.code == 0
+    assert log_path is not None
+    worker_log = log_path.read_text()
+    assert "worker running" in worker_log
+    cli_output = "".join(r.stdout + r.stderr for r in (submitted, status, audit))
+    return Run(worker_log=worker_log, cli_output=cli_output)
+
+
+def places_a_secret_could_leak_into(
+    histories: dict[str, str], database: str, run: Run
+) -> dict[str, str]:
+    return {
+        **{f"history {name}": body for name, body in histories.items()},
+        "database": database,
+        "worker log": run.worker_log,
+        "CLI output": run.cli_output,
+    }
 
 
 def test_the_mock_dsp_refuses_requests_without_the_token(mock_dsp: MockDspServer) -> None:
@@ -69,13 +108,7 @@ async def test_a_sentinel_token_leaks_nowhere(
     entities, expected = launch_dag("sec", advertisers=1)
     path = write_entities(tmp_path / "sec.json", "sec", entities)
     env = cli_env(settings)
-    with WorkerProcesses(1, worker_env(settings), log_dir=tmp_path / "logs") as workers:
-        submitted = await run_cli(["submit", path, "--wait"], env)
-        status = await run_cli(["status", "--batch", "sec", "--json"], env)
-        audit = await run_cli(["audit", "sec-cr0b", "--json"], env)
-        log_path = workers.log_path(0)
-    assert submitted.code == 1, submitted  # a rejection and blocks: "some ended otherwise"
-    assert status.code == audit.code == 0
+    run = await run_a_batch_with_one_worker(settings, env, path, "sec", tmp_path / "logs")
 
     log = mock_dsp.dsp.request_log
     assert log and all(r.token_valid for r in log)
@@ -87,16 +120,8 @@ async def test_a_sentinel_token_leaks_nowhere(
     async with clean_database() as session:
         audited = await session.scalar(text("SELECT count(*) FROM dsp_entity_audit"))
     assert audited and "sec-adv0" in database
-    assert log_path is not None
-    worker_log = log_path.read_text()
-    assert "worker running" in worker_log
 
-    places = {
-        **{f"history {name}": body for name, body in histories.items()},
-        "database": database,
-        "worker log": worker_log,
-        "CLI output": "".join(r.stdout + r.stderr for r in (submitted, status, audit)),
-    }
+    places = places_a_secret_could_leak_into(histories, database, run)
     for place, content in places.items():
         assert sentinel not in content, f"the token leaked into the {place}"
         assert "Bearer" not in content, f"an Authorization header in the {place}"
@@ -152,13 +177,7 @@ async def test_a_client_secret_and_the_tokens_issued_for_it_leak_nowhere(
         DSP_CLIENT_ID=client_id,
         DSP_CLIENT_SECRET=client_secret,
     )
-    with WorkerProcesses(1, worker_env(settings), log_dir=tmp_path / "logs") as workers:
-        submitted = await run_cli(["submit", path, "--wait"], env)
-        status = await run_cli(["status", "--batch", "cs", "--json"], env)
-        audit = await run_cli(["audit", "cs-cr0b", "--json"], env)
-        log_path = workers.log_path(0)
-    assert submitted.code == 1, submitted  # a rejection and blocks: "some ended otherwise"
-    assert status.code == audit.code == 0
+    run = await run_a_batch_with_one_worker(settings, env, path, "cs", tmp_path / "logs")
 
     logins = [r for r in mock_dsp.dsp.token_log if r.status == 200]
     assert len(logins) >= 2, "the run outlived a token: the worker logged in again"
@@ -169,16 +188,8 @@ async def test_a_client_secret_and_the_tokens_issued_for_it_leak_nowhere(
     assert all(f"dsp-entity-{key}" in " ".join(histories) for key in expected)
     database = await dump_database(clean_database)
     assert "cs-adv0" in database
-    assert log_path is not None
-    worker_log = log_path.read_text()
-    assert "worker running" in worker_log
 
-    places = {
-        **{f"history {name}": body for name, body in histories.items()},
-        "database": database,
-        "worker log": worker_log,
-        "CLI output": "".join(r.stdout + r.stderr for r in (submitted, status, audit)),
-    }
+    places = places_a_secret_could_leak_into(histories, database, run)
     for place, content in places.items():
         assert client_secret not in content, f"the client secret leaked into the {place}"
         assert not issued & issued_token_ids_in(content), f"a token leaked into the {place}"
